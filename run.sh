@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Contest entry: ./run.sh TEST_CSV PRED_CSV [extra run_optimized.py flags]
+# Offline before Python starts: no hub, no telemetry.
+set -euo pipefail
+if [ "$#" -lt 2 ]; then
+  echo "usage: ./run.sh TEST_CSV PRED_CSV [run_optimized.py flags]" >&2
+  exit 2
+fi
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1
+export VLLM_NO_USAGE_STATS=1 DO_NOT_TRACK=1 TOKENIZERS_PARALLELISM=false
+PYTHON="${PYTHON:-python3}"
+test_csv="$1"; pred_csv="$2"; shift 2
+exec "$PYTHON" "$here/submission/run_optimized.py" --test_path "$test_csv" --pred_path "$pred_csv" "$@"

@@ -1,0 +1,156 @@
+"""Transformers scoring engine: one batched forward per batch, logits at the last position only.
+
+Prompts are sorted by length and packed into batches under a token budget (batch rows x longest row), left-padded
+so the last position is every row's answer position; results come back in the caller's order. On CUDA
+out-of-memory the batch is split in half and retried, down to one row.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from submission.scoring import LABELS, label_token_ids
+
+log = logging.getLogger(__name__)
+
+
+def plan_batches(lengths: Sequence[int], token_budget: int, max_rows: int = 256) -> list[list[int]]:
+    """Indices grouped into batches, longest first, each with rows x longest <= token_budget (>= 1 row)."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    batches: list[list[int]] = []
+    current: list[int] = []
+    for index in order:
+        longest = lengths[current[0]] if current else lengths[index]
+        if current and ((len(current) + 1) * longest > token_budget or len(current) >= max_rows):
+            batches.append(current)
+            current = []
+        current.append(index)
+    if current:
+        batches.append(current)
+    return batches
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """True for CUDA (or other accelerator) out-of-memory errors, whatever torch version raised them."""
+    import torch
+
+    if isinstance(error, torch.cuda.OutOfMemoryError):
+        return True
+    return isinstance(error, RuntimeError) and "out of memory" in str(error).lower()
+
+
+def resolve_device(device: str | None = None) -> str:
+    import torch
+
+    if device and device != "auto":
+        return device
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def load_causal_lm(model_dir: str | Path, device: str, dtype=None):
+    """Model from safetensors only (never pickles, never remote code), in eval mode on ``device``."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model_dir = Path(model_dir)
+    if not any(model_dir.glob("*.safetensors")):
+        raise FileNotFoundError(f"{model_dir}: no *.safetensors weights (pickled weights are refused)")
+    if dtype is None:
+        dtype = torch.bfloat16 if device.startswith("cuda") and torch.cuda.is_bf16_supported() else torch.float32
+    model = AutoModelForCausalLM.from_pretrained(
+        model_dir, dtype=dtype, use_safetensors=True, trust_remote_code=False, low_cpu_mem_usage=True
+    )
+    return model.to(device).eval()
+
+
+def load_tokenizer(model_dir: str | Path):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(model_dir), trust_remote_code=False)
+
+
+class TransformersEngine:
+    """Scores rendered prompts with a causal LM; ``label_logits`` is the engine contract shared with vLLM."""
+
+    name = "hf"
+
+    def __init__(
+        self,
+        model_dir: str | Path,
+        device: str | None = None,
+        token_budget: int | None = None,
+        max_rows: int = 256,
+        model=None,
+        tokenizer=None,
+    ):
+        self.model_dir = Path(model_dir)
+        self.device = resolve_device(device)
+        self.tokenizer = tokenizer or load_tokenizer(self.model_dir)
+        self.model = model or load_causal_lm(self.model_dir, self.device)
+        # CPU attention is memory-bound well before 16k tokens; an H100 takes 64k (DESIGN.md §7).
+        self.token_budget = int(token_budget or (65536 if self.device.startswith("cuda") else 8192))
+        self.max_rows = max_rows
+        self.label_ids = label_token_ids(self.tokenizer)
+        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        self.oom_splits = 0
+        self.tokens_scored = 0
+        self.seconds = 0.0
+
+    def label_logits(self, prompts: Sequence[Sequence[int]], progress: Callable[[int], None] | None = None) -> np.ndarray:
+        """[N, 5] next-token logits of the label tokens (LABELS order) for token-id prompts, in input order."""
+        out = np.zeros((len(prompts), len(LABELS)), dtype=np.float64)
+        lengths = [len(p) for p in prompts]
+        start = time.perf_counter()
+        for batch in plan_batches(lengths, self.token_budget, self.max_rows):
+            self._score_batch(prompts, batch, out)
+            if progress:
+                progress(len(batch))
+        self.seconds += time.perf_counter() - start
+        self.tokens_scored += sum(lengths)
+        return out
+
+    def _score_batch(self, prompts, batch: list[int], out: np.ndarray) -> None:
+        try:
+            out[batch] = self._forward([prompts[i] for i in batch])
+        except Exception as error:  # noqa: BLE001 - only OOM is handled, everything else re-raises
+            if not is_out_of_memory(error) or len(batch) == 1:
+                raise
+            self._release_memory()
+            self.oom_splits += 1
+            log.warning("out of memory on a batch of %d rows; splitting it in half", len(batch))
+            half = len(batch) // 2
+            self._score_batch(prompts, batch[:half], out)
+            self._score_batch(prompts, batch[half:], out)
+
+    def _release_memory(self) -> None:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+    def _forward(self, rows: list[Sequence[int]]) -> np.ndarray:
+        import torch
+
+        longest = max(len(r) for r in rows)
+        input_ids = torch.full((len(rows), longest), self.pad_id, dtype=torch.long)
+        attention = torch.zeros((len(rows), longest), dtype=torch.long)
+        for i, row in enumerate(rows):
+            input_ids[i, longest - len(row) :] = torch.as_tensor(row, dtype=torch.long)
+            attention[i, longest - len(row) :] = 1
+        # Left padding: positions count real tokens only, so a row scores the same alone or in a batch.
+        position_ids = (attention.cumsum(dim=1) - 1).clamp(min=0)
+        with torch.inference_mode():
+            logits = self.model(
+                input_ids=input_ids.to(self.device),
+                attention_mask=attention.to(self.device),
+                position_ids=position_ids.to(self.device),
+                logits_to_keep=1,
+                use_cache=False,
+            ).logits[:, -1, :]
+            picked = logits[:, self.label_ids].float().cpu().numpy()
+        return picked

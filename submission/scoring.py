@@ -1,0 +1,204 @@
+"""Score decoding: label probabilities from one next-token distribution, decisions, and a free-text fallback.
+
+Qwen tokenizers write each digit as its own token, so the first generated token decides the score: '0'..'3', or
+'-' which stands for -1 (whose text is '-' then '1'). Probabilities are renormalised over the labels the prompt's
+rubric allows, so a 0..2 scale can never yield 3 and a scale without a -1 line can never yield -1.
+
+Every array of class probabilities here has one column per label in :data:`LABELS` order.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+LABELS: tuple[int, ...] = (-1, 0, 1, 2, 3)
+LABEL_TOKENS: dict[int, str] = {-1: "-", 0: "0", 1: "1", 2: "2", 3: "3"}
+_ORDINAL = np.array([0.0, 0.0, 1.0, 2.0, 3.0])  # expected score ignores -1 (it is "not applicable", not "below 0")
+
+
+def label_token_ids(tokenizer) -> list[int]:
+    """Token id of each label's first token, in LABELS order; raises if any is not a single distinct token."""
+    ids = []
+    for label in LABELS:
+        text = LABEL_TOKENS[label]
+        encoded = tokenizer(text, add_special_tokens=False)["input_ids"]
+        if len(encoded) != 1:
+            raise ValueError(f"label {label}: {text!r} is {len(encoded)} tokens for this tokenizer, expected exactly 1")
+        ids.append(int(encoded[0]))
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"label tokens are not distinct: {dict(zip(LABELS, ids, strict=True))}")
+    return ids
+
+
+def allowed_mask(allowed: Iterable[int]) -> np.ndarray:
+    """Boolean row over LABELS: True where the rubric allows the label (all True when it names none)."""
+    allowed = set(allowed)
+    mask = np.array([label in allowed for label in LABELS])
+    return mask if mask.any() else np.ones(len(LABELS), dtype=bool)
+
+
+def _masked_softmax(label_logits: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    logits = np.where(masks, label_logits, -np.inf)
+    logits = logits - logits.max(axis=1, keepdims=True)
+    weights = np.exp(logits)
+    return weights / weights.sum(axis=1, keepdims=True)
+
+
+def _masks(allowed: Sequence[Iterable[int]]) -> np.ndarray:
+    return np.stack([allowed_mask(a) for a in allowed]) if len(allowed) else np.ones((0, len(LABELS)), bool)
+
+
+def probabilities_from_label_logits(label_logits, allowed: Sequence[Iterable[int]]) -> np.ndarray:
+    """[N, 5] logits of the label tokens (LABELS order) -> [N, 5] probabilities renormalised over allowed labels."""
+    return _masked_softmax(np.asarray(label_logits, dtype=np.float64).reshape(-1, len(LABELS)), _masks(allowed))
+
+
+def probabilities_from_logits(logits, label_ids: Sequence[int], allowed: Sequence[Iterable[int]]) -> np.ndarray:
+    """[N, vocab] next-token logits (numpy or torch) -> [N, 5] probabilities renormalised over allowed labels."""
+    if hasattr(logits, "detach"):
+        logits = logits.detach().float().cpu().numpy()
+    return probabilities_from_label_logits(np.asarray(logits, dtype=np.float64)[:, list(label_ids)], allowed)
+
+
+def _logprob_value(value) -> float:
+    # vLLM gives {token_id: Logprob(logprob=..., rank=..., decoded_token=...)}; plain floats are accepted too.
+    return float(getattr(value, "logprob", value))
+
+
+def probabilities_from_logprobs(
+    top_logprobs: Sequence[Mapping[int, object]],
+    label_ids: Sequence[int],
+    allowed: Sequence[Iterable[int]],
+    floor_margin: float = 1.0,
+) -> np.ndarray:
+    """Top-k logprob dicts (one per prompt) -> [N, 5] probabilities renormalised over allowed labels.
+
+    A label missing from the top-k has a logprob below the smallest one shown; it gets that value minus
+    ``floor_margin`` (so it is never impossible, never favoured). When no allowed label is in the top-k the
+    row is uniform over the allowed labels.
+    """
+    rows = []
+    for entry in top_logprobs:
+        values = {int(k): _logprob_value(v) for k, v in (entry or {}).items()}
+        finite = [v for v in values.values() if math.isfinite(v)]
+        floor = (min(finite) if finite else 0.0) - floor_margin
+        rows.append([values.get(t, floor) if math.isfinite(values.get(t, floor)) else floor for t in label_ids])
+    return probabilities_from_label_logits(np.array(rows, dtype=np.float64), allowed)
+
+
+def expected_score(probs: np.ndarray) -> np.ndarray:
+    """Expected score over 0..3 with the -1 mass left out (renormalised); NaN-free."""
+    probs = np.asarray(probs, dtype=np.float64)
+    ordinal = probs[:, 1:]
+    total = ordinal.sum(axis=1)
+    safe = np.where(total > 0, total, 1.0)
+    return (ordinal * _ORDINAL[1:]).sum(axis=1) / safe
+
+
+@dataclass(frozen=True)
+class Decision:
+    """How probabilities become scores: ``argmax``, or ``thresholds`` on the expected score.
+
+    With thresholds ``[t1, t2, t3]`` the expected score e maps to 0 below t1, 1 below t2, 2 below t3, else 3.
+    In both rules -1 wins when its probability is the largest; the result is then moved to the nearest label the
+    rubric allows.
+    """
+
+    rule: str = "argmax"
+    thresholds: tuple[float, ...] = field(default_factory=tuple)
+
+    def to_dict(self) -> dict:
+        return {"rule": self.rule, "thresholds": [float(t) for t in self.thresholds]}
+
+    @classmethod
+    def from_dict(cls, data: Mapping | None) -> Decision:
+        if not data:
+            return cls()
+        rule = data.get("rule", "argmax")
+        if rule not in ("argmax", "thresholds"):
+            raise ValueError(f"unknown decision rule {rule!r}; expected argmax or thresholds")
+        thresholds = tuple(float(t) for t in data.get("thresholds", ()))
+        if rule == "thresholds" and (len(thresholds) != 3 or list(thresholds) != sorted(thresholds)):
+            raise ValueError(f"thresholds must be 3 increasing numbers, got {thresholds}")
+        return cls(rule, thresholds)
+
+
+def decide(probs: np.ndarray, allowed: Sequence[Iterable[int]], decision: Decision = Decision()) -> list[int]:
+    """Probabilities [N, 5] -> one allowed int score per row."""
+    probs = np.asarray(probs, dtype=np.float64)
+    if decision.rule == "argmax":
+        raw = [LABELS[i] for i in probs.argmax(axis=1)]
+    else:
+        scores = np.searchsorted(np.asarray(decision.thresholds), expected_score(probs), side="right")
+        minus = probs.argmax(axis=1) == 0
+        raw = [-1 if m else int(s) for m, s in zip(minus, scores, strict=True)]
+    return [_nearest_allowed(s, a) for s, a in zip(raw, allowed, strict=True)]
+
+
+def _nearest_allowed(score: int, allowed: Iterable[int]) -> int:
+    allowed = sorted(set(allowed)) or list(LABELS)
+    if score in allowed:
+        return int(score)
+    ordinal = [a for a in allowed if a >= 0] or allowed
+    return int(min(ordinal, key=lambda a: (abs(a - score), a)))
+
+
+def fit_thresholds(
+    probs: np.ndarray,
+    y_true: Sequence[int],
+    allowed: Sequence[Iterable[int]],
+    objective: Callable[[Sequence[int], Sequence[int]], float],
+    grid: Sequence[float] | None = None,
+    rounds: int = 3,
+) -> tuple[Decision, float]:
+    """Coordinate search for thresholds maximising ``objective(y_true, y_pred)``; argmax wins unless beaten.
+
+    Returns the best decision and its objective value. Use on validation data only.
+    """
+    grid = np.asarray(grid if grid is not None else np.linspace(0.0, 3.0, 61))
+    best = Decision()
+    best_value = objective(y_true, decide(probs, allowed, best))
+    thresholds = [0.5, 1.5, 2.5]
+    current = objective(y_true, decide(probs, allowed, Decision("thresholds", tuple(thresholds))))
+    for _ in range(rounds):
+        for i in range(3):
+            low = thresholds[i - 1] if i else -np.inf
+            high = thresholds[i + 1] if i < 2 else np.inf
+            for value in grid[(grid > low) & (grid < high)]:
+                trial = thresholds.copy()
+                trial[i] = float(value)
+                score = objective(y_true, decide(probs, allowed, Decision("thresholds", tuple(trial))))
+                if score > current:
+                    current, thresholds = score, trial
+    if current > best_value:
+        return Decision("thresholds", tuple(thresholds)), float(current)
+    return best, float(best_value)
+
+
+_RESULT_RE = [
+    re.compile(r"\[RESULT\]\s*(-?\d+)", re.IGNORECASE),
+    re.compile(r"(?:оценка|балл|score|итог)\w*\s*[:=\-–—]?\s*(-?\d+)", re.IGNORECASE),
+    re.compile(r"^\s*(-?\d+)\b"),
+    re.compile(r"(?<![\d.])(-?\d)(?![\d.])"),
+]
+
+
+def extract_score_from_text(text: str, allowed: Iterable[int] = LABELS) -> int | None:
+    """The score a free-text judge wrote: ``[RESULT] n``, ``Оценка: n``, a leading number, else the first digit.
+
+    Returns None when no allowed score is found (the caller falls back to a prior).
+    """
+    if not isinstance(text, str):
+        return None
+    allowed = set(allowed)
+    for pattern in _RESULT_RE:
+        for match in pattern.finditer(text):
+            value = int(match.group(1))
+            if value in allowed:
+                return value
+    return None

@@ -1,0 +1,105 @@
+"""Label probabilities, rubric masking, decisions, threshold fitting and the free-text fallback."""
+
+import math
+
+import numpy as np
+import pytest
+from sklearn.metrics import accuracy_score
+
+from submission.scoring import (
+    LABELS,
+    Decision,
+    decide,
+    expected_score,
+    extract_score_from_text,
+    fit_thresholds,
+    probabilities_from_label_logits,
+    probabilities_from_logits,
+    probabilities_from_logprobs,
+)
+
+
+def test_renormalises_over_allowed_labels_only():
+    logits = np.array([[0.0, math.log(1), math.log(2), math.log(3), math.log(4)]])
+    probs = probabilities_from_label_logits(logits, [(0, 1, 2)])
+    np.testing.assert_allclose(probs, [[0, 1 / 6, 2 / 6, 3 / 6, 0]])
+
+
+def test_full_vocab_logits_pick_label_ids():
+    vocab = np.full((1, 10), -5.0)
+    label_ids = [7, 2, 3, 4, 5]
+    vocab[0, 7] = 3.0  # '-' is the most likely token
+    probs = probabilities_from_logits(vocab, label_ids, [LABELS])
+    assert probs.argmax() == 0
+    assert probs.sum() == pytest.approx(1.0)
+
+
+def test_logprobs_with_missing_labels_get_a_floor_below_the_smallest_shown():
+    class Logprob:  # the shape of vllm.sequence.Logprob
+        def __init__(self, logprob):
+            self.logprob = logprob
+
+    label_ids = [10, 11, 12, 13, 14]
+    top = [{11: Logprob(-0.1), 12: Logprob(-2.5), 99: Logprob(-3.0)}]
+    probs = probabilities_from_logprobs(top, label_ids, [(0, 1, 2, 3)])
+    # label 2 and 3 are missing: floor = -3.0 - 1.0 = -4.0
+    weights = np.exp([-0.1, -2.5, -4.0, -4.0])
+    np.testing.assert_allclose(probs[0, 1:], weights / weights.sum())
+    assert probs[0, 0] == 0.0
+
+
+def test_logprobs_without_any_allowed_label_are_uniform():
+    probs = probabilities_from_logprobs([{99: -0.01}], [1, 2, 3, 4, 5], [(0, 1)])
+    np.testing.assert_allclose(probs, [[0, 0.5, 0.5, 0, 0]])
+
+
+def test_argmax_respects_the_rubric():
+    probs = np.array([[0.0, 0.1, 0.1, 0.1, 0.7]])
+    assert decide(probs, [(0, 1, 2, 3)]) == [3]
+    assert decide(probs, [(0, 1, 2)]) == [2]  # 3 not allowed: nearest allowed label
+
+
+def test_thresholds_on_expected_score():
+    probs = np.array([[0, 0.5, 0, 0, 0.5], [0, 0, 0, 0.2, 0.8], [0.9, 0.1, 0, 0, 0]])
+    assert expected_score(probs)[:2].tolist() == pytest.approx([1.5, 2.8])
+    decision = Decision("thresholds", (0.5, 1.4, 2.9))
+    assert decide(probs, [LABELS] * 3, decision) == [2, 2, -1]
+
+
+def test_decision_round_trip_and_validation():
+    d = Decision("thresholds", (0.4, 1.5, 2.6))
+    assert Decision.from_dict(d.to_dict()) == d
+    assert Decision.from_dict(None) == Decision()
+    with pytest.raises(ValueError, match="3 increasing"):
+        Decision.from_dict({"rule": "thresholds", "thresholds": [2, 1, 3]})
+
+
+def test_fit_thresholds_beats_argmax_when_probabilities_are_biased():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 4, size=400)
+    # A model that always puts its top mass one class too low but keeps the ordering in the expected score.
+    probs = np.zeros((400, 5))
+    for i, label in enumerate(y):
+        low = max(label - 1, 0)
+        probs[i, low + 1] = 0.6
+        probs[i, label + 1] += 0.4
+    argmax_acc = accuracy_score(y, decide(probs, [LABELS] * 400))
+    decision, value = fit_thresholds(probs, y.tolist(), [LABELS] * 400, accuracy_score)
+    assert decision.rule == "thresholds"
+    assert value > argmax_acc + 0.3
+    assert accuracy_score(y, decide(probs, [LABELS] * 400, decision)) == pytest.approx(value)
+
+
+@pytest.mark.parametrize("text, allowed, expected", [
+    ("3", LABELS, 3),
+    ("-1", LABELS, -1),
+    ("Рассуждение: ответ неполный. [RESULT] 1 [END]", LABELS, 1),
+    ("Ответ хороший.\nОценка: 2", LABELS, 2),
+    ("Итоговый балл — 0", LABELS, 0),
+    ("score=3", (0, 1, 2), None),
+    ("В ответе 12 ошибок, ставлю 1", LABELS, 1),
+    ("нет числа", LABELS, None),
+    (None, LABELS, None),
+])
+def test_extract_score_from_text(text, allowed, expected):
+    assert extract_score_from_text(text, allowed) == expected
