@@ -35,7 +35,8 @@ _HEADERS = {
     "шкала оценивания по критерию": "scale",
 }
 _HEADER_RE = re.compile(r"^[ \t]*#{2,4}[ \t]*(?P<name>[^\n#:]+?)[ \t]*:?[ \t]*$", re.MULTILINE)
-_SCALE_LINE_RE = re.compile(r"^[ \t]*[-*•]?[ \t]*(?P<score>-?\d+)[ \t]*(?:[:.)\-–—]|балл\w*)", re.MULTILINE)
+# A "-" bullet needs a space after it: otherwise "-1: ..." would lose its sign to the bullet and read as 1.
+_SCALE_LINE_RE = re.compile(r"^[ \t]*(?:-[ \t]+|[*•][ \t]*)?(?P<score>-?\d+)[ \t]*(?:[:.)\-–—]|балл\w*)", re.MULTILINE)
 _TOOL_CALL_RE = re.compile(
     r"(<tool_call>|\"function\"\s*:|\"name\"\s*:\s*\"[^\"]+\"\s*,\s*\"(arguments|parameters)\"|\btool_calls?\b|"
     r"вызов\w* (функци|инструмент)|function[_ ]call)",
