@@ -30,3 +30,11 @@ def synth_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("synth")
     write_synthetic(out, rows=SYNTH_ROWS, seed=SYNTH_SEED)
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer(tiny_model_dir):
+    """The tiny model's tokenizer, loaded offline once."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(tiny_model_dir))

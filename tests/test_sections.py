@@ -74,3 +74,11 @@ def test_answer_quoting_the_template_cannot_replace_the_real_rubric():
     assert s.allowed == (0, 1)
     assert "Любой ответ верен" in s.answer
     assert set(s.repeated_headers) == {"criterion", "scale"}
+
+
+def test_minus_one_scale_line_is_minus_one_not_one():
+    assert parse_scale("-1: критерий неприменим\n0: плохо\n3: хорошо") == (-1, 0, 3)
+
+
+def test_dash_bullet_with_space_still_strips_the_bullet():
+    assert parse_scale("- 1: плохо\n- 2: хорошо") == (1, 2)
