@@ -62,3 +62,38 @@ def synth(
     log.info("synthetic data: %d train rows, seed %d", rows, seed)
     for path in paths.values():
         typer.echo(str(path))
+
+
+@app.command("bench")
+def bench(
+    suite: str = typer.Option("all", "--suite", help="scoring, training, e2e or all."),
+    out: Path = typer.Option(None, "--out", help="Results JSON (default bench/results/<device>-<date>.json)."),
+    shape: str = typer.Option("auto", "--shape", help="qwen3-0.6b (real shape, GPU), tiny (CPU smoke) or auto."),
+    rows: int = typer.Option(None, "--rows", min=1, help="Prompts in the scoring workload (default 4000 GPU, 64 CPU)."),
+    repeats: int = typer.Option(5, "--repeats", min=1, help="Timed repeats after one warm-up; the median is reported."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    e2e_model_dir: Path = typer.Option(None, "--e2e-model-dir", help="Model folder for the e2e suite (default: tiny)."),
+) -> None:
+    """Measure scoring, training and end-to-end speed against baselines run in the same process (BENCHMARKS.md)."""
+    import tempfile
+
+    from submission.engine_hf import resolve_device
+    from trainer.bench import SHAPES, SUITES, format_results, run_benchmarks, write_report
+
+    suites = SUITES if suite == "all" else (suite,)
+    if any(s not in SUITES for s in suites):
+        typer.echo(f"error: unknown suite {suite!r}; choose scoring, training, e2e or all", err=True)
+        raise typer.Exit(2)
+    device = resolve_device(device)
+    shape = shape if shape != "auto" else ("qwen3-0.6b" if device.startswith("cuda") else "tiny")
+    if shape not in SHAPES:
+        typer.echo(f"error: unknown shape {shape!r}; choose {', '.join(SHAPES)}", err=True)
+        raise typer.Exit(2)
+    rows = rows or (4000 if device.startswith("cuda") else 64)
+    with tempfile.TemporaryDirectory() as workdir:
+        report = run_benchmarks(suites, shape, rows, repeats, device, Path(workdir), e2e_model_dir)
+    name = (report["environment"]["gpu"] or "cpu").lower().replace(" ", "-")
+    out = out or Path("bench/results") / f"{name}-{time.strftime('%Y-%m-%d')}.json"
+    write_report(report, out)
+    typer.echo(format_results(report))
+    typer.echo(str(out))
