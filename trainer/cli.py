@@ -97,3 +97,182 @@ def bench(
     write_report(report, out)
     typer.echo(format_results(report))
     typer.echo(str(out))
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(2)
+
+
+@app.command("train")
+def train(
+    experiment: str = typer.Option(..., "--experiment", help="Preset: 1, 2, 3, 4, all (1-4 + comparison) or demo."),
+    train_path: Path = typer.Option(None, "--train-path", help="Train CSV (id,prompt,score)."),
+    base_model: str = typer.Option(None, "--base-model", help="Base model folder or HF id (offline cache)."),
+    output_dir: Path = typer.Option(Path("runs"), "--output-dir", help="Runs go to OUTPUT_DIR/RUN_NAME."),
+    config: Path = typer.Option(None, "--config", help="YAML whose settings override the preset."),
+    overrides: list[str] = typer.Option(None, "--set", help="key=value override (repeatable), e.g. --set max_steps=50."),
+    run_name: str = typer.Option(None, "--run-name", help="Run folder name (default: the preset's name)."),
+    wandb_project: str = typer.Option(None, "--wandb-project", help="Log to W&B (WANDB_MODE=offline honoured)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the resolved config and exit."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from the run's last checkpoint."),
+    no_merge: bool = typer.Option(False, "--no-merge", help="Skip merge + evaluate after training."),
+) -> None:
+    """Train a preset; then merge into RUN_DIR/merged and evaluate on the saved validation split.
+
+    The last stdout line is the run dir.
+    """
+    import json
+
+    from trainer.config import ConfigError, resolve_config
+
+    experiments = ["1", "2", "3", "4"] if experiment == "all" else [experiment]
+    try:
+        configs = [
+            resolve_config(
+                e, config, overrides, train_path=str(train_path) if train_path else None, base_model=base_model,
+                output_dir=str(output_dir), run_name=run_name if experiment != "all" else None,
+                wandb_project=wandb_project,
+            )
+            for e in experiments
+        ]
+    except ConfigError as err:
+        _fail(str(err))
+    if dry_run:
+        for resolved in configs:
+            typer.echo(json.dumps(resolved.model_dump(), indent=2, ensure_ascii=False))
+        return
+    for resolved in configs:
+        if not resolved.train_path or not Path(resolved.train_path).is_file():
+            _fail(f"--train-path {resolved.train_path or '(missing)'}: file not found")
+        if not resolved.base_model:
+            _fail("--base-model is required (a model folder or an HF id in the offline cache)")
+    from submission.data import DataError
+    from trainer.train import is_main_process, train_run
+
+    run_dirs = []
+    for resolved in configs:
+        try:
+            run_dir = train_run(resolved, resume=resume)
+        except DataError as err:
+            _fail(str(err))
+        if is_main_process() and not no_merge:
+            from trainer.evaluate import evaluate_run
+            from trainer.merge import merge_run
+
+            merge_run(run_dir)
+            report = evaluate_run(run_dir)
+            log.info("%s: %s %.4f, accuracy %.4f", run_dir, resolved.metric, report.get(resolved.metric) or 0.0,
+                     report["accuracy"])
+        run_dirs.append(run_dir)
+    if experiment == "all" and is_main_process():
+        from trainer.report import collect_runs, format_report
+
+        typer.echo(format_report(collect_runs(run_dirs)))
+    if is_main_process():
+        typer.echo(str(run_dirs[-1] if experiment != "all" else Path(output_dir)))
+
+
+@app.command("merge")
+def merge(run_dir: Path = typer.Argument(..., help="A run folder with adapter/ (LoRA) or merged/ (full FT).")) -> None:
+    """Merge LoRA adapters into fp16 safetensors in RUN_DIR/merged (tokenizer, chat template, model card)."""
+    from trainer.merge import merge_run
+
+    if not (run_dir / "training_config.json").is_file():
+        _fail(f"{run_dir}: not a run folder (no training_config.json)")
+    typer.echo(str(merge_run(run_dir)))
+
+
+@app.command("evaluate")
+def evaluate(
+    run_dir: Path = typer.Argument(..., help="A run folder with merged/."),
+    data: Path = typer.Option(None, "--data", help="CSV id,prompt,score (default: the run's train CSV, val ids)."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+) -> None:
+    """Score RUN_DIR/merged with the runtime's scorer; write validation_report.json and PNG plots."""
+    from submission.data import DataError
+    from submission.metrics import format_table
+    from trainer.evaluate import evaluate_run
+
+    if not (run_dir / "training_config.json").is_file():
+        _fail(f"{run_dir}: not a run folder (no training_config.json)")
+    try:
+        report = evaluate_run(run_dir, data, device)
+    except (DataError, FileNotFoundError) as err:
+        _fail(str(err))
+    typer.echo(format_table(report))
+    typer.echo(str(run_dir / "validation_report.json"))
+
+
+@app.command("report")
+def report(
+    runs: Path = typer.Argument(Path("runs"), help="Folder of run folders."),
+    metric: str = typer.Option(None, "--metric", help="Metric to rank by (default: each run's configured metric)."),
+) -> None:
+    """One table across runs: metric, size, time, config deltas; the best is marked."""
+    from trainer.report import collect_runs, format_report
+
+    dirs = sorted(p.parent for p in runs.glob("*/training_config.json"))
+    if not dirs:
+        _fail(f"{runs}: no run folders (*/training_config.json)")
+    typer.echo(format_report(collect_runs(dirs), metric))
+
+
+@app.command("advanced")
+def advanced(
+    augment: bool = typer.Option(False, "--augment", help="Train with header paraphrases, format noise, hard negatives."),
+    curriculum: bool = typer.Option(False, "--curriculum", help="Train easy -> hard (base model's loss on the target)."),
+    hpo_trials: int = typer.Option(None, "--hpo", min=1, help="Optuna search with pruning: number of trials."),
+    ensemble: list[str] = typer.Option(None, "--ensemble", help="Member preset (1-4, demo) or YAML; repeat per member."),
+    kfold: int = typer.Option(None, "--kfold", min=2, help="K-fold training with out-of-fold predictions by id."),
+    experiment: str = typer.Option("1", "--experiment", help="Base preset for --augment/--curriculum/--hpo/--kfold."),
+    train_path: Path = typer.Option(..., "--train-path", help="Train CSV (id,prompt,score)."),
+    base_model: str = typer.Option(..., "--base-model", help="Base model folder or HF id (offline cache)."),
+    output_dir: Path = typer.Option(Path("runs"), "--output-dir", help="Where run folders go."),
+    config: Path = typer.Option(None, "--config", help="YAML whose settings override the preset."),
+    overrides: list[str] = typer.Option(None, "--set", help="key=value override (repeatable)."),
+) -> None:
+    """Augmentation, curriculum, hyper-parameter search, fitted ensembles, K-fold. Exactly one mode per call.
+
+    The last stdout line is the folder written.
+    """
+    from trainer import advanced as recipes
+    from trainer.config import EXPERIMENTS, ConfigError, resolve_config
+
+    modes = [augment, curriculum, hpo_trials is not None, bool(ensemble), kfold is not None]
+    if sum(modes) != 1:
+        _fail("choose exactly one of --augment, --curriculum, --hpo N, --ensemble CONFIG..., --kfold K")
+    if not train_path.is_file():
+        _fail(f"--train-path {train_path}: file not found")
+    paths = {"train_path": str(train_path), "base_model": base_model, "output_dir": str(output_dir)}
+    try:
+        if ensemble:
+            members = []
+            for i, member in enumerate(ensemble):
+                if member in EXPERIMENTS:
+                    members.append(resolve_config(member, config, overrides, **paths))
+                else:
+                    member_config = resolve_config(experiment, member, overrides, **paths)
+                    members.append(member_config.model_copy(update={"run_name": f"{member_config.name}_m{i}"}))
+        else:
+            base = resolve_config(experiment, config, overrides, **paths)
+    except ConfigError as err:
+        _fail(str(err))
+    if augment or curriculum:
+        from trainer.evaluate import evaluate_run
+        from trainer.merge import merge_run
+        from trainer.train import train_run
+
+        suffix = "augment" if augment else "curriculum"
+        base = base.model_copy(update={"augment": augment, "curriculum": curriculum,
+                                       "run_name": f"{base.resolved_run_name()}_{suffix}"})
+        out = train_run(base)
+        merge_run(out)
+        evaluate_run(out)
+    elif hpo_trials is not None:
+        out = recipes.hpo(base, hpo_trials)
+    elif kfold is not None:
+        out = recipes.kfold(base, kfold)
+    else:
+        out = recipes.ensemble(members, output_dir / "ensemble").parent
+    typer.echo(str(out))

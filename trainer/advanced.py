@@ -1,0 +1,178 @@
+"""Advanced recipes built from the same train -> merge -> evaluate steps: k-fold, ensembles, hyper-parameter search.
+
+    python -m trainer advanced --kfold 5 --experiment 1 --train-path train.csv --base-model Qwen/Qwen3-0.6B
+    python -m trainer advanced --ensemble 1 --ensemble 4 --train-path train.csv --base-model Qwen/Qwen3-0.6B
+    python -m trainer advanced --hpo 20 --experiment 1 --train-path train.csv --base-model Qwen/Qwen3-0.6B
+
+Every model emits predictions keyed by id in one format (trainer/evaluate.py:save_predictions), and ensembles are
+fitted on those.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from trainer.config import TrainConfig
+
+log = logging.getLogger("trainer.advanced")
+
+
+def kfold(config: TrainConfig, k: int) -> Path:
+    """K stratified folds; fold i trains on the rest and scores fold i. Writes ``oof_predictions.csv`` by id."""
+    from sklearn.model_selection import StratifiedKFold
+
+    from submission.data import read_train_csv
+    from trainer.evaluate import evaluate_run, save_predictions, score_rows
+    from trainer.merge import merge_run
+    from trainer.train import train_run
+
+    frame = read_train_csv(config.train_path)
+    base_dir = config.run_dir().with_name(f"{config.resolved_run_name()}_kfold{k}")
+    base_dir.mkdir(parents=True, exist_ok=True)
+    folds = StratifiedKFold(n_splits=k, shuffle=True, random_state=config.seed)
+    parts = []
+    for i, (_, held) in enumerate(folds.split(frame, frame["score"])):
+        fold_dir = base_dir / f"fold{i}"
+        fold_dir.mkdir(exist_ok=True)
+        frame.iloc[held][["id"]].to_csv(fold_dir / "val_ids.csv", index=False)
+        fold_config = config.model_copy(update={"output_dir": str(base_dir), "run_name": f"fold{i}"})
+        train_run(fold_config, resume=True)  # resume=True makes train_run reuse the val_ids.csv written above
+        merge_run(fold_dir)
+        evaluate_run(fold_dir)
+        rows = frame.iloc[held]
+        probs, _, _ = score_rows(fold_dir / "merged", rows["prompt"], config.max_tokens)
+        parts.append(pd.DataFrame({"id": rows["id"].to_numpy(), "probs": list(probs),
+                                   "score": rows["score"].astype(int).to_numpy()}))
+    oof = pd.concat(parts, ignore_index=True)
+    save_predictions(base_dir / "oof_predictions.csv", oof["id"], np.stack(oof["probs"]), oof["score"])
+    return base_dir
+
+
+def fit_blend_weights(prob_sets: list[np.ndarray], y_true, allowed, metric: str, steps: int = 10):
+    """Simplex grid (step 1/steps) over member weights maximising ``metric`` under argmax; returns (weights, value)."""
+    from itertools import product
+
+    from submission.scoring import decide
+    from trainer.evaluate import metric_objective
+
+    objective = metric_objective(metric)
+    best, best_value = None, -np.inf
+    for combo in product(range(steps + 1), repeat=len(prob_sets)):
+        if sum(combo) != steps:
+            continue
+        weights = np.asarray(combo, dtype=float) / steps
+        blended = sum(w * p for w, p in zip(weights, prob_sets, strict=True))
+        value = objective(y_true, decide(blended, allowed))
+        if value > best_value:
+            best, best_value = weights, value
+    return best, best_value
+
+
+def ensemble(configs: list[TrainConfig], out_dir: Path) -> Path:
+    """Train each config on the same validation split, fit blend weights + thresholds there, write ensemble.json."""
+    from submission.data import read_train_csv
+    from submission.scoring import fit_thresholds
+    from trainer.evaluate import metric_objective, score_rows
+    from trainer.merge import merge_run
+    from trainer.split import VAL_IDS, split_by_ids
+    from trainer.train import train_run
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    run_dirs = []
+    for config in configs:
+        run_dir = train_run(config)
+        merge_run(run_dir)
+        run_dirs.append(run_dir)
+    frame = read_train_csv(configs[0].train_path)
+    val = split_by_ids(frame, run_dirs[0] / VAL_IDS)[1]
+    for run_dir in run_dirs[1:]:
+        other = split_by_ids(frame, run_dir / VAL_IDS)[1]
+        if sorted(other["id"]) != sorted(val["id"]):
+            raise ValueError(f"{run_dir}: a different validation split; give every member the same seed/val_fraction")
+    prob_sets, allowed = [], None
+    for run_dir, config in zip(run_dirs, configs, strict=True):
+        probs, allowed, _ = score_rows(run_dir / "merged", val["prompt"], config.max_tokens)
+        prob_sets.append(probs)
+    y_true = val["score"].astype(int).tolist()
+    metric = configs[0].metric
+    weights, _ = fit_blend_weights(prob_sets, y_true, allowed, metric)
+    blended = sum(w * p for w, p in zip(weights, prob_sets, strict=True))
+    decision, value = fit_thresholds(blended, y_true, allowed, metric_objective(metric))
+    from submission.metrics import higher_is_better
+
+    record = {
+        "members": [{"model": _relative(Path(r, "merged"), out_dir), "weight": float(w)}
+                    for r, w in zip(run_dirs, weights, strict=True)],
+        "decision": decision.to_dict(),
+        "metric": metric,
+        "value": float(value if higher_is_better(metric) else -value),
+    }
+    path = out_dir / "ensemble.json"
+    path.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    return path
+
+
+def _relative(target: Path, start: Path) -> str:
+    import os
+
+    return os.path.relpath(target.resolve(), start.resolve())
+
+
+def hpo(config: TrainConfig, trials: int) -> Path:
+    """Optuna TPE over LoRA rank/alpha, lr, epochs and balancing on the saved validation split (one fold).
+
+    Pruning: every logged training loss is reported to the trial; a trial the median pruner stops ends training at
+    once (no merge, no evaluation).
+    """
+    import optuna
+    from transformers import TrainerCallback
+
+    from submission.metrics import higher_is_better
+    from trainer.evaluate import evaluate_run
+    from trainer.merge import merge_run
+    from trainer.train import train_run
+
+    out_dir = config.run_dir().with_name(f"{config.resolved_run_name()}_hpo")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    sign = 1.0 if higher_is_better(config.metric) else -1.0
+
+    class PruneOnLoss(TrainerCallback):
+        def __init__(self, trial):
+            self.trial, self.pruned = trial, False
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if logs and "loss" in logs:
+                self.trial.report(-float(logs["loss"]), state.global_step)
+                if self.trial.should_prune():
+                    self.pruned, control.should_training_stop = True, True
+
+    def objective(trial: optuna.Trial) -> float:
+        r = trial.suggest_categorical("lora_r", [8, 16, 32, 64])
+        update = {
+            "lora_r": r,
+            "lora_alpha": r * trial.suggest_categorical("alpha_over_r", [1, 2]),
+            "learning_rate": trial.suggest_float("learning_rate", 1e-5, 5e-3, log=True),
+            "epochs": float(trial.suggest_int("epochs", 1, 4)),
+            "balance": trial.suggest_categorical("balance", ["none", "oversample", "class_weights"]),
+            "output_dir": str(out_dir), "run_name": f"trial{trial.number}",
+        }
+        pruner = PruneOnLoss(trial)
+        run_dir = train_run(config.model_copy(update=update), callbacks=[pruner])
+        if pruner.pruned:
+            raise optuna.TrialPruned()
+        merge_run(run_dir)
+        value = evaluate_run(run_dir).get(config.metric)
+        return float("-inf") if value is None else sign * float(value)
+
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=config.seed),
+                                pruner=optuna.pruners.MedianPruner(n_startup_trials=2))
+    study.optimize(objective, n_trials=trials)
+    best = {"params": study.best_params, "value": sign * study.best_value, "trial": study.best_trial.number,
+            "metric": config.metric}
+    (out_dir / "hpo_best.json").write_text(json.dumps(best, indent=2) + "\n", encoding="utf-8")
+    return out_dir

@@ -1,0 +1,92 @@
+"""Label-preserving augmentation and rubric-guided hard negatives for judge prompts (pure functions on rows).
+
+- ``paraphrase_headers``: the section headers written another way (same meaning, same score).
+- ``format_noise``: whitespace/line-break noise that does not touch the words (same score).
+- ``hard_negative``: corrupt a top-scored answer (drop the second half, or shuffle its words) and lower the score by
+  the rubric: a cut answer loses half the scale, a scrambled one the lowest allowed ordinal score. Only rows whose
+  score is the scale's maximum are used, so the new label is never an upgrade.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+
+import pandas as pd
+
+HEADER_PARAPHRASES: dict[str, tuple[str, ...]] = {
+    "### Задание для оценки:": ("### Задание:", "### Задача для оценки:"),
+    "### Эталонный ответ:": ("### Эталон:", "### Правильный ответ:"),
+    "### Ответ для оценки:": ("### Оцениваемый ответ:", "### Ответ модели:"),
+    "### Критерий оценки:": ("### Критерий:",),
+    "### Шкала оценивания по критерию:": ("### Шкала оценивания:",),
+}
+
+
+def paraphrase_headers(prompt: str, rng: random.Random) -> str:
+    """Swap each header for a paraphrase only when the parser still reads the same sections (else keep it)."""
+    from submission.sections import parse_prompt
+
+    original = parse_prompt(prompt)
+    out = prompt
+    for header, options in HEADER_PARAPHRASES.items():
+        candidate = out.replace(header, rng.choice(options))
+        parsed = parse_prompt(candidate)
+        if parsed.parsed and (parsed.answer, parsed.criterion, parsed.allowed) == (
+                original.answer, original.criterion, original.allowed):
+            out = candidate
+    return out
+
+
+def format_noise(prompt: str, rng: random.Random) -> str:
+    """Trailing spaces and doubled blank lines inside the free text; the words and the rubric stay as they were."""
+    lines = prompt.split("\n")
+    noisy = []
+    for line in lines:
+        if line and not line.startswith("###") and not re.match(r"^-?\d+\s*:", line) and rng.random() < 0.3:
+            line = line + " " * rng.randint(1, 3)
+        noisy.append(line)
+        if not line and rng.random() < 0.2:
+            noisy.append("")
+    return "\n".join(noisy)
+
+
+def hard_negative(prompt: str, score: int, rng: random.Random) -> tuple[str, int] | None:
+    """(corrupted prompt, lower score) for a row with the scale's top score, else None."""
+    from submission.sections import parse_prompt
+
+    sections = parse_prompt(prompt)
+    ordinal = sorted(s for s in sections.allowed if s >= 0)
+    if not sections.parsed or not ordinal or score != ordinal[-1] or len(sections.answer.split()) < 4:
+        return None
+    words = sections.answer.split()
+    if rng.random() < 0.5:
+        new_answer, new_score = " ".join(words[: len(words) // 2]), ordinal[len(ordinal) // 2 - 1 if len(ordinal) > 2 else 0]
+    else:
+        shuffled = words[:]
+        while shuffled == words:
+            rng.shuffle(shuffled)
+        new_answer, new_score = " ".join(shuffled), ordinal[0]
+    marker = "### Ответ для оценки:\n"
+    start = prompt.find(marker)
+    if start < 0 or sections.answer not in prompt[start:]:
+        return None
+    head, tail = prompt[: start + len(marker)], prompt[start + len(marker):]
+    return head + tail.replace(sections.answer, new_answer, 1), int(new_score)
+
+
+def augment_frame(frame: pd.DataFrame, seed: int, copies: int = 1, hard_negatives: bool = True) -> pd.DataFrame:
+    """Original rows + ``copies`` label-preserving variants per row (+ hard negatives); new ids say what they are."""
+    rng = random.Random(seed)
+    rows = [frame]
+    extra = []
+    for row in frame.itertuples(index=False):
+        for k in range(copies):
+            text = format_noise(paraphrase_headers(row.prompt, rng), rng)
+            extra.append({"id": f"{row.id}#aug{k}", "prompt": text, "score": int(row.score)})
+        if hard_negatives:
+            negative = hard_negative(row.prompt, int(row.score), rng)
+            if negative:
+                extra.append({"id": f"{row.id}#neg", "prompt": negative[0], "score": negative[1]})
+    rows.append(pd.DataFrame(extra, columns=["id", "prompt", "score"]))
+    return pd.concat(rows, ignore_index=True)

@@ -1,0 +1,161 @@
+"""Training configuration: one validated pydantic model, presets as YAML in ``trainer/configs/``.
+
+    python -m trainer train --experiment 1 --train-path train.csv --base-model Qwen/Qwen3-0.6B --output-dir runs --dry-run
+    python -m trainer train --experiment demo ... --set max_steps=100 --set learning_rate=1e-3
+
+Resolution order: preset YAML, then ``--config`` YAML, then ``--set key=value`` (values parsed as YAML scalars, so
+``1e-3`` is a float and ``true`` a bool), then the command-line paths. Every layer is validated by :class:`TrainConfig`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+# --experiment value -> preset file stem (also the default run name).
+EXPERIMENTS: dict[str, str] = {
+    "1": "exp1_lora",
+    "2": "exp2_balanced",
+    "3": "exp3_full",
+    "4": "exp4_enhanced",
+    "demo": "demo",
+}
+
+
+class ConfigError(ValueError):
+    """A user-fixable configuration problem; the message is one line."""
+
+
+class TrainConfig(BaseModel):
+    """Everything one training run needs; saved resolved in ``training_config.json``."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    name: str = "run"
+    base_model: str = ""
+    train_path: str = ""
+    output_dir: str = "runs"
+    run_name: str | None = None
+
+    method: Literal["lora", "qlora", "full"] = "lora"
+    backend: Literal["auto", "peft", "unsloth"] = "auto"
+    lora_r: int = Field(16, ge=1)
+    lora_alpha: int = Field(32, ge=1)
+    lora_dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    target_modules: list[str] = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    modules_to_save: list[str] = []
+
+    learning_rate: float = Field(2e-4, gt=0)
+    epochs: float = Field(3.0, gt=0)
+    max_steps: int = -1  # > 0 overrides epochs
+    batch_size: int = Field(8, ge=1)
+    grad_accum: int = Field(1, ge=1)
+    scheduler: Literal["linear", "cosine", "cosine_with_min_lr", "constant", "constant_with_warmup"] = "linear"
+    min_lr_ratio: float = Field(0.0, ge=0.0, le=1.0)  # floor for cosine_with_min_lr
+    warmup_ratio: float = Field(0.0, ge=0.0, le=1.0)
+    weight_decay: float = Field(0.0, ge=0.0)
+    max_grad_norm: float = Field(1.0, gt=0)
+    max_tokens: int = Field(2048, ge=64)
+
+    balance: Literal["none", "oversample", "class_weights"] = "none"
+    augment: bool = False  # label-preserving variants + hard negatives of the TRAIN split (trainer/augment.py)
+    augment_copies: int = Field(1, ge=0)
+    hard_negatives: bool = True
+    curriculum: bool = False  # train easy -> hard (base model's loss on the target), no shuffling
+    val_fraction: float = Field(0.1, gt=0.0, lt=1.0)
+    seed: int = 42
+    metric: str = "qwk"  # selection metric for thresholds and `report` (submission.metrics.METRIC_NAMES)
+
+    gradient_checkpointing: bool = False
+    precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
+    logging_steps: int = Field(10, ge=1)
+    save_steps: int = Field(200, ge=1)
+    save_total_limit: int = Field(2, ge=1)
+    wandb_project: str | None = None
+
+    @field_validator("metric")
+    @classmethod
+    def _known_metric(cls, value: str) -> str:
+        from submission.metrics import METRIC_NAMES
+
+        if value not in METRIC_NAMES:
+            raise ValueError(f"unknown metric {value!r}; choose one of {', '.join(METRIC_NAMES)}")
+        return value
+
+    @property
+    def is_lora(self) -> bool:
+        return self.method in ("lora", "qlora")
+
+    def resolved_run_name(self) -> str:
+        return self.run_name or self.name
+
+    def run_dir(self) -> Path:
+        return Path(self.output_dir) / self.resolved_run_name()
+
+
+def _one_line(error: ValidationError) -> str:
+    parts = []
+    for item in error.errors():
+        where = ".".join(str(p) for p in item["loc"]) or "config"
+        parts.append(f"{where}: {item['msg']}")
+    return "; ".join(parts)
+
+
+def preset_path(experiment: str) -> Path:
+    if experiment not in EXPERIMENTS:
+        raise ConfigError(f"unknown experiment {experiment!r}; choose one of {', '.join(EXPERIMENTS)} or all")
+    return CONFIG_DIR / f"{EXPERIMENTS[experiment]}.yaml"
+
+
+def read_yaml(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of settings at the top level")
+    return data
+
+
+def parse_overrides(pairs: list[str]) -> dict:
+    """``["lr=1e-3", "modules_to_save=[embed_tokens]"]`` -> typed dict (values read as YAML scalars/lists)."""
+    out = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {pair!r}: expected key=value")
+        try:
+            out[key.strip()] = yaml.safe_load(value) if value.strip() else None
+        except yaml.YAMLError:
+            out[key.strip()] = value
+    return out
+
+
+def build_config(layers: list[dict]) -> TrainConfig:
+    """Merge setting dicts left to right and validate; unknown keys and bad values raise ConfigError."""
+    merged: dict = {}
+    for layer in layers:
+        merged.update(layer)
+    try:
+        return TrainConfig(**merged)
+    except ValidationError as err:
+        raise ConfigError(_one_line(err)) from None
+
+
+def resolve_config(
+    experiment: str, config_path: str | Path | None = None, overrides: list[str] | None = None, **paths
+) -> TrainConfig:
+    """Preset -> --config -> --set -> explicit paths (``train_path``, ``base_model``, ``output_dir``, ``run_name``)."""
+    layers = [read_yaml(preset_path(experiment))]
+    if config_path:
+        layers.append(read_yaml(config_path))
+    layers.append(parse_overrides(overrides or []))
+    layers.append({k: v for k, v in paths.items() if v is not None})
+    return build_config(layers)

@@ -1,0 +1,155 @@
+"""Score a run's merged weights with the runtime's own code and write ``validation_report.json`` plus plots.
+
+    python -m trainer evaluate runs/demo --data data/synth/train.csv
+
+Rows: when the CSV holds every id of the run's ``val_ids.csv`` only those rows are scored (the shared validation
+split); otherwise every row is. Scoring is PromptRenderer -> TransformersEngine.label_logits ->
+probabilities_from_label_logits -> decide, exactly as submission/runtime.py does; thresholds are fitted here, on
+these rows, for the configured metric (argmax unless beaten).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger("trainer.evaluate")
+
+REPORT_NAME = "validation_report.json"  # the name submission/runtime.py reads
+
+
+def select_rows(frame, run_dir: Path):
+    from trainer.split import VAL_IDS, split_by_ids
+
+    val_path = run_dir / VAL_IDS
+    if val_path.is_file():
+        import pandas as pd
+
+        val_ids = set(pd.read_csv(val_path, dtype=str)["id"])
+        if val_ids and val_ids <= set(frame["id"]):
+            return split_by_ids(frame, val_path)[1]
+    return frame
+
+
+def score_rows(model_dir: Path, prompts, max_tokens: int, device: str | None = None):
+    """(probabilities [N,5], allowed labels per row, families) from the runtime's renderer, engine and scorer."""
+    from submission.engine_hf import TransformersEngine
+    from submission.prompting import PromptRenderer
+    from submission.scoring import probabilities_from_label_logits
+
+    engine = TransformersEngine(model_dir, device=device)
+    renderer = PromptRenderer(engine.tokenizer, max_tokens=max_tokens)
+    rendered = renderer.render_many(list(prompts))
+    allowed = [r.sections.allowed for r in rendered]
+    probs = probabilities_from_label_logits(engine.label_logits([r.input_ids for r in rendered]), allowed)
+    return probs, allowed, [r.sections.family for r in rendered]
+
+
+def metric_objective(metric: str):
+    """objective(y_true, y_pred) -> float to MAXIMISE (error metrics negated; undefined -> -inf)."""
+    from submission.metrics import compute_metrics, higher_is_better, metric_value
+
+    sign = 1.0 if higher_is_better(metric) else -1.0
+
+    def objective(y_true, y_pred) -> float:
+        value = metric_value(compute_metrics(y_true, y_pred), metric)
+        return -np.inf if value is None else sign * value
+
+    return objective
+
+
+def build_report(probs, allowed, families, y_true, metric: str, class_prior: dict | None, model_dir: Path) -> dict:
+    """compute_metrics output + decision (fitted for ``metric``), metric, class_prior, rows, created, model_dir."""
+    from submission.metrics import compute_metrics
+    from submission.scoring import decide, fit_thresholds
+
+    decision, _ = fit_thresholds(probs, list(y_true), allowed, metric_objective(metric))
+    y_pred = decide(probs, allowed, decision)
+    report = compute_metrics(list(y_true), y_pred, families=families)
+    argmax = compute_metrics(list(y_true), decide(probs, allowed), families=None)
+    report.update({
+        "metric": metric,
+        "decision": decision.to_dict(),
+        "argmax_metrics": {k: argmax[k] for k in ("accuracy", "macro_f1", "mae", "qwk")},
+        "class_prior": class_prior or {},
+        "rows": len(y_pred),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "model_dir": str(model_dir),
+    })
+    return report
+
+
+def plot_loss_curve(metrics_path: Path, out: Path) -> Path | None:
+    """Training loss and learning rate against step, from metrics.jsonl (None when nothing was logged)."""
+    if not metrics_path.is_file():
+        return None
+    records = [json.loads(line) for line in metrics_path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    points = [(r["step"], r["loss"]) for r in records if "loss" in r]
+    if not points:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(*zip(*points, strict=True), marker=".", label="train loss")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss (score + end tokens)")
+    rates = [(r["step"], r["learning_rate"]) for r in records if "learning_rate" in r]
+    if rates:
+        twin = ax.twinx()
+        twin.plot(*zip(*rates, strict=True), color="tab:orange", alpha=0.6, label="lr")
+        twin.set_ylabel("learning rate")
+    ax.set_title(metrics_path.parent.name)
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out
+
+
+def evaluate_run(run_dir: str | Path, data_path: str | Path | None = None, device: str | None = None) -> dict:
+    """Evaluate ``RUN_DIR/merged`` on ``data_path`` (default: the run's train CSV, validation ids only)."""
+    from submission.data import read_train_csv
+    from submission.metrics import plot_confusion_matrix
+    from trainer.merge import MERGED, write_model_card
+    from trainer.train import CONFIG_NAME, METRICS_NAME, PRIOR_NAME, write_json
+
+    run_dir = Path(run_dir)
+    record = json.loads((run_dir / CONFIG_NAME).read_text(encoding="utf-8"))
+    config = record["config"]
+    model_dir = run_dir / MERGED
+    if not (model_dir / "config.json").is_file():
+        raise FileNotFoundError(f"{model_dir}: no merged model; run `python -m trainer merge {run_dir}` first")
+    frame = select_rows(read_train_csv(data_path or config["train_path"]), run_dir)
+    probs, allowed, families = score_rows(model_dir, frame["prompt"], config["max_tokens"], device)
+    prior_path = run_dir / PRIOR_NAME
+    prior = json.loads(prior_path.read_text(encoding="utf-8")) if prior_path.is_file() else {}
+    report = build_report(probs, allowed, families, frame["score"].astype(int).tolist(), config["metric"], prior,
+                          model_dir)
+    write_json(run_dir / REPORT_NAME, report)
+    write_json(model_dir / REPORT_NAME, report)
+    save_predictions(run_dir / "val_predictions.csv", frame["id"].tolist(), probs,
+                     frame["score"].astype(int).tolist())
+    plot_confusion_matrix(report, run_dir / "confusion_matrix.png")
+    plot_loss_curve(run_dir / METRICS_NAME, run_dir / "loss_curve.png")
+    write_model_card(run_dir)
+    return report
+
+
+def save_predictions(path: Path, ids, probs, y_true=None) -> Path:
+    """One prediction format everywhere (validation, k-fold, ensembles): id, p(-1..3), [score]."""
+    import pandas as pd
+
+    from submission.scoring import LABELS
+
+    frame = pd.DataFrame(np.asarray(probs), columns=[f"p_{label}" for label in LABELS])
+    frame.insert(0, "id", list(ids))
+    if y_true is not None:
+        frame["score"] = list(y_true)
+    frame.to_csv(path, index=False)
+    return path

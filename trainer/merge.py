@@ -1,0 +1,115 @@
+"""Adapters -> one fp16 safetensors folder the runtime loads (``RUN_DIR/merged/``), with tokenizer and model card.
+
+    python -m trainer merge runs/exp1_lora
+
+Tied embeddings: a LoRA run that trains ``embed_tokens`` (modules_to_save) trains a copy of the input embeddings
+while the output head keeps the original matrix. Saving such a model as "tied" would silently swap the head on
+reload, so the merged model is untied whenever the two differ (checked by tests/test_trainer_merge.py).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+log = logging.getLogger("trainer.merge")
+
+MERGED = "merged"
+ADAPTER = "adapter"
+
+
+def untie_if_diverged(model) -> bool:
+    """Give the output head its own weight (and mark the config untied) when it no longer equals the input embedding."""
+    import torch
+
+    inp, out = model.get_input_embeddings(), model.get_output_embeddings()
+    if out is None or inp.weight is out.weight:
+        return False
+    if inp.weight.shape == out.weight.shape and torch.equal(inp.weight, out.weight):
+        return False
+    out.weight = torch.nn.Parameter(out.weight.detach().clone())
+    model.config.tie_word_embeddings = False
+    if hasattr(model.config, "get_text_config"):
+        model.config.get_text_config().tie_word_embeddings = False
+    return True
+
+
+def save_merged_model(model, tokenizer, out_dir: Path, dtype=None) -> Path:
+    """Save weights (fp16 unless ``dtype`` says otherwise) + tokenizer (with its chat template) into ``out_dir``."""
+    import torch
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    untie_if_diverged(model)
+    model = model.to(dtype or torch.float16)
+    model.config.use_cache = True
+    model.save_pretrained(str(out_dir), safe_serialization=True)
+    tokenizer.save_pretrained(str(out_dir))
+    return out_dir
+
+
+def merge_adapter(base_model: str, adapter_dir: Path, out_dir: Path) -> Path:
+    """Load the base in fp32, apply the PEFT adapter, merge, save fp16."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    base = AutoModelForCausalLM.from_pretrained(base_model, dtype=torch.float32, trust_remote_code=False)
+    model = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
+    tokenizer_src = adapter_dir if (adapter_dir / "tokenizer_config.json").is_file() else base_model
+    tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_src), trust_remote_code=False)
+    return save_merged_model(model, tokenizer, out_dir)
+
+
+def merge_run(run_dir: str | Path) -> Path:
+    """``RUN_DIR/adapter`` -> ``RUN_DIR/merged``; a full fine-tuning run is already merged (returned as is)."""
+    from trainer.train import CONFIG_NAME
+
+    run_dir = Path(run_dir)
+    record = json.loads((run_dir / CONFIG_NAME).read_text(encoding="utf-8"))
+    out = run_dir / MERGED
+    if (run_dir / ADAPTER).is_dir():
+        merge_adapter(record["config"]["base_model"], run_dir / ADAPTER, out)
+    elif not (out / "config.json").is_file():
+        raise FileNotFoundError(f"{run_dir}: neither {ADAPTER}/ nor {MERGED}/ found; train first")
+    write_model_card(run_dir)
+    return out
+
+
+def write_model_card(run_dir: Path) -> Path:
+    """``merged/README.md``: what was trained on what, and how it scored (when evaluated)."""
+    from trainer.train import CONFIG_NAME, scrub_secrets
+
+    run_dir = Path(run_dir)
+    record = json.loads((run_dir / CONFIG_NAME).read_text(encoding="utf-8"))
+    config = record["config"]
+    lines = [
+        f"# {config.get('run_name') or config['name']} — aij-judge",
+        "",
+        "A Qwen3 judge fine-tuned to emit one score (0..3, or -1) for an AI Journey Agent-as-Judge prompt.",
+        "Load with `submission/run_optimized.py --model-dir <this folder>`.",
+        "",
+        f"- base model: `{config['base_model']}`",
+        f"- method: {config['method']} ({record.get('backend')}, {record.get('precision')})",
+        f"- train data: `{config['train_path']}` sha256 `{record.get('data_sha256')}`",
+        f"- rows: {record.get('rows')}; steps: {record.get('global_steps')}; train time: {record.get('train_seconds')} s",
+        f"- git: {record.get('git_sha')}",
+        "",
+        "## Config",
+        "",
+        "```json",
+        json.dumps(config, indent=2, ensure_ascii=False),
+        "```",
+    ]
+    report_path = run_dir / "validation_report.json"
+    if report_path.is_file():
+        from submission.metrics import format_table
+
+        report = json.loads(report_path.read_text(encoding="utf-8"))
+        lines += ["", "## Validation", "", f"decision: `{json.dumps(report.get('decision'))}`", "", "```",
+                  format_table(report), "```"]
+    out = run_dir / MERGED / "README.md"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(scrub_secrets("\n".join(lines)) + "\n", encoding="utf-8")
+    return out

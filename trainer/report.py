@@ -1,0 +1,70 @@
+"""Compare runs: one row per run with the selection metric, size, time and what differs in the config."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+_SHOWN = ("accuracy", "macro_f1", "mae", "qwk")
+
+
+def _dir_size_mb(path: Path) -> float | None:
+    if not path.is_dir():
+        return None
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 1e6
+
+
+def collect_runs(run_dirs) -> list[dict]:
+    """Summary dicts for run folders (runs without a validation report keep their row, metrics None)."""
+    rows = []
+    for run_dir in map(Path, run_dirs):
+        record = json.loads((run_dir / "training_config.json").read_text(encoding="utf-8"))
+        report_path = run_dir / "validation_report.json"
+        report = json.loads(report_path.read_text(encoding="utf-8")) if report_path.is_file() else {}
+        rows.append({
+            "run": run_dir.name,
+            "config": record["config"],
+            "metric": record["config"].get("metric", "qwk"),
+            "metrics": {k: report.get(k) for k in ("accuracy", "macro_f1", "weighted_f1", "mae", "rmse", "qwk",
+                                                   "spearman", "pearson")},
+            "size_mb": _dir_size_mb(run_dir / "merged"),
+            "train_s": record.get("train_seconds"),
+        })
+    return rows
+
+
+def config_deltas(configs: list[dict]) -> list[dict]:
+    """Per run, the settings whose value is not the same across all runs (paths and names left out)."""
+    skip = {"name", "run_name", "output_dir", "train_path", "base_model"}
+    keys = sorted({k for c in configs for k in c} - skip)
+    varying = [k for k in keys if len({json.dumps(c.get(k), sort_keys=True) for c in configs}) > 1]
+    return [{k: c.get(k) for k in varying} for c in configs]
+
+
+def pick_best_run(rows: list[dict], metric: str) -> int | None:
+    from submission.metrics import higher_is_better
+
+    scored = [(i, r["metrics"].get(metric)) for i, r in enumerate(rows) if r["metrics"].get(metric) is not None]
+    if not scored:
+        return None
+    sign = 1 if higher_is_better(metric) else -1
+    return max(scored, key=lambda item: sign * item[1])[0]
+
+
+def format_report(rows: list[dict], metric: str | None = None) -> str:
+    metric = metric or (rows[0]["metric"] if rows else "qwk")
+    best = pick_best_run(rows, metric)
+    deltas = config_deltas([r["config"] for r in rows])
+
+    def fmt(value, spec=".3f"):
+        return "n/a" if value is None else format(value, spec)
+
+    header = ["", "run", *_SHOWN, "size_MB", "train_s", "config deltas"]
+    lines = [" | ".join(header), " | ".join("---" for _ in header)]
+    for i, (row, delta) in enumerate(zip(rows, deltas, strict=True)):
+        cells = ["*" if i == best else "", row["run"], *(fmt(row["metrics"].get(k)) for k in _SHOWN),
+                 fmt(row["size_mb"], ".1f"), fmt(row["train_s"], ".0f"),
+                 ", ".join(f"{k}={v}" for k, v in delta.items())]
+        lines.append(" | ".join(cells))
+    lines.append(f"* best by {metric}")
+    return "\n".join(lines)

@@ -1,0 +1,473 @@
+"""One training run: split, tokenise, train (response-only loss), save; then merge and evaluate (trainer/merge.py).
+
+    python -m trainer train --experiment demo --train-path data/synth/train.csv --base-model runs/tiny --output-dir runs
+    accelerate launch --num_processes 2 --cpu -m trainer train --experiment demo ...   # DDP (gloo on CPU)
+
+Backend: Unsloth when CUDA is present and it imports (trainer/backend_unsloth.py), else PEFT + transformers Trainer.
+Unsloth, bitsandbytes and xformers are only imported inside the CUDA branch.
+
+Loss: batches are LEFT-padded (as the inference engine pads), so every row's target (score tokens + <|im_end|>) sits
+at the end; the forward asks the model for logits at the last few positions only (``logits_to_keep``), i.e. the
+lm_head runs only where labels are (plus at most a couple of masked slots), never over the 151k vocab x sequence.
+Going through the model's own forward keeps DDP, PEFT and Unsloth wrappers in the loop.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from trainer.config import TrainConfig
+
+log = logging.getLogger("trainer.train")
+
+CONFIG_NAME = "training_config.json"
+METRICS_NAME = "metrics.jsonl"
+PRIOR_NAME = "class_prior.json"
+SECRET_ENV = ("WANDB_API_KEY", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
+
+
+# -- provenance -------------------------------------------------------------------------------------------------
+def library_versions() -> dict[str, str | None]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for name in ("torch", "transformers", "peft", "trl", "accelerate", "datasets", "unsloth"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def git_sha() -> str | None:
+    try:
+        result = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=Path(__file__).parent
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return result.stdout.strip() or None
+
+
+def scrub_secrets(text: str) -> str:
+    """Replace the value of any secret environment variable found in ``text`` (defence in depth for logs/configs)."""
+    for name in SECRET_ENV:
+        value = os.environ.get(name)
+        if value and len(value) >= 4:
+            text = text.replace(value, f"<{name}>")
+    return text
+
+
+def write_json(path: Path, data) -> None:
+    path.write_text(scrub_secrets(json.dumps(data, ensure_ascii=False, indent=2)) + "\n", encoding="utf-8")
+
+
+# -- devices and precision --------------------------------------------------------------------------------------
+def pick_precision(config: TrainConfig) -> str:
+    import torch
+
+    if config.precision != "auto":
+        return config.precision
+    if not torch.cuda.is_available():
+        return "fp32"
+    return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+
+
+def torch_dtype(precision: str):
+    import torch
+
+    return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[precision]
+
+
+def use_unsloth(config: TrainConfig) -> bool:
+    if config.backend == "peft":
+        return False
+    import torch
+
+    if not torch.cuda.is_available():
+        if config.backend == "unsloth":
+            raise RuntimeError("backend unsloth needs CUDA; use --set backend=peft")
+        return False
+    from trainer import backend_unsloth
+
+    ok = backend_unsloth.available()
+    if config.backend == "unsloth" and not ok:
+        raise RuntimeError("backend unsloth requested but `import unsloth` failed")
+    return ok
+
+
+# -- data -------------------------------------------------------------------------------------------------------
+class ExampleDataset:
+    """Tokenised rows: input_ids, labels and a per-row loss weight."""
+
+    def __init__(self, rows: list[dict]):
+        self.rows = rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index: int) -> dict:
+        return self.rows[index]
+
+
+def tokenise(frame, renderer, max_tokens: int, weights: dict[int, float] | None = None) -> ExampleDataset:
+    """Rows -> training examples from the runtime's own renderer (only score + end token carry labels)."""
+    rows = []
+    for prompt, score in zip(frame["prompt"], frame["score"], strict=True):
+        example = renderer.training_example(prompt, int(score), max_tokens)
+        rows.append({
+            "input_ids": example.input_ids,
+            "labels": example.labels,
+            "weight": float(weights.get(int(score), 1.0)) if weights else 1.0,
+        })
+    return ExampleDataset(rows)
+
+
+class LeftPadCollator:
+    """Left-pads a batch (as the engine does) with position ids counting real tokens only."""
+
+    def __init__(self, pad_id: int):
+        self.pad_id = pad_id
+
+    def __call__(self, rows: list[dict]) -> dict:
+        import torch
+
+        longest = max(len(r["input_ids"]) for r in rows)
+        ids = torch.full((len(rows), longest), self.pad_id, dtype=torch.long)
+        labels = torch.full((len(rows), longest), -100, dtype=torch.long)
+        mask = torch.zeros((len(rows), longest), dtype=torch.long)
+        for i, row in enumerate(rows):
+            n = len(row["input_ids"])
+            ids[i, longest - n :] = torch.as_tensor(row["input_ids"])
+            labels[i, longest - n :] = torch.as_tensor(row["labels"])
+            mask[i, longest - n :] = 1
+        return {
+            "input_ids": ids,
+            "attention_mask": mask,
+            "position_ids": (mask.cumsum(dim=1) - 1).clamp(min=0),
+            "labels": labels,
+            "weight": torch.tensor([r["weight"] for r in rows], dtype=torch.float32),
+        }
+
+
+def labelled_loss(model, inputs: dict):
+    """Weighted mean cross-entropy over labelled tokens; logits only for the trailing labelled window."""
+    import torch
+    import torch.nn.functional as F
+
+    labels = inputs["labels"]
+    targets = labels[:, 1:]  # position t predicts token t+1
+    has_label = (targets != -100).any(dim=0)
+    first = int(has_label.nonzero()[0]) if has_label.any() else targets.shape[1] - 1
+    window = targets.shape[1] - first  # labelled target positions are within the last `window` of `targets`
+    out = model(
+        input_ids=inputs["input_ids"],
+        attention_mask=inputs["attention_mask"],
+        position_ids=inputs["position_ids"],
+        logits_to_keep=window + 1,
+        use_cache=False,
+    )
+    logits = out.logits[:, :-1, :].float()  # [B, window, V]: predictions for targets[:, first:]
+    window_targets = targets[:, first:]
+    token_loss = F.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]), window_targets.reshape(-1), ignore_index=-100, reduction="none"
+    ).view_as(window_targets)
+    valid = (window_targets != -100).float()
+    weight = inputs["weight"].to(token_loss.device).unsqueeze(1) * valid
+    loss = (token_loss * weight).sum() / weight.sum().clamp(min=1e-8)
+    tokens = torch.as_tensor(int(inputs["attention_mask"].sum()))
+    return loss, tokens
+
+
+# -- model ------------------------------------------------------------------------------------------------------
+def build_peft_model(config: TrainConfig, precision: str):
+    """(model, tokenizer) on the PEFT/transformers path; 4-bit base only when ``method: qlora``."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(config.base_model, trust_remote_code=False)
+    kwargs = {"dtype": torch_dtype(precision), "trust_remote_code": False}
+    if config.method == "qlora":
+        if not torch.cuda.is_available():
+            raise RuntimeError("qlora (4-bit base) needs CUDA and bitsandbytes; use method lora on CPU")
+        from transformers import BitsAndBytesConfig  # bitsandbytes is imported on this CUDA-only branch
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch_dtype(precision)
+        )
+    model = AutoModelForCausalLM.from_pretrained(config.base_model, **kwargs)
+    if config.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.config.use_cache = False
+    if not config.is_lora:
+        return model, tokenizer
+    from peft import LoraConfig, get_peft_model
+
+    if config.method == "qlora":
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=config.gradient_checkpointing)
+    lora = LoraConfig(
+        r=config.lora_r,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        target_modules=list(config.target_modules),
+        modules_to_save=list(config.modules_to_save) or None,
+        task_type="CAUSAL_LM",
+    )
+    model = get_peft_model(model, lora)
+    if config.gradient_checkpointing:
+        model.enable_input_require_grads()
+    return model, tokenizer
+
+
+def difficulty_scores(model, dataset: ExampleDataset, collator) -> list[float]:
+    """Per-row loss of the current (base) model on the target: the curriculum's difficulty score."""
+    import torch
+
+    scores = []
+    model.eval()
+    with torch.no_grad():
+        for row in dataset.rows:
+            batch = {k: v.to(model.device) for k, v in collator([row]).items()}
+            scores.append(float(labelled_loss(model, batch)[0]))
+    model.train()
+    return scores
+
+
+def curriculum_order(model, dataset: ExampleDataset, collator) -> ExampleDataset:
+    """Rows sorted easy -> hard by :func:`difficulty_scores` (ties keep their order)."""
+    scores = difficulty_scores(model, dataset, collator)
+    order = sorted(range(len(dataset)), key=lambda i: scores[i])
+    log.info("curriculum: difficulty %.3f (easiest) .. %.3f (hardest)", scores[order[0]], scores[order[-1]])
+    return ExampleDataset([dataset[i] for i in order])
+
+
+# -- trainer ----------------------------------------------------------------------------------------------------
+def _make_trainer_class():
+    from transformers import Trainer
+
+    class JudgeTrainer(Trainer):
+        """transformers Trainer with the labelled-window loss; counts tokens for the progress line."""
+
+        tokens_seen = 0
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            loss, tokens = labelled_loss(model, inputs)
+            self.tokens_seen += int(tokens)
+            return (loss, None) if return_outputs else loss
+
+    return JudgeTrainer
+
+
+def _make_progress_callback(metrics_path: Path):
+    from transformers import TrainerCallback
+
+    class ProgressCallback(TrainerCallback):
+        """One tqdm line on a TTY (else a log line per logging step) and metrics.jsonl on the main process."""
+
+        def __init__(self):
+            self.bar = None
+            self.start = time.perf_counter()
+            self.trainer = None
+            self.last = {}
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.start = time.perf_counter()
+            if state.is_world_process_zero and sys.stderr.isatty():
+                from tqdm.auto import tqdm
+
+                self.bar = tqdm(total=state.max_steps, initial=state.global_step, dynamic_ncols=True, file=sys.stderr)
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if self.bar is not None:
+                self.bar.update(state.global_step - self.bar.n)
+                self.bar.set_postfix_str(self._line(state), refresh=False)
+
+        def _line(self, state) -> str:
+            elapsed = time.perf_counter() - self.start
+            tokens = getattr(self.trainer, "tokens_seen", 0)
+            tps = tokens / max(elapsed, 1e-9)
+            loss, lr = self.last.get("loss"), self.last.get("learning_rate")
+            loss_s = f"{loss:.4f}" if isinstance(loss, float) else "-"
+            lr_s = f"{lr:.2e}" if isinstance(lr, float) else "-"
+            return f"step {state.global_step}/{state.max_steps} | loss {loss_s} | lr {lr_s} | tok/s {tps:,.0f} | {elapsed:.0f}s"
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if not state.is_world_process_zero or not logs:
+                return
+            self.last.update({k: v for k, v in logs.items() if isinstance(v, (int, float))})
+            elapsed = time.perf_counter() - self.start
+            record = {"step": state.global_step, "epoch": state.epoch, **logs, "elapsed_s": round(elapsed, 3)}
+            record["tokens_per_s"] = round(getattr(self.trainer, "tokens_seen", 0) / max(elapsed, 1e-9), 1)
+            with open(metrics_path, "a", encoding="utf-8") as handle:
+                handle.write(scrub_secrets(json.dumps(record)) + "\n")
+            if self.bar is None:
+                log.info(self._line(state))
+
+        def on_train_end(self, args, state, control, **kwargs):
+            if self.bar is not None:
+                self.bar.close()
+
+    return ProgressCallback()
+
+
+def training_arguments(config: TrainConfig, run_dir: Path, precision: str, batch_size: int, grad_accum: int):
+    from transformers import TrainingArguments
+
+    scheduler_kwargs = {"min_lr_rate": config.min_lr_ratio} if config.scheduler == "cosine_with_min_lr" else {}
+    report_to = ["wandb"] if config.wandb_project else []
+    return TrainingArguments(
+        output_dir=str(run_dir / "checkpoints"),
+        per_device_train_batch_size=batch_size,
+        gradient_accumulation_steps=grad_accum,
+        learning_rate=config.learning_rate,
+        num_train_epochs=config.epochs,
+        max_steps=config.max_steps,
+        lr_scheduler_type=config.scheduler,
+        lr_scheduler_kwargs=scheduler_kwargs,
+        warmup_steps=float(config.warmup_ratio),  # a float in [0, 1) is a ratio of the total steps
+        weight_decay=config.weight_decay,
+        max_grad_norm=config.max_grad_norm,
+        bf16=precision == "bf16",
+        fp16=precision == "fp16",
+        logging_steps=config.logging_steps,
+        save_strategy="steps",
+        save_steps=config.save_steps,
+        save_total_limit=config.save_total_limit,
+        seed=config.seed,
+        data_seed=config.seed,
+        report_to=report_to,
+        run_name=config.resolved_run_name(),
+        remove_unused_columns=False,
+        disable_tqdm=True,
+        train_sampling_strategy="sequential" if config.curriculum else "random",
+        dataloader_num_workers=0,
+        ddp_find_unused_parameters=False,
+    )
+
+
+def is_main_process() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def train_run(config: TrainConfig, resume: bool = False, callbacks=()) -> Path:
+    """Train one config into ``config.run_dir()``; returns the run dir (merge/evaluate are separate steps)."""
+    from submission.data import read_train_csv
+    from submission.prompting import PromptRenderer
+    from trainer import split
+
+    run_dir = config.run_dir()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    frame = read_train_csv(config.train_path)
+    val_path = run_dir / split.VAL_IDS
+    if resume and val_path.is_file():
+        train_frame, val_frame = split.split_by_ids(frame, val_path)
+    else:
+        train_frame, val_frame = split.stratified_split(frame, config.val_fraction, config.seed)
+    precision = pick_precision(config)
+    unsloth = use_unsloth(config)
+    if config.wandb_project:
+        os.environ["WANDB_PROJECT"] = config.wandb_project  # WANDB_MODE=offline from the caller is honoured
+    if is_main_process():
+        split.save_val_ids(val_frame, val_path)
+        write_json(run_dir / PRIOR_NAME, split.class_prior(train_frame))
+        record = {
+            "config": config.model_dump(),
+            "backend": "unsloth" if unsloth else "peft",
+            "precision": precision,
+            "versions": library_versions(),
+            "git_sha": git_sha(),
+            "data_sha256": split.data_hash(config.train_path),
+            "rows": {"train": len(train_frame), "val": len(val_frame)},
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "world_size": int(os.environ.get("WORLD_SIZE", "1")),
+        }
+        write_json(run_dir / CONFIG_NAME, record)
+        if not resume:
+            (run_dir / METRICS_NAME).write_text("", encoding="utf-8")
+
+    if unsloth:
+        from trainer import backend_unsloth
+
+        model, tokenizer = backend_unsloth.load_model(config, torch_dtype(precision))
+    else:
+        model, tokenizer = build_peft_model(config, precision)
+
+    fit_frame = train_frame
+    if config.augment:
+        from trainer.augment import augment_frame
+
+        fit_frame = augment_frame(fit_frame, config.seed, config.augment_copies, config.hard_negatives)
+    if config.balance == "oversample":
+        fit_frame = split.oversample(fit_frame, config.seed)
+    weights = split.class_weights(train_frame["score"]) if config.balance == "class_weights" else None
+    renderer = PromptRenderer(tokenizer, max_tokens=config.max_tokens)
+    dataset = tokenise(fit_frame, renderer, config.max_tokens, weights)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    if config.curriculum:
+        dataset = curriculum_order(model, dataset, LeftPadCollator(pad_id))
+
+    batch_size, grad_accum = config.batch_size, config.grad_accum
+    started = time.perf_counter()
+    while True:
+        args = training_arguments(config, run_dir, precision, batch_size, grad_accum)
+        trainer = _make_trainer_class()(
+            model=model, args=args, train_dataset=dataset, data_collator=LeftPadCollator(pad_id)
+        )
+        progress = _make_progress_callback(run_dir / METRICS_NAME)
+        progress.trainer = trainer
+        trainer.add_callback(progress)
+        for callback in callbacks:
+            trainer.add_callback(callback)
+        checkpoint = resume and any((run_dir / "checkpoints").glob("checkpoint-*"))
+        try:
+            trainer.train(resume_from_checkpoint=True if checkpoint else None)
+            break
+        except Exception as error:  # noqa: BLE001 - only CUDA OOM is retried
+            from submission.engine_hf import is_out_of_memory
+
+            if not (is_out_of_memory(error) and batch_size > 1):
+                raise
+            import torch
+
+            torch.cuda.empty_cache()
+            batch_size, grad_accum = batch_size // 2, grad_accum * 2
+            resume = True
+            log.warning("CUDA out of memory: retrying with batch %d x accumulation %d", batch_size, grad_accum)
+
+    seconds = time.perf_counter() - started
+    if is_main_process():
+        save_trained(trainer.model, tokenizer, config, run_dir, unsloth)
+        record = json.loads((run_dir / CONFIG_NAME).read_text(encoding="utf-8"))
+        record["train_seconds"] = round(seconds, 2)
+        record["effective_batch"] = {"per_device": batch_size, "grad_accum": grad_accum}
+        record["global_steps"] = trainer.state.global_step
+        write_json(run_dir / CONFIG_NAME, record)
+    trainer.accelerator.wait_for_everyone()
+    return run_dir
+
+
+def save_trained(model, tokenizer, config: TrainConfig, run_dir: Path, unsloth: bool) -> None:
+    """LoRA: ``adapter/`` (merge later). Full FT: straight to ``merged/`` in fp16/bf16. Unsloth: its own merge."""
+    from trainer.merge import save_merged_model
+
+    model = getattr(model, "module", model)
+    if unsloth and config.is_lora:
+        from trainer import backend_unsloth
+
+        model.save_pretrained(str(run_dir / "adapter"))
+        backend_unsloth.save_merged(model, tokenizer, run_dir / "merged")
+        return
+    if config.is_lora:
+        model.save_pretrained(str(run_dir / "adapter"), safe_serialization=True)
+        tokenizer.save_pretrained(str(run_dir / "adapter"))
+        return
+    save_merged_model(model, tokenizer, run_dir / "merged")
