@@ -114,15 +114,20 @@ def rank_candidates(dirs: list[Path], metric: str) -> list[Candidate]:
     return sorted(candidates, key=key, reverse=True)
 
 
+def display_name(path: Path) -> str:
+    """``runs/exp1/merged`` -> ``exp1``; ``models/a`` -> ``a``."""
+    return path.parent.name if path.name == "merged" else path.name
+
+
 def pick_reason(ranked: list[Candidate], metric: str) -> str:
     """One line saying why the first candidate won."""
     best = ranked[0]
     if best.value is None:
         return f"no candidate has {metric} in a {REPORT_NAME}; took the first of {len(ranked)} found"
-    others = ", ".join(f"{c.path.name}={c.value:.4g}" if c.value is not None else f"{c.path.name}=no report"
+    others = ", ".join(f"{display_name(c.path)}={c.value:.4g}" if c.value is not None else f"{display_name(c.path)}=no report"
                        for c in ranked[1:])
     direction = "highest" if higher_is_better(metric) else "lowest"
-    return f"{direction} {metric}: {best.path.name}={best.value:.4g}" + (f" (vs {others})" if others else "")
+    return f"{direction} {metric}: {display_name(best.path)}={best.value:.4g}" + (f" (vs {others})" if others else "")
 
 
 def find_ensemble(roots: list[Path]) -> Ensemble | None:
