@@ -138,3 +138,32 @@ def test_vllm_is_not_imported_on_the_transformers_path(tiny_model_dir, frame):
 
     predict(frame, RunSettings(model_dir=tiny_model_dir, device="cpu"))
     assert "vllm" not in sys.modules
+
+
+def test_vllm_failing_mid_run_hands_the_rest_to_transformers(tiny_model_dir, tiny_model, frame, monkeypatch):
+    api, calls = fake_api(tiny_model)
+    real_generate = api.LLM.generate
+
+    def generate_then_fail(self, prompts, params, use_tqdm=True):
+        if calls.get("params"):
+            raise RuntimeError("EngineDeadError: engine core died")
+        return real_generate(self, prompts, params, use_tqdm)
+
+    api.LLM.generate = generate_then_fail
+    monkeypatch.setattr(engine_vllm, "load_vllm_api", lambda: api)
+    hf = predict(frame, RunSettings(model_dir=tiny_model_dir, device="cpu", engine="hf"))
+    got = predict(frame, RunSettings(model_dir=tiny_model_dir, device="cpu", engine="vllm", chunk_tokens=1500))
+    assert got.meta["engine"] == "hf" and "EngineDeadError" in got.meta["engine_fallback"]
+    assert got.meta["fallback_rows"] == 0 and len(calls["params"]) == 1
+    assert len(got.scores) == len(hf.scores)
+
+
+def test_prompts_are_shortened_to_the_max_model_len_vllm_started_with(tiny_model_dir, tiny_model, frame, monkeypatch):
+    api, calls = fake_api(tiny_model, fail_starts=2)  # the third rung starts with max_model_len=2048
+    monkeypatch.setattr(engine_vllm, "load_vllm_api", lambda: api)
+    long = frame.copy()
+    long.loc[0, "prompt"] = long.loc[0, "prompt"].replace("### Ответ для оценки:\n", "### Ответ для оценки:\n" + "слово " * 3000)
+    result = predict(long, RunSettings(model_dir=tiny_model_dir, device="cpu", engine="vllm"))
+    lengths = [len(p["prompt_token_ids"]) for p in calls["prompts"]]
+    assert max(lengths) <= 2047 and max(lengths) > 1500
+    assert result.meta["truncated_rows"] >= 1
