@@ -285,9 +285,29 @@ def score_model(model: OpenModel, rows: list[int], deadline: Deadline, run: RunS
                     probs[i] = np.eye(len(LABELS))[LABELS.index(score)]
                     done[i] = True
         else:
-            probs[chunk] = probabilities_from_label_logits(engine.label_logits(ids), [allowed[i] for i in chunk])
+            try:
+                logits = engine.label_logits(ids)
+            except Exception as error:  # noqa: BLE001 - a failing vLLM gives way to transformers; others raise
+                if engine.name != "vllm":
+                    raise
+                engine = _replace_failed_vllm(model, run, error)
+                logits = engine.label_logits([model.rendered[i].input_ids for i in chunk])
+            probs[chunk] = probabilities_from_label_logits(logits, [allowed[i] for i in chunk])
             done[chunk] = True
         model.processed.update(chunk)
+
+
+def _replace_failed_vllm(model: OpenModel, run: RunSettings, error: BaseException):
+    """vLLM failed while scoring: switch this model to transformers for the rest of the run."""
+    from submission.engine_hf import resolve_device
+
+    reason = f"vLLM failed while scoring ({type(error).__name__}: {error}); using transformers"
+    log.warning(reason)
+    failed = model.engine
+    model.engine = _build_hf(model.candidate.path, run, failed.tokenizer, resolve_device(run.device))
+    model.engine.tokens_scored, model.engine.seconds = failed.tokens_scored, failed.seconds
+    model.engine_fallback = reason
+    return model.engine
 
 
 @contextmanager
