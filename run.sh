@@ -8,7 +8,8 @@ if [ "$#" -lt 2 ]; then
 fi
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1
-export VLLM_NO_USAGE_STATS=1 DO_NOT_TRACK=1 TOKENIZERS_PARALLELISM=false
+# vLLM usage stats: vllm/usage/usage_lib.py is_usage_stats_enabled() honours any of these three.
+export VLLM_NO_USAGE_STATS=1 VLLM_DO_NOT_TRACK=1 DO_NOT_TRACK=1 TOKENIZERS_PARALLELISM=false
 PYTHON="${PYTHON:-python3}"
 test_csv="$1"; pred_csv="$2"; shift 2
 exec "$PYTHON" "$here/submission/run_optimized.py" --test_path "$test_csv" --pred_path "$pred_csv" "$@"

@@ -154,3 +154,26 @@ class TransformersEngine:
             ).logits[:, -1, :]
             picked = logits[:, self.label_ids].float().cpu().numpy()
         return picked
+
+    def generate_texts(self, prompts: Sequence[Sequence[int]], max_new_tokens: int) -> list[str]:
+        """Greedy continuations (new text only) for token-id prompts; for generative judges that write a rationale."""
+        import torch
+
+        texts = []
+        start = time.perf_counter()
+        eos = self.tokenizer.eos_token_id
+        for row in prompts:  # one row at a time: generative judges are the rare, slow path
+            input_ids = torch.as_tensor([list(row)], dtype=torch.long, device=self.device)
+            with torch.inference_mode():
+                out = self.model.generate(
+                    input_ids=input_ids,
+                    attention_mask=torch.ones_like(input_ids),
+                    max_new_tokens=max_new_tokens,
+                    do_sample=False,
+                    eos_token_id=eos,
+                    pad_token_id=self.pad_id,
+                )
+            texts.append(self.tokenizer.decode(out[0, input_ids.shape[1] :].tolist(), skip_special_tokens=True))
+        self.seconds += time.perf_counter() - start
+        self.tokens_scored += sum(len(p) for p in prompts)
+        return texts

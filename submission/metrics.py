@@ -40,9 +40,12 @@ def _correlation(fn, y_true: np.ndarray, y_pred: np.ndarray) -> float | None:
 
 
 def _qwk(y_true: np.ndarray, y_pred: np.ndarray) -> float | None:
-    if len(set(y_true.tolist()) | set(y_pred.tolist())) < 2:
+    values = set(y_true.tolist()) | set(y_pred.tolist())
+    if len(values) < 2:
         return None
-    return _clean(cohen_kappa_score(y_true, y_pred, weights="quadratic"))
+    # sklearn weights by a label's position in `labels`: a contiguous range makes position distance = score distance.
+    labels = list(range(min(values), max(values) + 1))
+    return _clean(cohen_kappa_score(y_true, y_pred, weights="quadratic", labels=labels))
 
 
 def _scalar_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict:

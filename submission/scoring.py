@@ -82,13 +82,23 @@ def probabilities_from_logprobs(
     ``floor_margin`` (so it is never impossible, never favoured). When no allowed label is in the top-k the
     row is uniform over the allowed labels.
     """
+    return probabilities_from_label_logits(label_logprobs(top_logprobs, label_ids, floor_margin), allowed)
+
+
+def label_logprobs(
+    top_logprobs: Sequence[Mapping[int, object]], label_ids: Sequence[int], floor_margin: float = 1.0
+) -> np.ndarray:
+    """Top-k logprob dicts -> [N, 5] label logprobs (LABELS order), missing labels floored as described above.
+
+    They act as label logits: :func:`probabilities_from_label_logits` renormalises them over the allowed labels.
+    """
     rows = []
     for entry in top_logprobs:
         values = {int(k): _logprob_value(v) for k, v in (entry or {}).items()}
         finite = [v for v in values.values() if math.isfinite(v)]
         floor = (min(finite) if finite else 0.0) - floor_margin
         rows.append([values.get(t, floor) if math.isfinite(values.get(t, floor)) else floor for t in label_ids])
-    return probabilities_from_label_logits(np.array(rows, dtype=np.float64), allowed)
+    return np.array(rows, dtype=np.float64).reshape(-1, len(LABELS))
 
 
 def expected_score(probs: np.ndarray) -> np.ndarray:

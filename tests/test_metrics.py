@@ -80,3 +80,11 @@ def test_format_table_and_plot(tmp_path):
     path = tmp_path / "cm.png"
     plot_confusion_matrix(r, path)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_qwk_weights_by_score_distance_not_label_position():
+    # Score distance, not label position: over -1..3, hist_true has -1, 0, 3 once; hist_pred has 0 twice, 3 once.
+    # Observed weighted disagreement: one (-1 -> 0) miss, (0-(-1))^2 = 1.
+    # Expected: sum_ij (i-j)^2 t_i p_j / n = [t=-1: 2*1 + 1*16] + [t=0: 1*9] + [t=3: 2*9] = 45, / 3 = 15.
+    r = compute_metrics([-1, 0, 3], [0, 0, 3])
+    assert r["qwk"] == pytest.approx(1 - 1 / 15)

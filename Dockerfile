@@ -1,0 +1,25 @@
+# Submission image: the vLLM runtime plus run.sh, submission/ and models/ (nothing else; see .dockerignore).
+#   docker build -t aij-judge-submission .            (from an unpacked bundle or the repo after `build/bundle.py`)
+#   docker run --rm --gpus all --network none -v "$PWD/data:/data" aij-judge-submission /data/test.csv /data/predictions.csv
+# The base is pinned through an ARG so an offline machine can pass a locally loaded image instead.
+ARG BASE_IMAGE=vllm/vllm-openai:v0.26.0
+FROM ${BASE_IMAGE}
+
+ENV HF_HUB_OFFLINE=1 \
+    TRANSFORMERS_OFFLINE=1 \
+    HF_DATASETS_OFFLINE=1 \
+    HF_HUB_DISABLE_TELEMETRY=1 \
+    VLLM_NO_USAGE_STATS=1 \
+    DO_NOT_TRACK=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHON=python3
+
+WORKDIR /app
+RUN groupadd --system --gid 10001 judge && useradd --system --uid 10001 --gid judge --home-dir /app --shell /usr/sbin/nologin judge
+COPY --chown=10001:10001 run.sh ./
+COPY --chown=10001:10001 submission/ submission/
+COPY --chown=10001:10001 models/ models/
+USER 10001:10001
+
+ENTRYPOINT ["/app/run.sh"]
+CMD ["/data/test.csv", "/data/predictions.csv"]

@@ -1,0 +1,201 @@
+#!/usr/bin/env python3
+"""Local stand-in for the contest's offline grader: unpack the bundle, run it without network, check, score.
+
+    python build/grade.py --bundle dist/submission.zip --test data/test.csv --gold data/gold.csv
+    python build/grade.py --bundle dist/submission.zip --test t.csv --gold g.csv --time-limit 600 --isolation netns
+
+Steps: unzip into a fresh temp dir; copy the test CSV in as test.csv; run ``./run.sh test.csv predictions.csv``
+there with a clean environment, a wall-clock limit and no network — ``docker run --network none`` on the
+submission image (``--isolation docker``), a fresh network namespace via ``unshare --net`` (``netns``), or nothing
+(``none``, only when asked; ``auto`` picks docker when an engine answers and the image exists, else netns when it
+works, else refuses); then check the predictions (every id once, same order, integer labels allowed by each
+rubric) and compute every metric against the gold labels. Writes ``grade_report.json`` and prints a table.
+Exit codes: 0 valid and on time, 1 invalid predictions or a crash, 3 late, 2 bad arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # the grader reuses the runtime's CSV contract and metrics, as the contest would
+
+from submission.data import DataError, read_gold_csv, read_predictions_csv, read_test_csv  # noqa: E402
+from submission.metrics import compute_metrics, format_table  # noqa: E402
+from submission.sections import parse_prompt  # noqa: E402
+
+EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_LATE = 0, 1, 2, 3
+DEFAULT_IMAGE = "aij-judge-submission:latest"
+
+
+def docker_available(image: str) -> bool:
+    if shutil.which("docker") is None:
+        return False
+    probe = subprocess.run(["docker", "image", "inspect", image], capture_output=True, timeout=20)
+    return probe.returncode == 0
+
+
+def netns_available() -> bool:
+    if shutil.which("unshare") is None:
+        return False
+    return subprocess.run(["unshare", "--net", "true"], capture_output=True, timeout=20).returncode == 0
+
+
+def resolve_isolation(isolation: str, image: str) -> str:
+    if isolation != "auto":
+        return isolation
+    if docker_available(image):
+        return "docker"
+    if netns_available():
+        return "netns"
+    raise RuntimeError("no network isolation available (no Docker image, no unshare --net); pass --isolation none "
+                       "to grade without it")
+
+
+def clean_env(workdir: Path, python: str) -> dict:
+    """What the contest machine gives a submission: a PATH, a HOME, a locale, no tokens, no proxies."""
+    return {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(workdir), "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
+            "PYTHON": python, "TMPDIR": str(workdir)}
+
+
+def run_bundle(bundle_dir: Path, isolation: str, time_limit: float, python: str, image: str) -> dict:
+    """Run ./run.sh in ``bundle_dir``; returns {returncode, seconds, late, log}."""
+    command = ["./run.sh", "test.csv", "predictions.csv"]
+    if isolation == "docker":
+        command = ["docker", "run", "--rm", "--network", "none", "-v", f"{bundle_dir}:/bundle", "-w", "/bundle",
+                   "--entrypoint", "./run.sh", image, "test.csv", "predictions.csv"]
+    elif isolation == "netns":
+        command = ["unshare", "--net", "--", *command]
+    elif isolation != "none":
+        raise ValueError(f"unknown isolation {isolation!r}")
+    start = time.perf_counter()
+    log_path = bundle_dir / "run.log"
+    with log_path.open("wb") as log:
+        try:
+            proc = subprocess.run(command, cwd=bundle_dir, env=clean_env(bundle_dir, python), stdout=log,
+                                  stderr=subprocess.STDOUT, timeout=time_limit, start_new_session=True)
+            returncode, late = proc.returncode, False
+        except subprocess.TimeoutExpired:
+            returncode, late = None, True
+    seconds = time.perf_counter() - start
+    return {"returncode": returncode, "seconds": round(seconds, 2), "late": late,
+            "log_tail": log_path.read_text(encoding="utf-8", errors="replace")[-4000:]}
+
+
+def check_predictions(test_csv: Path, pred_csv: Path) -> tuple[list[str], object]:
+    """(problems, predictions frame); no problems means a valid submission."""
+    if not pred_csv.is_file():
+        return ["predictions.csv was not written"], None
+    try:
+        test = read_test_csv(test_csv)
+        pred = read_predictions_csv(pred_csv)
+    except DataError as err:
+        return [str(err)], None
+    problems = []
+    if len(pred) != len(test):
+        problems.append(f"{len(pred)} predictions for {len(test)} test rows")
+    if pred["id"].tolist() != test["id"].tolist()[: len(pred)]:
+        missing = sorted(set(test["id"]) - set(pred["id"]))[:5]
+        extra = sorted(set(pred["id"]) - set(test["id"]))[:5]
+        problems.append(f"ids differ from the test file (missing {missing}, unexpected {extra}, or out of order)")
+    if pred["id"].duplicated().any():
+        problems.append("duplicate ids in predictions")
+    allowed = {i: parse_prompt(p).allowed for i, p in zip(test["id"], test["prompt"], strict=True)}
+    bad = [(i, s) for i, s in zip(pred["id"], pred["score"], strict=True) if s not in allowed.get(i, ())]
+    if bad:
+        problems.append(f"{len(bad)} scores outside their rubric, e.g. id {bad[0][0]!r} -> {bad[0][1]}")
+    return problems, pred
+
+
+def grade(bundle: Path, test: Path, gold: Path, time_limit: float, isolation: str, out_dir: Path,
+          python: str = sys.executable, image: str = DEFAULT_IMAGE, keep: bool = False) -> dict:
+    """Unpack, run, check and score one bundle; returns the grade report (also written to out_dir)."""
+    isolation = resolve_isolation(isolation, image)
+    work = Path(tempfile.mkdtemp(prefix="aij-grade-"))
+    try:
+        with zipfile.ZipFile(bundle) as archive:
+            archive.extractall(work)
+            for info in archive.infolist():  # zip keeps unix modes in external_attr; extractall drops them
+                mode = info.external_attr >> 16
+                if mode:
+                    os.chmod(work / info.filename, mode & 0o777)
+        if not (work / "run.sh").is_file():
+            raise FileNotFoundError("the bundle has no run.sh at its root")
+        shutil.copyfile(test, work / "test.csv")
+        run = run_bundle(work, isolation, time_limit, python, image)
+        problems, pred = ([], None)
+        if run["late"]:
+            problems = [f"late: still running after the {time_limit:.0f} s limit"]
+        elif run["returncode"] != 0:
+            problems = [f"run.sh exited with {run['returncode']}"]
+        else:
+            problems, pred = check_predictions(work / "test.csv", work / "predictions.csv")
+        report = {"bundle": str(bundle), "isolation": isolation, "time_limit_s": time_limit, **run,
+                  "valid": not problems, "problems": problems}
+        if not problems:
+            gold_frame = read_gold_csv(gold).set_index("id")["score"]
+            families = [parse_prompt(p).family for p in read_test_csv(work / "test.csv")["prompt"]]
+            known = [i for i, x in enumerate(pred["id"]) if x in gold_frame.index]
+            report["metrics"] = compute_metrics([int(gold_frame[pred["id"][i]]) for i in known],
+                                                [int(pred["score"][i]) for i in known], [families[i] for i in known])
+            meta = work / "predictions_meta.json"
+            report["meta"] = json.loads(meta.read_text(encoding="utf-8")) if meta.is_file() else None
+        out_dir.mkdir(parents=True, exist_ok=True)
+        if (work / "predictions.csv").is_file():
+            shutil.copyfile(work / "predictions.csv", out_dir / "predictions.csv")
+        (out_dir / "grade_report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
+        return report
+    finally:
+        if not keep:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser.add_argument("--bundle", type=Path, required=True, help="submission zip (python build/bundle.py)")
+    parser.add_argument("--test", type=Path, required=True, help="test CSV (id,prompt)")
+    parser.add_argument("--gold", type=Path, required=True, help="gold CSV (id,score)")
+    parser.add_argument("--time-limit", type=float, default=3600.0, help="wall-clock seconds (default 3600)")
+    parser.add_argument("--isolation", choices=["auto", "docker", "netns", "none"], default="auto",
+                        help="how to cut the network (default auto: docker, else netns)")
+    parser.add_argument("--image", default=DEFAULT_IMAGE, help="submission image for --isolation docker")
+    parser.add_argument("--out-dir", type=Path, default=Path("dist/grade"), help="where grade_report.json goes")
+    parser.add_argument("--python", default=sys.executable, help="interpreter run.sh uses (its PYTHON)")
+    parser.add_argument("--keep", action="store_true", help="keep the unpacked bundle for inspection")
+    args = parser.parse_args(argv)
+    for path in (args.bundle, args.test, args.gold):
+        if not path.is_file():
+            print(f"error: {path}: file not found", file=sys.stderr)
+            return EXIT_USAGE
+    try:
+        report = grade(args.bundle, args.test, args.gold, args.time_limit, args.isolation, args.out_dir,
+                       args.python, args.image, args.keep)
+    except (RuntimeError, FileNotFoundError, zipfile.BadZipFile) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"isolation {report['isolation']}, {report['seconds']} s of {report['time_limit_s']:.0f} s, "
+          f"{'VALID' if report['valid'] else 'INVALID'}")
+    for problem in report["problems"]:
+        print(f"  problem: {problem}")
+    if report["valid"]:
+        print(format_table(report["metrics"]))
+    else:
+        print(report["log_tail"][-1500:], file=sys.stderr)
+    print(args.out_dir / "grade_report.json")
+    if report["late"]:
+        return EXIT_LATE
+    return EXIT_OK if report["valid"] else EXIT_INVALID
+
+
+if __name__ == "__main__":
+    sys.exit(main())

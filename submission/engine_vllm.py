@@ -1,0 +1,138 @@
+"""vLLM scoring engine (GPU): one generated token per prompt, label probabilities from its top-20 logprobs.
+
+vLLM is imported only here and only when this engine is built (:func:`load_vllm_api`), so CPU machines and tests
+never need it; tests replace :func:`load_vllm_api` with fakes that return the same output structure.
+
+API facts used (vLLM ``vllm/entrypoints/llm.py``, ``class LLM.__init__``): ``model``, ``dtype``, ``seed``,
+``gpu_memory_utilization``, ``enforce_eager`` and ``skip_tokenizer_init`` are named parameters; ``max_model_len``,
+``max_num_seqs``, ``max_num_batched_tokens`` and ``enable_prefix_caching`` travel through ``**kwargs`` to
+``EngineArgs``. ``LLM.generate(prompts, sampling_params, use_tqdm=...)`` returns ``list[RequestOutput]`` in input
+order; ``TokensPrompt`` (``vllm/inputs/__init__.py``, a TypedDict) carries ``prompt_token_ids``. With
+``SamplingParams(max_tokens=1, temperature=0, logprobs=20)`` each ``RequestOutput.outputs[0].logprobs`` is a list
+(one per generated token) of ``{token_id: Logprob(logprob, rank, decoded_token)}`` with 20 entries plus the sampled
+token (shared/tools/VLLM_OFFLINE_GPU.md, measured with 0.26.0).
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+
+from submission import settings
+from submission.scoring import LABELS, label_logprobs, label_token_ids
+
+log = logging.getLogger(__name__)
+
+
+class EngineStartError(RuntimeError):
+    """The engine could not start with any of the settings tried."""
+
+
+def load_vllm_api() -> SimpleNamespace:
+    """The three vLLM names this engine uses; raises ImportError when vLLM is not installed (tests replace this)."""
+    from vllm import LLM, SamplingParams
+    from vllm.inputs import TokensPrompt
+
+    return SimpleNamespace(LLM=LLM, SamplingParams=SamplingParams, TokensPrompt=TokensPrompt)
+
+
+def vllm_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("vllm") is not None
+
+
+class VllmEngine:
+    """Same contract as :class:`submission.engine_hf.TransformersEngine`: ``label_logits`` and ``generate_texts``."""
+
+    name = "vllm"
+    device = "cuda"
+
+    def __init__(
+        self,
+        model_dir: str | Path,
+        tokenizer,
+        max_model_len: int,
+        enforce_eager: bool = False,
+        seed: int = 0,
+        ladder: Sequence[tuple[float, int, int | None]] = settings.VLLM_START_LADDER,
+    ):
+        self.model_dir = Path(model_dir)
+        self.tokenizer = tokenizer
+        self.label_ids = label_token_ids(tokenizer)
+        self.api = load_vllm_api()
+        self.start_failures: list[str] = []
+        self.tokens_scored = 0
+        self.seconds = 0.0
+        self.oom_splits = 0
+        self.llm = None
+        for memory, seqs, length in ladder:
+            length = min(length or max_model_len, max_model_len)
+            kwargs = {
+                "model": str(self.model_dir),
+                "dtype": "bfloat16",
+                "seed": seed,
+                "gpu_memory_utilization": memory,
+                "max_model_len": length,
+                "max_num_seqs": seqs,
+                "max_num_batched_tokens": max(settings.VLLM_MAX_NUM_BATCHED_TOKENS, length),
+                "enable_prefix_caching": True,  # every prompt shares the system prompt and chat prefix
+                "enforce_eager": enforce_eager,
+                # Prompts arrive as token ids from our renderer; output tokens are decoded with our tokenizer.
+                "skip_tokenizer_init": True,
+            }
+            try:
+                self.llm = self.api.LLM(**kwargs)
+            except Exception as error:  # noqa: BLE001 - any start failure moves down the ladder
+                self.start_failures.append(f"gpu_memory_utilization={memory} max_num_seqs={seqs} "
+                                           f"max_model_len={length}: {type(error).__name__}: {error}")
+                log.warning("vLLM did not start (%s); trying smaller settings", self.start_failures[-1])
+                self._release_memory()
+                continue
+            self.settings = kwargs
+            # One token is generated after the prompt, so a prompt may use all but one position.
+            self.max_prompt_tokens = length - 1
+            return
+        raise EngineStartError(f"vLLM did not start with any of {len(self.start_failures)} settings")
+
+    def _release_memory(self) -> None:
+        gc.collect()
+        try:
+            import torch
+
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+        except ImportError:
+            pass
+
+    def _prompts(self, prompts: Sequence[Sequence[int]]) -> list:
+        return [self.api.TokensPrompt(prompt_token_ids=list(p)) for p in prompts]
+
+    def label_logits(self, prompts: Sequence[Sequence[int]]) -> np.ndarray:
+        """[N, 5] label logprobs (LABELS order, missing labels floored) for token-id prompts, in input order."""
+        if not prompts:
+            return np.zeros((0, len(LABELS)))
+        params = self.api.SamplingParams(max_tokens=1, temperature=0.0, logprobs=settings.VLLM_TOP_LOGPROBS)
+        start = time.perf_counter()
+        outputs = self.llm.generate(self._prompts(prompts), params, use_tqdm=False)
+        top = [(o.outputs[0].logprobs or [{}])[0] for o in outputs]
+        self.seconds += time.perf_counter() - start
+        self.tokens_scored += sum(len(p) for p in prompts)
+        return label_logprobs(top, self.label_ids)
+
+    def generate_texts(self, prompts: Sequence[Sequence[int]], max_new_tokens: int) -> list[str]:
+        """Greedy continuations decoded with our tokenizer (vLLM runs without one)."""
+        if not prompts:
+            return []
+        params = self.api.SamplingParams(max_tokens=max_new_tokens, temperature=0.0)
+        start = time.perf_counter()
+        outputs = self.llm.generate(self._prompts(prompts), params, use_tqdm=False)
+        self.seconds += time.perf_counter() - start
+        self.tokens_scored += sum(len(p) for p in prompts)
+        return [self.tokenizer.decode(list(o.outputs[0].token_ids), skip_special_tokens=True) for o in outputs]

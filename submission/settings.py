@@ -1,0 +1,52 @@
+"""Runtime settings and the measured engine estimates the planner uses (one table; the benchmarks update it).
+
+Every number here is a default a flag can override or an estimate a measurement replaced; none is hidden elsewhere.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class EngineEstimate:
+    """Fixed start-up cost plus steady scoring throughput; ``source`` says where the numbers came from."""
+
+    startup_s: float
+    tokens_per_s: float
+    source: str
+
+    def seconds(self, tokens: int) -> float:
+        return self.startup_s + tokens / self.tokens_per_s
+
+
+# Engine estimates by "engine/device". DESIGN.md §7 (H100, bf16, 4,000 prompts, 3.89 M tokens, 2026-11-24).
+ENGINE_ESTIMATES: dict[str, EngineEstimate] = {
+    "vllm/cuda": EngineEstimate(253.0, 390_800.0, "DESIGN.md §7: vLLM 0.26.0 max_tokens=1 logprobs=20, H100"),
+    "hf/cuda": EngineEstimate(5.0, 117_900.0, "DESIGN.md §7: transformers length-sorted 64k budget, H100"),
+    # Not measured: a 2-core CPU on the tiny model; only used to size chunks and deadline checks before a measurement.
+    "hf/cpu": EngineEstimate(2.0, 20_000.0, "guess, CPU"),
+}
+
+# The contest time limit is unknown (DESIGN.md §6); this default is a guess, --time-limit overrides it.
+DEFAULT_TIME_LIMIT_S = 3600.0
+# Time kept back for writing the files and exiting: min(this, 10% of the limit).
+WRITE_MARGIN_S = 20.0
+DEFAULT_METRIC = "qwk"
+MAX_PROMPT_TOKENS = 4096
+
+# Work is submitted in chunks of about this many prompt tokens so the deadline is checked between chunks.
+CHUNK_TOKENS = {"cuda": 400_000, "cpu": 16_384}
+
+# vLLM: one generated token, top-20 logprobs (DESIGN.md §4).
+VLLM_TOP_LOGPROBS = 20
+# Start-up attempts, first that starts wins: (gpu_memory_utilization, max_num_seqs, max_model_len or None = as asked).
+VLLM_START_LADDER: tuple[tuple[float, int, int | None], ...] = (
+    (0.90, 256, None),
+    (0.75, 128, None),
+    (0.60, 64, 2048),
+)
+VLLM_MAX_NUM_BATCHED_TOKENS = 16_384
+
+# Generative judges: how many tokens of rationale (+ score) to generate.
+GENERATE_MAX_NEW_TOKENS = 256

@@ -1,0 +1,19 @@
+"""The embedded demo's fast variant runs the whole pipeline and ends with a valid graded submission."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_fast_demo_end_to_end(tmp_path):
+    out = tmp_path / "demo"
+    proc = subprocess.run([sys.executable, "build/demo.py", "--out", str(out), "--fast"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads((out / "dist" / "grade" / "grade_report.json").read_text())
+    assert report["valid"] and report["metrics"]["n"] > 0
+    assert (out / "runs" / "demo" / "merged" / "validation_report.json").is_file()
+    assert "submission zip" in proc.stdout

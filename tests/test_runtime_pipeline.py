@@ -1,0 +1,225 @@
+"""The runtime's decisions on the tiny models: auto-pick, ensembles, deadlines, priors, SIGTERM, injected faults."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from submission import runtime
+from submission.autopick import candidate_model_dirs, rank_candidates
+from submission.data import read_predictions_csv, read_test_csv
+from submission.runtime import Deadline, RunSettings, choose_engine, predict
+from submission.sections import parse_prompt
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def write_report(model_dir: Path, **fields) -> None:
+    (model_dir / "validation_report.json").write_text(json.dumps(fields), encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def two_models(tmp_path_factory):
+    """Two different tiny models (hidden 32), built once for this module."""
+    from trainer.tiny import make_tiny_model_dir
+
+    base = tmp_path_factory.mktemp("two_models")
+    return [make_tiny_model_dir(base / f"m{seed}", hidden_size=32, num_layers=1, seed=seed) for seed in (1, 2)]
+
+
+@pytest.fixture(scope="module")
+def frame(synth_dir):
+    return read_test_csv(synth_dir / "test.csv").head(24).reset_index(drop=True)
+
+
+def place(src: Path, dst: Path, **report) -> Path:
+    shutil.copytree(src, dst)
+    if report:
+        write_report(dst, **report)
+    return dst
+
+
+def test_auto_pick_takes_the_better_report_and_says_why(two_models, frame, tmp_path):
+    place(two_models[0], tmp_path / "runs" / "weak" / "merged", qwk=0.30, created="2026-11-01T00:00:00")
+    place(two_models[1], tmp_path / "runs" / "strong" / "merged", qwk=0.60, created="2026-10-01T00:00:00")
+    place(two_models[0], tmp_path / "runs" / "noreport" / "merged")
+    result = predict(frame, RunSettings(models=tmp_path / "runs", device="cpu"))
+    assert result.meta["model_dirs"] == [str(tmp_path / "runs" / "strong" / "merged")]
+    assert "strong=0.6" in result.meta["choice_reason"] and result.meta["strategy"] == "single"
+    # Lower is better for mae; a folder without a report is last either way.
+    dirs = candidate_model_dirs([tmp_path / "runs"])
+    for d, mae in zip(dirs, (0.9, 0.4), strict=False):
+        report = json.loads((d / "validation_report.json").read_text()) if (d / "validation_report.json").is_file() else {}
+        write_report(d, **report, mae=mae)
+    ranked = rank_candidates(dirs, "mae")
+    assert [c.value for c in ranked] == [0.4, 0.9, None]
+
+
+def test_tie_goes_to_the_newer_report(two_models, tmp_path):
+    old = place(two_models[0], tmp_path / "old", qwk=0.5, created="2026-01-01T00:00:00")
+    new = place(two_models[1], tmp_path / "new", qwk=0.5, created="2026-06-01T00:00:00")
+    assert rank_candidates([old, new], "qwk")[0].path == new
+
+
+def test_a_model_that_fails_to_load_is_skipped_with_a_note(two_models, frame, tmp_path):
+    broken = place(two_models[0], tmp_path / "runs" / "broken" / "merged", qwk=0.9)
+    for weights in broken.glob("*.safetensors"):
+        weights.write_bytes(b"not a safetensors file")
+    good = place(two_models[1], tmp_path / "runs" / "good" / "merged", qwk=0.1)
+    result = predict(frame, RunSettings(models=tmp_path / "runs", device="cpu"))
+    assert result.meta["model_dirs"] == [str(good)]
+    assert result.meta["skipped_models"][0]["path"] == str(broken)
+
+
+def test_ensemble_averages_member_probabilities_with_stored_weights(two_models, frame, tmp_path):
+    bundle = tmp_path / "bundle"
+    a = place(two_models[0], bundle / "models" / "a", qwk=0.5)
+    b = place(two_models[1], bundle / "models" / "b", qwk=0.4)
+    decision = {"rule": "thresholds", "thresholds": [0.7, 1.4, 2.2]}
+    (bundle / "ensemble.json").write_text(json.dumps({
+        "members": [{"model": "models/a", "weight": 0.25}, {"model": "models/b", "weight": 0.75}],
+        "decision": decision, "metric": "qwk", "value": 0.55}))
+    result = predict(frame, RunSettings(models=bundle / "models", device="cpu", time_limit_s=600))
+    assert result.meta["strategy"] == "ensemble" and len(result.meta["models"]) == 2
+    assert result.meta["decision"] == decision
+    alone = [predict(frame, RunSettings(model_dir=d, device="cpu")).probabilities for d in (a, b)]
+    np.testing.assert_allclose(result.probabilities, 0.25 * alone[0] + 0.75 * alone[1], atol=1e-6)
+    single = predict(frame, RunSettings(models=bundle / "models", device="cpu", ensemble=False))
+    assert single.meta["strategy"] == "single" and single.meta["model_dirs"] == [str(a)]
+
+
+class StepClock:
+    """A clock that moves only when a chunk starts, so deadline tests do not depend on machine speed."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_deadline_fills_unreached_rows_with_the_prior_and_counts_them(tiny_model_dir, frame, tmp_path, monkeypatch):
+    model = place(tiny_model_dir, tmp_path / "m", qwk=0.5,
+                  class_prior={"overall": {"0": 0.1, "2": 0.9}, "by_criterion": {}})
+    full = predict(frame, RunSettings(model_dir=model, device="cpu", chunk_tokens=2000))
+    clock = StepClock()
+    chunks = []
+
+    def next_chunk():
+        chunks.append(clock.now)
+        clock.now += 40.0
+
+    monkeypatch.setattr(runtime, "_before_chunk", next_chunk)
+    deadline = Deadline(100.0, clock=clock)  # 10 s write margin: chunks start at 0, 40, 80; at 120 none is left
+    cut = predict(frame, RunSettings(model_dir=model, device="cpu", chunk_tokens=2000), deadline)
+    assert len(chunks) == 3
+    fallbacks = cut.meta["fallback_rows"]
+    assert 0 < fallbacks < len(frame) and cut.meta["fallback_reasons"]["deadline"] == fallbacks
+    scored = ~np.all(cut.probabilities == full.probabilities, axis=1)
+    assert scored.sum() == fallbacks  # exactly the fallback rows differ from the full run
+    for i in np.flatnonzero(scored):
+        allowed = parse_prompt(frame["prompt"][i]).allowed
+        assert cut.scores[i] == (2 if 2 in allowed else 0)
+
+
+def test_time_limit_zero_still_writes_a_complete_file(tiny_model_dir, synth_dir, tmp_path):
+    pred = tmp_path / "p.csv"
+    proc = subprocess.run(["./run.sh", str(synth_dir / "test.csv"), str(pred), "--model-dir", str(tiny_model_dir),
+                           "--time-limit", "0"], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHON": sys.executable})
+    assert proc.returncode == 0, proc.stderr
+    test = read_test_csv(synth_dir / "test.csv")
+    got = read_predictions_csv(pred)
+    assert got["id"].tolist() == test["id"].tolist()
+    assert all(s in parse_prompt(p).allowed for p, s in zip(test["prompt"], got["score"], strict=True))
+    meta = json.loads((tmp_path / "p_meta.json").read_text())
+    assert meta["fallback_rows"] == len(test) == meta["fallback_reasons"]["deadline"]
+    assert meta["fallback_prior"] == "rubric_middle"
+
+
+def test_empty_prompts_are_scored_by_the_prior_and_counted(tiny_model_dir, frame):
+    broken = frame.copy()
+    broken.loc[[0, 5], "prompt"] = ["", "   "]
+    result = predict(broken, RunSettings(model_dir=tiny_model_dir, device="cpu"))
+    assert result.meta["fallback_reasons"]["empty_prompt"] == 2 == result.meta["fallback_rows"]
+    assert result.scores[0] == 1  # middle of the full -1..3 rubric when no prior is known
+
+
+def test_sigterm_writes_what_is_scored_and_the_prior_for_the_rest(tiny_model_dir, frame, monkeypatch):
+    calls = []
+
+    def terminate_on_second_chunk():
+        calls.append(1)
+        if len(calls) == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(runtime, "_before_chunk", terminate_on_second_chunk)
+    result = predict(frame, RunSettings(model_dir=tiny_model_dir, device="cpu", chunk_tokens=2000))
+    assert result.meta["interrupted"] == "SIGTERM" and len(calls) == 2
+    assert 0 < result.meta["fallback_reasons"]["sigterm"] == result.meta["fallback_rows"] < len(frame)
+    assert len(result.scores) == len(frame)
+    assert signal.getsignal(signal.SIGTERM) is not None  # handler restored, not left raising
+
+
+def test_out_of_memory_halves_batches_and_scores_the_same(tiny_model_dir, frame, monkeypatch):
+    from submission.engine_hf import TransformersEngine
+
+    clean = predict(frame, RunSettings(model_dir=tiny_model_dir, device="cpu"))
+    real_forward = TransformersEngine._forward
+
+    def forward_with_oom(self, rows):
+        if len(rows) > 4:
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real_forward(self, rows)
+
+    monkeypatch.setattr(TransformersEngine, "_forward", forward_with_oom)
+    result = predict(frame, RunSettings(model_dir=tiny_model_dir, device="cpu"))
+    assert result.meta["oom_splits"] > 0
+    np.testing.assert_allclose(result.probabilities, clean.probabilities, atol=1e-5)
+
+
+def test_generative_judge_extracts_scores_and_counts_rows_without_one(tiny_model_dir, frame, tmp_path, monkeypatch):
+    from submission.engine_hf import TransformersEngine
+
+    model = place(tiny_model_dir, tmp_path / "gen")
+    (model / "judge.json").write_text(json.dumps({"mode": "generate"}))
+
+    def texts(self, prompts, max_new_tokens):
+        return ["Рассуждение... Оценка: 0" if i % 2 else "не знаю" for i in range(len(prompts))]
+
+    monkeypatch.setattr(TransformersEngine, "generate_texts", texts)
+    result = predict(frame, RunSettings(model_dir=model, device="cpu"))
+    assert result.meta["strategy"] == "generate"
+    unextracted = result.meta["fallback_reasons"]["no_score_in_text"]
+    assert unextracted == result.meta["fallback_rows"] and 0 < unextracted < len(frame)
+    assert result.scores.count(0) >= len(frame) - unextracted
+
+
+def test_engine_choice_follows_estimated_time():
+    assert choose_engine("auto", "cpu", 10**7, True)[0] == "hf"
+    assert choose_engine("auto", "cuda", 3_900_000, False)[0] == "hf"
+    assert choose_engine("auto", "cuda", 3_900_000, True)[0] == "hf"  # 5+33 s beats 253+10 s
+    assert choose_engine("auto", "cuda", 200_000_000, True)[0] == "vllm"
+    assert choose_engine("vllm", "cpu", 1, False)[0] == "vllm"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--engine", "tpu"], "--engine"),
+    (["--metric", "bleu"], "--metric"),
+    (["--models", "/nonexistent/models"], "does not exist"),
+])
+def test_bad_flags_exit_2_with_one_line(synth_dir, tmp_path, args, message):
+    proc = subprocess.run([sys.executable, "submission/run_optimized.py", "--test_path", str(synth_dir / "test.csv"),
+                           "--pred_path", str(tmp_path / "p.csv"), *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120, env={k: v for k, v in os.environ.items() if k != "AIJ_MODEL_DIR"})
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: ") and message in proc.stderr
+    assert "Traceback" not in proc.stderr
