@@ -59,8 +59,9 @@ FAST_STEPS = 60  # enough for the loss to fall from ~7 (uniform over the vocabul
 @pytest.fixture(scope="module")
 def demo_run(tiny_model_dir, demo_data, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("demo_run")
-    args = ["train", "--experiment", "demo", "--train-path", demo_data, "--base-model", tiny_model_dir,
-            "--output-dir", tmp / "runs", "--set", f"max_steps={FAST_STEPS}", "--set", "save_steps=30",
+    # Full FT: its loss falls within a few dozen steps (LoRA's head stays frozen and needs hundreds).
+    args = ["train", "--experiment", "demo", "--config", "trainer/configs/demo_full.yaml", "--train-path", demo_data,
+            "--base-model", tiny_model_dir, "--output-dir", tmp / "runs", "--set", f"max_steps={FAST_STEPS}", "--set", "save_steps=30",
             "--set", "logging_steps=10"]
     result, modules, seconds = run_cli(args, tmp, FAKE_SECRETS)
     run_dir = Path(result.stdout.strip().splitlines()[-1])
@@ -85,8 +86,14 @@ def test_demo_training_reduces_the_loss(demo_run):
     assert losses[0] > 3.0 and losses[-1] < 1.2, losses  # from ~ln(vocab) to the label tokens' entropy
 
 
+FULL_FT_GAP = pytest.mark.xfail(strict=True, reason="measured: full FT stays at chance on synth with the system prompt")
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("extra, name", [([], "demo"), (["--config", "trainer/configs/demo_lora.yaml"], "demo_lora")])
+@pytest.mark.parametrize("extra, name", [
+    ([], "demo"),  # LoRA + trained embeddings
+    pytest.param(["--config", "trainer/configs/demo_full.yaml"], "demo_full", marks=FULL_FT_GAP),
+])
 def test_demo_preset_learns_the_synthetic_rule(tiny_model_dir, demo_data, tmp_path, extra, name):
     args = ["train", "--experiment", "demo", "--train-path", demo_data, "--base-model", tiny_model_dir,
             "--output-dir", tmp_path / "runs", *extra]
@@ -109,7 +116,7 @@ def test_last_stdout_line_is_a_complete_run_dir(demo_run):
     assert list((run_dir / "merged").glob("*.safetensors"))
     assert list((run_dir / "checkpoints").glob("checkpoint-*"))
     record = json.loads((run_dir / "training_config.json").read_text())
-    assert record["config"]["name"] == "demo" and record["data_sha256"] and record["versions"]["torch"]
+    assert record["config"]["name"] == run_dir.name == "demo_full" and record["data_sha256"] and record["versions"]["torch"]
     steps = [json.loads(line)["step"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert steps and steps == sorted(steps)
 
@@ -157,4 +164,4 @@ def test_evaluate_and_report_work_standalone(demo_run, demo_data):
     after = _report(run_dir)
     assert after["n"] == before["n"] and after["accuracy"] == before["accuracy"]  # same val rows, same scorer
     table = CliRunner().invoke(app, ["report", str(run_dir.parent)])
-    assert table.exit_code == 0 and "demo" in table.output and "*" in table.output
+    assert table.exit_code == 0 and "demo_full" in table.output and "*" in table.output
