@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -65,3 +66,32 @@ def test_blend_weights_pick_the_informative_member():
     allowed = [(0, 1, 2, 3)] * 200
     weights, value = fit_blend_weights([noise, good], y.tolist(), allowed, "accuracy")
     assert weights[1] > weights[0] and value > 0.95
+
+
+def _cli(args):
+    from typer.testing import CliRunner
+
+    from trainer.cli import app
+
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    assert result.exit_code == 0, result.output
+    return Path(result.stdout.strip().splitlines()[-1])
+
+
+def test_kfold_saves_one_out_of_fold_prediction_per_id(tiny_model_dir, synth_dir, tmp_path):
+    out = _cli(["advanced", "--kfold", "2", "--experiment", "demo", "--train-path", synth_dir / "train.csv",
+                "--base-model", tiny_model_dir, "--output-dir", tmp_path, "--set", "max_steps=2"])
+    oof = pd.read_csv(out / "oof_predictions.csv", dtype={"id": str})
+    assert sorted(oof.id) == sorted(_frame(synth_dir).id)
+    assert np.allclose(oof[[c for c in oof.columns if c.startswith("p_")]].sum(axis=1), 1.0)
+
+
+def test_ensemble_json_is_what_the_runtime_reads(tiny_model_dir, synth_dir, tmp_path):
+    from submission.autopick import find_ensemble
+
+    path = _cli(["advanced", "--ensemble", "demo", "--ensemble", "trainer/configs/demo_full.yaml", "--experiment",
+                 "demo", "--train-path", synth_dir / "train.csv", "--base-model", tiny_model_dir, "--output-dir",
+                 tmp_path, "--set", "max_steps=2"])
+    ensemble = find_ensemble([path])
+    assert len(ensemble.members) == 2 and all((m.path / "config.json").is_file() for m in ensemble.members)
+    assert abs(sum(m.weight for m in ensemble.members) - 1) < 1e-9

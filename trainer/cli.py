@@ -274,5 +274,8 @@ def advanced(
     elif kfold is not None:
         out = recipes.kfold(base, kfold)
     else:
-        out = recipes.ensemble(members, output_dir / "ensemble").parent
+        try:
+            out = recipes.ensemble(members, output_dir / "ensemble")
+        except ValueError as err:  # members on different validation splits
+            _fail(str(err))
     typer.echo(str(out))
