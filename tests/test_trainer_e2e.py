@@ -110,7 +110,7 @@ def test_demo_preset_learns_the_synthetic_rule(tiny_model_dir, demo_data, tmp_pa
 def test_last_stdout_line_is_a_complete_run_dir(demo_run):
     run_dir = demo_run[0]
     for name in ("training_config.json", "metrics.jsonl", "val_ids.csv", "validation_report.json",
-                 "confusion_matrix.png", "loss_curve.png", "merged/config.json", "merged/validation_report.json",
+                 "plots/confusion_matrix.png", "plots/loss_curve.png", "merged/config.json", "merged/validation_report.json",
                  "merged/README.md", "merged/tokenizer_config.json"):
         assert (run_dir / name).is_file(), name
     assert list((run_dir / "merged").glob("*.safetensors"))

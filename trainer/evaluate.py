@@ -135,8 +135,10 @@ def evaluate_run(run_dir: str | Path, data_path: str | Path | None = None, devic
     write_json(model_dir / REPORT_NAME, report)
     save_predictions(run_dir / "val_predictions.csv", frame["id"].tolist(), probs,
                      frame["score"].astype(int).tolist())
-    plot_confusion_matrix(report, run_dir / "confusion_matrix.png")
-    plot_loss_curve(run_dir / METRICS_NAME, run_dir / "loss_curve.png")
+    plots = run_dir / "plots"
+    plots.mkdir(exist_ok=True)
+    plot_confusion_matrix(report, plots / "confusion_matrix.png")
+    plot_loss_curve(run_dir / METRICS_NAME, plots / "loss_curve.png")
     write_model_card(run_dir)
     return report
 
