@@ -323,8 +323,15 @@ def training_arguments(config: TrainConfig, run_dir: Path, precision: str, batch
     from transformers import TrainingArguments
 
     scheduler_kwargs = {"min_lr_rate": config.min_lr_ratio} if config.scheduler == "cosine_with_min_lr" else {}
+    import torch
+
     report_to = ["wandb"] if config.wandb_project else []
+    cpu = not torch.cuda.is_available()
+    # On CPU, transformers only enters DDP with use_cpu + an explicit gloo backend (else each rank trains alone).
+    distributed_cpu = {"use_cpu": True, "ddp_backend": "gloo"} if cpu and int(os.environ.get("WORLD_SIZE", "1")) > 1 else {}
     return TrainingArguments(
+        **distributed_cpu,
+        dataloader_pin_memory=not cpu,
         output_dir=str(run_dir / "checkpoints"),
         per_device_train_batch_size=batch_size,
         gradient_accumulation_steps=grad_accum,
@@ -450,6 +457,8 @@ def train_run(config: TrainConfig, resume: bool = False, callbacks=()) -> Path:
         record["train_seconds"] = round(seconds, 2)
         record["effective_batch"] = {"per_device": batch_size, "grad_accum": grad_accum}
         record["global_steps"] = trainer.state.global_step
+        record["world_size"] = trainer.args.world_size  # what the Trainer actually ran with
+        record["parallel_mode"] = str(trainer.args.parallel_mode.value)
         write_json(run_dir / CONFIG_NAME, record)
     trainer.accelerator.wait_for_everyone()
     return run_dir
