@@ -4,6 +4,8 @@
 # The base is pinned through an ARG so an offline machine can pass a locally loaded image instead.
 ARG BASE_IMAGE=vllm/vllm-openai:v0.26.0
 FROM ${BASE_IMAGE}
+# The interpreter run.sh uses; a locally bootstrapped base may keep its Python elsewhere.
+ARG PYTHON=python3
 
 ENV HF_HUB_OFFLINE=1 \
     TRANSFORMERS_OFFLINE=1 \
@@ -12,7 +14,7 @@ ENV HF_HUB_OFFLINE=1 \
     VLLM_NO_USAGE_STATS=1 \
     DO_NOT_TRACK=1 \
     PYTHONDONTWRITEBYTECODE=1 \
-    PYTHON=python3
+    PYTHON=${PYTHON}
 
 WORKDIR /app
 RUN groupadd --system --gid 10001 judge && useradd --system --uid 10001 --gid judge --home-dir /app --shell /usr/sbin/nologin judge

@@ -34,14 +34,16 @@ from submission.metrics import compute_metrics, format_table  # noqa: E402
 from submission.sections import parse_prompt  # noqa: E402
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_LATE = 0, 1, 2, 3
-DEFAULT_IMAGE = "aij-judge-submission:latest"
 
 
-def docker_available(image: str) -> bool:
+def docker_available() -> bool:
+    """True when a Docker engine answers."""
     if shutil.which("docker") is None:
         return False
-    probe = subprocess.run(["docker", "image", "inspect", image], capture_output=True, timeout=20)
-    return probe.returncode == 0
+    try:
+        return subprocess.run(["docker", "info"], capture_output=True, timeout=20).returncode == 0
+    except subprocess.TimeoutExpired:
+        return False
 
 
 def netns_available() -> bool:
@@ -50,14 +52,14 @@ def netns_available() -> bool:
     return subprocess.run(["unshare", "--net", "true"], capture_output=True, timeout=20).returncode == 0
 
 
-def resolve_isolation(isolation: str, image: str) -> str:
+def resolve_isolation(isolation: str) -> str:
     if isolation != "auto":
         return isolation
-    if docker_available(image):
+    if docker_available():
         return "docker"
     if netns_available():
         return "netns"
-    raise RuntimeError("no network isolation available (no Docker image, no unshare --net); pass --isolation none "
+    raise RuntimeError("no network isolation available (no Docker engine, no unshare --net); pass --isolation none "
                        "to grade without it")
 
 
@@ -67,25 +69,39 @@ def clean_env(workdir: Path, python: str) -> dict:
             "PYTHON": python, "TMPDIR": str(workdir)}
 
 
-def run_bundle(bundle_dir: Path, isolation: str, time_limit: float, python: str, image: str) -> dict:
-    """Run ./run.sh in ``bundle_dir``; returns {returncode, seconds, late, log}."""
+def build_image(bundle_dir: Path, build_args: list[str], log) -> str:
+    """``docker build`` the bundle's own Dockerfile (as the contest would); returns the image tag."""
+    tag = f"aij-grade-{bundle_dir.name.lower().replace('_', '-')}"
+    command = ["docker", "build", "-q", "-t", tag, *(a for arg in build_args for a in ("--build-arg", arg)), "."]
+    subprocess.run(command, cwd=bundle_dir, stdout=log, stderr=subprocess.STDOUT, check=True, timeout=1800)
+    return tag
+
+
+def run_bundle(bundle_dir: Path, isolation: str, time_limit: float, python: str,
+               build_args: list[str] | None = None) -> dict:
+    """Run ./run.sh in ``bundle_dir`` (docker: the bundle's image on /data); returns {returncode, seconds, late, log}."""
     command = ["./run.sh", "test.csv", "predictions.csv"]
+    log_path = bundle_dir.parent / f"{bundle_dir.name}.log"
     if isolation == "docker":
-        command = ["docker", "run", "--rm", "--network", "none", "-v", f"{bundle_dir}:/bundle", "-w", "/bundle",
-                   "--entrypoint", "./run.sh", image, "test.csv", "predictions.csv"]
+        with log_path.open("wb") as log:
+            tag = build_image(bundle_dir, build_args or [], log)
+        bundle_dir.chmod(0o777)  # the image runs as a non-root user and writes predictions.csv here
+        command = ["docker", "run", "--rm", "--name", tag, "--network", "none", "-v", f"{bundle_dir}:/data", tag,
+                   "/data/test.csv", "/data/predictions.csv"]
     elif isolation == "netns":
         command = ["unshare", "--net", "--", *command]
     elif isolation != "none":
         raise ValueError(f"unknown isolation {isolation!r}")
     start = time.perf_counter()
-    log_path = bundle_dir / "run.log"
-    with log_path.open("wb") as log:
+    with log_path.open("ab") as log:
         try:
             proc = subprocess.run(command, cwd=bundle_dir, env=clean_env(bundle_dir, python), stdout=log,
                                   stderr=subprocess.STDOUT, timeout=time_limit, start_new_session=True)
             returncode, late = proc.returncode, False
         except subprocess.TimeoutExpired:
             returncode, late = None, True
+            if isolation == "docker":  # killing the client does not stop the container
+                subprocess.run(["docker", "rm", "-f", command[4]], capture_output=True, timeout=60)
     seconds = time.perf_counter() - start
     return {"returncode": returncode, "seconds": round(seconds, 2), "late": late,
             "log_tail": log_path.read_text(encoding="utf-8", errors="replace")[-4000:]}
@@ -117,10 +133,10 @@ def check_predictions(test_csv: Path, pred_csv: Path) -> tuple[list[str], object
 
 
 def grade(bundle: Path, test: Path, gold: Path, time_limit: float, isolation: str, out_dir: Path,
-          python: str = sys.executable, image: str = DEFAULT_IMAGE, keep: bool = False) -> dict:
+          python: str = sys.executable, build_args: list[str] | None = None, keep: bool = False) -> dict:
     """Unpack, run, check and score one bundle; returns the grade report (also written to out_dir)."""
-    isolation = resolve_isolation(isolation, image)
-    work = Path(tempfile.mkdtemp(prefix="aij-grade-"))
+    isolation = resolve_isolation(isolation)
+    work = Path(tempfile.mkdtemp(prefix="aij-grade-")) / "bundle"
     try:
         with zipfile.ZipFile(bundle) as archive:
             archive.extractall(work)
@@ -131,7 +147,7 @@ def grade(bundle: Path, test: Path, gold: Path, time_limit: float, isolation: st
         if not (work / "run.sh").is_file():
             raise FileNotFoundError("the bundle has no run.sh at its root")
         shutil.copyfile(test, work / "test.csv")
-        run = run_bundle(work, isolation, time_limit, python, image)
+        run = run_bundle(work, isolation, time_limit, python, build_args)
         problems, pred = ([], None)
         if run["late"]:
             problems = [f"late: still running after the {time_limit:.0f} s limit"]
@@ -156,7 +172,7 @@ def grade(bundle: Path, test: Path, gold: Path, time_limit: float, isolation: st
         return report
     finally:
         if not keep:
-            shutil.rmtree(work, ignore_errors=True)
+            shutil.rmtree(work.parent, ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -168,7 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--time-limit", type=float, default=3600.0, help="wall-clock seconds (default 3600)")
     parser.add_argument("--isolation", choices=["auto", "docker", "netns", "none"], default="auto",
                         help="how to cut the network (default auto: docker, else netns)")
-    parser.add_argument("--image", default=DEFAULT_IMAGE, help="submission image for --isolation docker")
+    parser.add_argument("--build-arg", action="append", default=[], metavar="KEY=VALUE",
+                        help="docker build argument for the bundle's Dockerfile (e.g. BASE_IMAGE=... for an offline base)")
     parser.add_argument("--out-dir", type=Path, default=Path("dist/grade"), help="where grade_report.json goes")
     parser.add_argument("--python", default=sys.executable, help="interpreter run.sh uses (its PYTHON)")
     parser.add_argument("--keep", action="store_true", help="keep the unpacked bundle for inspection")
@@ -179,7 +196,10 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_USAGE
     try:
         report = grade(args.bundle, args.test, args.gold, args.time_limit, args.isolation, args.out_dir,
-                       args.python, args.image, args.keep)
+                       args.python, args.build_arg, args.keep)
+    except subprocess.CalledProcessError as err:
+        print(f"error: docker build of the bundle failed (exit {err.returncode}); see the log with --keep", file=sys.stderr)
+        return EXIT_INVALID
     except (RuntimeError, FileNotFoundError, zipfile.BadZipFile) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USAGE

@@ -86,7 +86,8 @@ def test_demo_training_reduces_the_loss(demo_run):
     assert losses[0] > 3.0 and losses[-1] < 1.2, losses  # from ~ln(vocab) to the label tokens' entropy
 
 
-FULL_FT_GAP = pytest.mark.xfail(strict=True, reason="measured: full FT stays at chance on synth with the system prompt")
+FULL_FT_GAP = pytest.mark.xfail(strict=False, reason="open: this pipeline's full FT stayed at chance in 400 steps, while a "
+                                "draft trainer with the same preset reached 0.93 on the same data; cause not found yet")
 
 
 @pytest.mark.slow

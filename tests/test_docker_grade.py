@@ -1,0 +1,64 @@
+"""The grader's docker mode: the bundle's own Dockerfile is built and run with --network none (needs dockerd).
+
+Run with `pytest -m docker` after `build/local_base_image.sh` (or set AIJ_DOCKER_BASE to another local base that
+has the runtime's Python packages; AIJ_DOCKER_PYTHON names its interpreter).
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.build_scripts import load_script
+
+grade = load_script("grade")
+bundle = load_script("bundle")
+BASE = os.environ.get("AIJ_DOCKER_BASE", "aij-local-base:py311")
+PYTHON = os.environ.get("AIJ_DOCKER_PYTHON", str(Path(sys.executable)))
+
+pytestmark = pytest.mark.docker
+
+
+@pytest.fixture(scope="module", autouse=True)
+def engine_and_base():
+    if not grade.docker_available():
+        pytest.skip("no Docker engine reachable")
+    if subprocess.run(["docker", "image", "inspect", BASE], capture_output=True).returncode != 0:
+        pytest.skip(f"base image {BASE} not present (build/local_base_image.sh)")
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory, synth_dir):
+    import pandas as pd
+
+    out = tmp_path_factory.mktemp("data")
+    pd.read_csv(synth_dir / "test.csv", dtype=str).head(10).to_csv(out / "test.csv", index=False)
+    pd.read_csv(synth_dir / "gold.csv", dtype=str).head(10).to_csv(out / "gold.csv", index=False)
+    return out
+
+
+def test_bundle_image_grades_valid_without_network(tmp_path, tiny_model_dir, data):
+    runs = tmp_path / "runs"
+    shutil.copytree(tiny_model_dir, runs / "tiny" / "merged")
+    bundle.make_bundle(runs, tmp_path / "b.zip")
+    report = grade.grade(tmp_path / "b.zip", data / "test.csv", data / "gold.csv", 600, "docker", tmp_path / "out",
+                         build_args=[f"BASE_IMAGE={BASE}", f"PYTHON={PYTHON}"])
+    assert report["isolation"] == "docker" and report["valid"], report["log_tail"][-2000:]
+
+
+def test_socket_fails_inside_the_image(tmp_path, tiny_model_dir, data):
+    runs = tmp_path / "runs"
+    shutil.copytree(tiny_model_dir, runs / "tiny" / "merged")
+    bundle.make_bundle(runs, tmp_path / "b.zip")
+    work = tmp_path / "unzipped"
+    shutil.unpack_archive(tmp_path / "b.zip", work)
+    (work / "run.sh").write_text("#!/usr/bin/env bash\n\"$PYTHON\" -c \"import socket; "
+                                 "socket.create_connection(('1.1.1.1', 80), timeout=3)\"\ncp \"$1\" \"$2\"\n")
+    (work / "run.sh").chmod(0o755)
+    shutil.make_archive(str(tmp_path / "net"), "zip", work)
+    report = grade.grade(tmp_path / "net.zip", data / "test.csv", data / "gold.csv", 300, "docker", tmp_path / "o2",
+                         build_args=[f"BASE_IMAGE={BASE}", f"PYTHON={PYTHON}"])
+    assert not report["valid"] and "Network is unreachable" in report["log_tail"]
