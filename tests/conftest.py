@@ -38,3 +38,14 @@ def tiny_tokenizer(tiny_model_dir):
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(str(tiny_model_dir))
+
+
+@pytest.fixture(scope="session")
+def grade_data(tmp_path_factory, synth_dir):
+    """The first 12 rows of the synthetic test.csv and gold.csv, for grader runs that start a whole bundle."""
+    import pandas as pd
+
+    out = tmp_path_factory.mktemp("grade_data")
+    for name in ("test.csv", "gold.csv"):
+        pd.read_csv(synth_dir / name, dtype=str, keep_default_na=False).head(12).to_csv(out / name, index=False)
+    return out

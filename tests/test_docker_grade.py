@@ -30,26 +30,16 @@ def engine_and_base():
         pytest.skip(f"base image {BASE} not present (build/local_base_image.sh)")
 
 
-@pytest.fixture(scope="module")
-def data(tmp_path_factory, synth_dir):
-    import pandas as pd
-
-    out = tmp_path_factory.mktemp("data")
-    pd.read_csv(synth_dir / "test.csv", dtype=str).head(10).to_csv(out / "test.csv", index=False)
-    pd.read_csv(synth_dir / "gold.csv", dtype=str).head(10).to_csv(out / "gold.csv", index=False)
-    return out
-
-
-def test_bundle_image_grades_valid_without_network(tmp_path, tiny_model_dir, data):
+def test_bundle_image_grades_valid_without_network(tmp_path, tiny_model_dir, grade_data):
     runs = tmp_path / "runs"
     shutil.copytree(tiny_model_dir, runs / "tiny" / "merged")
     bundle.make_bundle(runs, tmp_path / "b.zip")
-    report = grade.grade(tmp_path / "b.zip", data / "test.csv", data / "gold.csv", 600, "docker", tmp_path / "out",
+    report = grade.grade(tmp_path / "b.zip", grade_data / "test.csv", grade_data / "gold.csv", 600, "docker", tmp_path / "out",
                          build_args=[f"BASE_IMAGE={BASE}", f"PYTHON={PYTHON}"])
     assert report["isolation"] == "docker" and report["valid"], report["log_tail"][-2000:]
 
 
-def test_socket_fails_inside_the_image(tmp_path, tiny_model_dir, data):
+def test_socket_fails_inside_the_image(tmp_path, tiny_model_dir, grade_data):
     runs = tmp_path / "runs"
     shutil.copytree(tiny_model_dir, runs / "tiny" / "merged")
     bundle.make_bundle(runs, tmp_path / "b.zip")
@@ -59,6 +49,6 @@ def test_socket_fails_inside_the_image(tmp_path, tiny_model_dir, data):
                                  "socket.create_connection(('1.1.1.1', 80), timeout=3)\"\ncp \"$1\" \"$2\"\n")
     (work / "run.sh").chmod(0o755)
     shutil.make_archive(str(tmp_path / "net"), "zip", work)
-    report = grade.grade(tmp_path / "net.zip", data / "test.csv", data / "gold.csv", 300, "docker", tmp_path / "o2",
+    report = grade.grade(tmp_path / "net.zip", grade_data / "test.csv", grade_data / "gold.csv", 300, "docker", tmp_path / "o2",
                          build_args=[f"BASE_IMAGE={BASE}", f"PYTHON={PYTHON}"])
     assert not report["valid"] and "Network is unreachable" in report["log_tail"]

@@ -4,7 +4,6 @@ import json
 import shutil
 import zipfile
 
-import pandas as pd
 import pytest
 
 from tests.build_scripts import load_script
@@ -22,14 +21,6 @@ def good_bundle(tmp_path_factory, tiny_model_dir):
     return out
 
 
-@pytest.fixture(scope="module")
-def small_data(tmp_path_factory, synth_dir):
-    out = tmp_path_factory.mktemp("data")
-    pd.read_csv(synth_dir / "test.csv", dtype=str).head(12).to_csv(out / "test.csv", index=False)
-    pd.read_csv(synth_dir / "gold.csv", dtype=str).head(12).to_csv(out / "gold.csv", index=False)
-    return out
-
-
 def fake_bundle(path, script):
     """A bundle whose run.sh is the given shell script (to test the grader, not the runtime)."""
     with zipfile.ZipFile(path, "w") as archive:
@@ -43,47 +34,47 @@ def run_grade(bundle_path, data, tmp_path, isolation="none", time_limit=300):
     return grade.grade(bundle_path, data / "test.csv", data / "gold.csv", time_limit, isolation, tmp_path / "out")
 
 
-def test_good_bundle_is_valid_and_scored(good_bundle, small_data, tmp_path):
-    report = run_grade(good_bundle, small_data, tmp_path)
+def test_good_bundle_is_valid_and_scored(good_bundle, grade_data, tmp_path):
+    report = run_grade(good_bundle, grade_data, tmp_path)
     assert report["valid"], report["problems"]
     assert report["metrics"]["n"] == 12 and "qwk" in report["metrics"]
     assert json.loads((tmp_path / "out" / "grade_report.json").read_text())["valid"]
 
 
-def test_late_run_is_rejected(small_data, tmp_path):
-    report = run_grade(fake_bundle(tmp_path / "b.zip", "sleep 30\n"), small_data, tmp_path, time_limit=1)
+def test_late_run_is_rejected(grade_data, tmp_path):
+    report = run_grade(fake_bundle(tmp_path / "b.zip", "sleep 30\n"), grade_data, tmp_path, time_limit=1)
     assert report["late"] and not report["valid"]
 
 
-def test_missing_id_is_rejected(small_data, tmp_path):
+def test_missing_id_is_rejected(grade_data, tmp_path):
     script = "head -n 5 test.csv >/dev/null; python3 - <<'EOF'\nimport csv\nrows=list(csv.DictReader(open('test.csv')))\nw=csv.writer(open('predictions.csv','w'))\nw.writerow(['id','score'])\nfor r in rows[:-1]: w.writerow([r['id'],0])\nEOF\n"
-    report = run_grade(fake_bundle(tmp_path / "b.zip", script), small_data, tmp_path)
+    report = run_grade(fake_bundle(tmp_path / "b.zip", script), grade_data, tmp_path)
     assert not report["valid"] and any("predictions for" in p for p in report["problems"])
 
 
-def test_wrong_label_is_rejected(small_data, tmp_path):
+def test_wrong_label_is_rejected(grade_data, tmp_path):
     script = "python3 - <<'EOF'\nimport csv\nrows=list(csv.DictReader(open('test.csv')))\nw=csv.writer(open('predictions.csv','w'))\nw.writerow(['id','score'])\nfor r in rows: w.writerow([r['id'],7])\nEOF\n"
-    report = run_grade(fake_bundle(tmp_path / "b.zip", script), small_data, tmp_path)
+    report = run_grade(fake_bundle(tmp_path / "b.zip", script), grade_data, tmp_path)
     assert not report["valid"] and any("outside their rubric" in p for p in report["problems"])
 
 
-def test_bundle_without_weights_fails(small_data, tmp_path):
+def test_bundle_without_weights_fails(grade_data, tmp_path):
     with zipfile.ZipFile(tmp_path / "b.zip", "w") as archive:
         for path in sorted((grade.ROOT / "submission").glob("*.py")):
             archive.write(path, f"submission/{path.name}")
         info = zipfile.ZipInfo("run.sh")
         info.external_attr = 0o100755 << 16
         archive.writestr(info, (grade.ROOT / "run.sh").read_text())
-    report = run_grade(tmp_path / "b.zip", small_data, tmp_path)
+    report = run_grade(tmp_path / "b.zip", grade_data, tmp_path)
     assert not report["valid"] and report["returncode"] == 2
 
 
 @pytest.mark.skipif(not grade.netns_available(), reason="unshare --net is not available")
-def test_network_is_cut_under_netns(small_data, tmp_path):
+def test_network_is_cut_under_netns(grade_data, tmp_path):
     script = ("python3 -c \"import socket; socket.create_connection(('127.0.0.1', 9), timeout=2)\" 2>/dev/null "
               "|| python3 -c \"import socket; socket.create_connection(('1.1.1.1', 80), timeout=2)\"\n"
               "cp test.csv predictions.csv\n")
-    report = run_grade(fake_bundle(tmp_path / "b.zip", script), small_data, tmp_path, isolation="netns")
+    report = run_grade(fake_bundle(tmp_path / "b.zip", script), grade_data, tmp_path, isolation="netns")
     assert not report["valid"] and report["returncode"] != 0
     assert "Network is unreachable" in report["log_tail"] or "Errno" in report["log_tail"]
 
