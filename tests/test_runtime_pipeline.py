@@ -166,3 +166,83 @@ def test_bad_flags_exit_2_with_one_line(synth_dir, tmp_path, args, message):
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.strip().splitlines()[-1].startswith("error: ") and message in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+THRESHOLDS_A = {"rule": "thresholds", "thresholds": [0.5, 1.5, 2.5]}
+THRESHOLDS_B = {"rule": "thresholds", "thresholds": [0.7, 1.7, 2.3]}
+
+
+def test_equally_good_reports_form_an_equal_weight_ensemble_and_a_worse_one_does_not(two_models, frame, tmp_path):
+    runs = tmp_path / "runs"
+    a = place(two_models[0], runs / "a" / "merged", qwk=0.60, decision=THRESHOLDS_A)
+    b = place(two_models[1], runs / "b" / "merged", qwk=0.59, decision=THRESHOLDS_B)
+    result = predict(frame, RunSettings(models=runs, device="cpu"))
+    meta = result.meta
+    assert meta["strategy"] == "ensemble" and meta["model_dirs"] == [str(a), str(b)]
+    assert meta["ensemble"]["source"] == "auto" and meta["ensemble"]["weights"] == [0.5, 0.5]
+    assert meta["ensemble"]["members"] == [str(a), str(b)] and "2 models within 0.02 qwk" in meta["ensemble"]["reason"]
+    assert meta["ensemble"]["strategy"] == "ensemble" and meta["ensemble"]["first_chunk_tokens_per_s"] > 0
+    assert meta["decision"]["thresholds"] == pytest.approx([0.6, 1.6, 2.4])  # mean of the members' thresholds
+    alone = [predict(frame, RunSettings(model_dir=d, device="cpu")).probabilities for d in (a, b)]
+    np.testing.assert_allclose(result.probabilities, (alone[0] + alone[1]) / 2, atol=1e-6)
+
+    off = predict(frame, RunSettings(models=runs, device="cpu", ensemble=False))
+    assert off.meta["strategy"] == "single" and off.meta["model_dirs"] == [str(a)] and "ensemble" not in off.meta
+    write_report(b, qwk=0.40, decision=THRESHOLDS_B)  # clearly worse: the best model alone
+    worse = predict(frame, RunSettings(models=runs, device="cpu"))
+    assert worse.meta["strategy"] == "single" and worse.meta["model_dirs"] == [str(a)] and "ensemble" not in worse.meta
+    assert worse.meta["decision"] == THRESHOLDS_A
+
+
+def test_auto_ensemble_takes_close_scoring_models_only_up_to_the_cap(tmp_path):
+    from submission.autopick import Candidate, auto_ensemble
+
+    def candidate(name, value, mode="score"):
+        path = tmp_path / name
+        path.mkdir()
+        if mode != "score":
+            (path / "judge.json").write_text(json.dumps({"mode": mode}))
+        return Candidate(path, {"qwk": value} if value is not None else {}, value)
+
+    ranked = [candidate("gen", 0.70, "generate"), candidate("a", 0.69), candidate("b", 0.68), candidate("c", 0.675),
+              candidate("d", 0.60), candidate("none", None)]
+    ensemble = auto_ensemble(ranked, "qwk", tolerance=0.02, max_members=2)
+    assert [m.path.name for m in ensemble.members] == ["a", "b"] and [m.weight for m in ensemble.members] == [0.5, 0.5]
+    assert ensemble.decision["rule"] == "argmax"  # the members have no thresholds
+    assert [m.path.name for m in auto_ensemble(ranked, "qwk", 0.02, 3).members] == ["a", "b", "c"]
+    assert auto_ensemble(ranked, "qwk", 0.005, 3) is None  # nobody within 0.005 of a
+    assert auto_ensemble(ranked, "qwk", 0.02, 1) is None
+
+
+def slow_engine(monkeypatch, tokens_per_s: float) -> None:
+    """Make the transformers engine report ``tokens_per_s`` (its measured time grows by tokens / tokens_per_s)."""
+    from submission.engine_hf import TransformersEngine
+
+    real = TransformersEngine.label_logits
+
+    def label_logits(self, prompts, progress=None):
+        out = real(self, prompts, progress)
+        self.seconds += sum(len(p) for p in prompts) / tokens_per_s
+        return out
+
+    monkeypatch.setattr(TransformersEngine, "label_logits", label_logits)
+
+
+@pytest.mark.parametrize("time_limit, expected", [(600.0, "single"), (1e7, "ensemble")])
+def test_ensemble_is_decided_on_the_first_chunks_measured_throughput(two_models, frame, tmp_path, monkeypatch,
+                                                                      time_limit, expected):
+    runs = tmp_path / "runs"
+    place(two_models[0], runs / "a" / "merged", qwk=0.6)
+    place(two_models[1], runs / "b" / "merged", qwk=0.6)
+    slow_engine(monkeypatch, tokens_per_s=10.0)  # 24 rows of ~1k tokens: each member needs ~40 min at this rate
+    chunks, decided_after = [], []
+    monkeypatch.setattr(runtime, "_before_chunk", lambda: chunks.append(1))
+    real_fits = runtime._ensemble_fits
+    monkeypatch.setattr(runtime, "_ensemble_fits", lambda *a: (decided_after.append(len(chunks)), real_fits(*a))[1])
+    result = predict(frame, RunSettings(models=runs, device="cpu", time_limit_s=time_limit, chunk_tokens=4000))
+    ensemble = result.meta["ensemble"]
+    assert decided_after == [1]  # decided right after the first chunk, before the rest of the rows
+    assert ensemble["first_chunk_tokens_per_s"] == pytest.approx(10.0, rel=0.05)
+    assert result.meta["strategy"] == ensemble["strategy"] == expected
+    assert "at 10 tokens/s (first chunk)" in ensemble["why"]
+    assert len(result.meta["model_dirs"]) == (1 if expected == "single" else 2)
