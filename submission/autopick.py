@@ -48,13 +48,15 @@ class Member:
 
 @dataclass
 class Ensemble:
-    """ensemble.json: members with weights, the decision rule for their averaged probabilities."""
+    """Members with weights and the decision rule for their averaged probabilities: from ensemble.json (``path``)
+    or formed from candidates whose reports are about equally good (``path`` None, equal weights)."""
 
-    path: Path
+    path: Path | None
     members: list[Member]
     decision: dict | None
     metric: str | None = None
     value: float | None = None
+    reason: str = ""
 
 
 def read_report(model_dir: Path) -> dict:
@@ -146,4 +148,32 @@ def read_ensemble(path: Path) -> Ensemble:
     members = [Member((path.parent / m["model"]).resolve(), float(m.get("weight", 1.0))) for m in data.get("members", [])]
     if not members:
         raise ValueError(f"{path}: no members")
-    return Ensemble(Path(path), members, data.get("decision"), data.get("metric"), data.get("value"))
+    return Ensemble(Path(path), members, data.get("decision"), data.get("metric"), data.get("value"),
+                    f"{path} ({len(members)} members, stored weights)")
+
+
+def auto_ensemble(ranked: list[Candidate], metric: str, tolerance: float, max_members: int) -> Ensemble | None:
+    """Equal-weight ensemble of the scoring models whose ``metric`` is within ``tolerance`` of the best, or None.
+
+    None unless at least two qualify; at most ``max_members`` (best first). The decision rule: the mean of the
+    members' thresholds when every member has thresholds (the expected score of averaged probabilities is the
+    average of the members' expected scores), else argmax.
+    """
+    scored = [c for c in ranked if c.value is not None and c.mode == "score"]
+    if len(scored) < 2 or max_members < 2:
+        return None
+    best = scored[0].value
+    close = [c for c in scored if abs(c.value - best) <= tolerance][:max_members]
+    if len(close) < 2:
+        return None
+    decisions = [c.report.get("decision") or {} for c in close]
+    if all(d.get("rule") == "thresholds" and len(d.get("thresholds", ())) == 3 for d in decisions):
+        mean = [sum(float(d["thresholds"][k]) for d in decisions) / len(decisions) for k in range(3)]
+        decision = {"rule": "thresholds", "thresholds": mean}
+    else:
+        decision = {"rule": "argmax", "thresholds": []}
+    names = ", ".join(f"{display_name(c.path)}={c.value:.4g}" for c in close)
+    reason = (f"{len(close)} models within {tolerance:g} {metric} of the best ({names}; at most {max_members}), "
+              f"equal weights, {decision['rule']}")
+    members = [Member(c.path, 1.0 / len(close)) for c in close]
+    return Ensemble(None, members, decision, metric, None, reason)

@@ -30,7 +30,7 @@ def run(
         settings.DEFAULT_TIME_LIMIT_S, "--time-limit", help="Seconds for the whole run; rows not scored in time get a prior."
     ),
     metric: str = typer.Option(settings.DEFAULT_METRIC, "--metric", help="Report metric that ranks models (qwk, accuracy, macro_f1, mae, ...)."),
-    no_ensemble: bool = typer.Option(False, "--no-ensemble", help="Ignore ensemble.json; run the single best model."),
+    no_ensemble: bool = typer.Option(False, "--no-ensemble", help="No ensemble (neither ensemble.json nor equally good models): the single best model."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     max_tokens: int = typer.Option(settings.MAX_PROMPT_TOKENS, "--max-tokens", help="Prompt length limit in tokens (middle-shortened)."),
     token_budget: int = typer.Option(None, "--token-budget", help="Transformers: tokens per batch (rows x longest row)."),

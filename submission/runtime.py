@@ -26,7 +26,9 @@ from submission import settings as defaults
 from submission.autopick import (
     Candidate,
     Ensemble,
+    auto_ensemble,
     candidate_model_dirs,
+    display_name,
     find_ensemble,
     pick_reason,
     rank_candidates,
@@ -124,7 +126,7 @@ def find_model_dir(explicit: str | os.PathLike | None = None, roots: tuple[Path,
 
 @dataclass
 class ModelPlan:
-    """Candidates best first, the ensemble to try (if any), and why."""
+    """Candidates best first (the single-model order), the ensemble to try (if any), and why."""
 
     ranked: list[Candidate]
     ensemble: Ensemble | None
@@ -132,7 +134,7 @@ class ModelPlan:
 
 
 def plan_models(run: RunSettings) -> ModelPlan:
-    """Which model folders to try, in order, and the ensemble (ensemble.json) when one applies."""
+    """Which model folders to try, in order, and the ensemble: ensemble.json, else equally good reports."""
     explicit = run.model_dir or os.environ.get(MODEL_DIR_ENV)
     if explicit:
         path = Path(explicit)
@@ -152,7 +154,10 @@ def plan_models(run: RunSettings) -> ModelPlan:
         where = ", ".join(str(r) for r in roots)
         raise FileNotFoundError(f"no model folder (config.json + *.safetensors) under {where}; pass --models DIR")
     ranked = rank_candidates(found, run.metric)
-    return ModelPlan(ranked, None, pick_reason(ranked, run.metric))
+    if run.ensemble:
+        ensemble = auto_ensemble(ranked, run.metric, defaults.ENSEMBLE_TOLERANCE, defaults.ENSEMBLE_MAX_MEMBERS)
+    reason = pick_reason(ranked, run.metric)
+    return ModelPlan(ranked, ensemble, f"ensemble of {ensemble.reason}; single-model fallback: {reason}" if ensemble else reason)
 
 
 def load_decision(model_dir: Path) -> Decision:
@@ -176,36 +181,105 @@ def choose_engine(requested: str, device: str, tokens: int, vllm_installed: bool
     return best, f"estimated {', '.join(f'{k} {v:.0f}s' for k, v in estimates.items())} for {tokens} tokens"
 
 
+class RenderedRows:
+    """The rows' rendered prompts, tokenised on first use; until then their lengths are estimates.
+
+    A 100k-row file is not tokenised up front (that alone can outlast the time limit): lengths come from characters
+    times a tokens-per-character ratio measured on an even sample of rows, and each row is rendered when its chunk
+    is scored. ``lengths[i]`` becomes exact once row ``i`` is rendered.
+    """
+
+    def __init__(self, renderer, prompts: list[str], limit: int | None = None):
+        self.renderer = renderer
+        self.prompts = prompts
+        self.limit = int(limit or renderer.max_tokens)
+        self._rendered: dict[int, object] = {}
+        overhead = len(renderer.render("").input_ids)
+        filled = [i for i, p in enumerate(prompts) if p.strip()]
+        step = max(1, len(filled) // defaults.LENGTH_SAMPLE_ROWS)
+        sample = [self[i] for i in filled[::step][: defaults.LENGTH_SAMPLE_ROWS]]
+        whole = [(len(r.input_ids) - overhead, len(r.text)) for r in sample if not r.truncated]
+        chars = sum(c for _, c in whole)
+        ratio = sum(t for t, _ in whole) / chars if chars else 1.0
+        self.lengths = [len(self._rendered[i].input_ids) if i in self._rendered
+                        else min(self.limit, overhead + int(ratio * len(p)) + 1) for i, p in enumerate(prompts)]
+
+    def __getitem__(self, i: int):
+        if i not in self._rendered:
+            rendered = self.renderer.render(self.prompts[i], self.limit)
+            self._rendered[i] = rendered
+            if hasattr(self, "lengths"):
+                self.lengths[i] = len(rendered.input_ids)
+        return self._rendered[i]
+
+    def ids(self, rows: list[int]) -> list[list[int]]:
+        return [self[i].input_ids for i in rows]
+
+    def shorten_to(self, limit: int) -> None:
+        """Lower the length limit (vLLM started with a shorter context): longer rendered rows are redone lazily."""
+        self.limit = min(self.limit, int(limit))
+        for i in [i for i, r in self._rendered.items() if len(r.input_ids) > self.limit]:
+            del self._rendered[i]
+        self.lengths = [min(n, self.limit) for n in self.lengths]
+
+    @property
+    def truncated(self) -> int:
+        return sum(r.truncated for r in self._rendered.values())
+
+
 @dataclass
 class OpenModel:
-    """A loaded model ready to score: its candidate entry, renderer output and engine."""
+    """A loaded model ready to score: its candidate entry, its rows (rendered lazily) and engine."""
 
     candidate: Candidate
     engine: object
-    rendered: list
+    rendered: RenderedRows
     engine_reason: str
     engine_fallback: str | None = None
     load_s: float = 0.0
     processed: set = field(default_factory=set)
+    vllm_rows: int | None = None  # rows vLLM scored before it failed mid-run
 
 
 def _build_hf(path: Path, run: RunSettings, tokenizer, device: str):
-    from submission.engine_hf import TransformersEngine
+    """Transformers engine on ``device``; out of GPU memory while loading -> the same model on the CPU, and why."""
+    from submission.engine_hf import TransformersEngine, is_out_of_memory
 
-    return TransformersEngine(path, device=device, token_budget=run.token_budget, tokenizer=tokenizer)
+    try:
+        return TransformersEngine(path, device=device, token_budget=run.token_budget, tokenizer=tokenizer), None
+    except Exception as error:  # noqa: BLE001 - only out-of-memory on an accelerator is handled here
+        if device == "cpu" or not is_out_of_memory(error):
+            raise
+        reason = f"out of memory loading {path} on {device} ({type(error).__name__}: {error}); using transformers on cpu"
+        log.warning(reason)
+        _release_accelerator_memory()
+        return TransformersEngine(path, device="cpu", token_budget=run.token_budget, tokenizer=tokenizer), reason
+
+
+def _release_accelerator_memory() -> None:
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def _join(*reasons: str | None) -> str | None:
+    return "; then ".join(r for r in reasons if r) or None
 
 
 def open_model(candidate: Candidate, prompts: list[str], run: RunSettings, tokens_factor: int = 1) -> OpenModel:
-    """Tokenizer -> rendered prompts -> engine chosen by estimated time; vLLM failures fall back to transformers."""
+    """Tokenizer -> rows (rendered lazily) -> engine chosen by estimated time; failures fall back to transformers."""
     from submission import engine_vllm
     from submission.engine_hf import load_tokenizer, resolve_device
     from submission.prompting import PromptRenderer
 
     started = time.perf_counter()
     tokenizer = load_tokenizer(candidate.path)
-    renderer = PromptRenderer(tokenizer, max_tokens=run.max_tokens)
-    rendered = [renderer.render(p if isinstance(p, str) else "") for p in prompts]
-    tokens = sum(len(r.input_ids) for r in rendered) * tokens_factor
+    rows = RenderedRows(PromptRenderer(tokenizer, max_tokens=run.max_tokens), prompts)
+    tokens = sum(rows.lengths) * tokens_factor
     device = resolve_device(run.device)
     name, reason = choose_engine(run.engine, device, tokens, engine_vllm.vllm_available())
     fallback = None
@@ -217,12 +291,11 @@ def open_model(candidate: Candidate, prompts: list[str], run: RunSettings, token
             fallback = f"vLLM unavailable ({type(error).__name__}: {error}); using transformers"
             log.warning(fallback)
         else:
-            limit = engine.max_prompt_tokens
-            rendered = [r if len(r.input_ids) <= limit else renderer.render(p if isinstance(p, str) else "", limit)
-                        for r, p in zip(rendered, prompts, strict=True)]
+            rows.shorten_to(engine.max_prompt_tokens)
     if engine is None:
-        engine = _build_hf(candidate.path, run, tokenizer, device)
-    return OpenModel(candidate, engine, rendered, reason, fallback, time.perf_counter() - started)
+        engine, oom = _build_hf(candidate.path, run, tokenizer, device)
+        fallback = _join(fallback, oom)
+    return OpenModel(candidate, engine, rows, reason, fallback, time.perf_counter() - started)
 
 
 # -- scoring -----------------------------------------------------------------------------------------------------
@@ -250,25 +323,34 @@ def _before_chunk() -> None:
 
 def _estimate(engine) -> float:
     """Tokens/s: measured on this run once a chunk has been scored, else the settings table."""
-    if getattr(engine, "seconds", 0) > 0 and engine.tokens_scored > 0:
-        return engine.tokens_scored / engine.seconds
+    measured = measured_throughput(engine)
+    if measured:
+        return measured
     return defaults.ENGINE_ESTIMATES.get(f"{engine.name}/{'cuda' if engine.device.startswith('cuda') else 'cpu'}",
                                          defaults.ENGINE_ESTIMATES["hf/cpu"]).tokens_per_s
 
 
+def measured_throughput(engine) -> float | None:
+    """Tokens/s this engine has reached in this run, or None before anything was scored (tests replace this)."""
+    if getattr(engine, "seconds", 0) > 0 and engine.tokens_scored > 0:
+        return engine.tokens_scored / engine.seconds
+    return None
+
+
 def score_model(model: OpenModel, rows: list[int], deadline: Deadline, run: RunSettings,
-                probs: np.ndarray, done: np.ndarray, allowed: list, generate: bool = False) -> None:
-    """Fill ``probs[rows]`` and ``done[rows]`` chunk by chunk while the deadline allows.
+                probs: np.ndarray, done: np.ndarray, allowed: list, generate: bool = False,
+                max_chunks: int | None = None) -> None:
+    """Fill ``probs[rows]`` and ``done[rows]`` chunk by chunk while the deadline allows (at most ``max_chunks``).
 
     Written in place so that an interruption keeps everything scored so far; rows a chunk ran over are marked in
-    ``model.processed`` (a generative judge may process a row and still write no score).
+    ``model.processed`` (a generative judge may process a row and still write no score). A vLLM engine that fails
+    here hands this chunk and the rest to transformers.
     """
-    lengths = [len(r.input_ids) for r in model.rendered]
-    engine = model.engine
-    device_kind = "cuda" if engine.device.startswith("cuda") else "cpu"
+    lengths = model.rendered.lengths
+    device_kind = "cuda" if model.engine.device.startswith("cuda") else "cpu"
     chunk_tokens = run.chunk_tokens or defaults.CHUNK_TOKENS[device_kind]
-    for chunk in plan_chunks(rows, lengths, chunk_tokens):
-        need = sum(lengths[i] for i in chunk) / _estimate(engine)
+    for chunk in plan_chunks(rows, lengths, chunk_tokens)[:max_chunks]:
+        need = sum(lengths[i] for i in chunk) / _estimate(model.engine)
         if generate:
             need *= 4  # a rationale costs several forwards; a cautious guess until measured
         if not deadline.allows(need):
@@ -276,37 +358,48 @@ def score_model(model: OpenModel, rows: list[int], deadline: Deadline, run: RunS
                         deadline.remaining(), need)
             break
         _before_chunk()
-        ids = [model.rendered[i].input_ids for i in chunk]
+        ids = model.rendered.ids(chunk)
+        try:
+            if generate:
+                texts = model.engine.generate_texts(ids, defaults.GENERATE_MAX_NEW_TOKENS)
+            else:
+                logits = model.engine.label_logits(ids)
+        except Exception as error:  # noqa: BLE001 - a failing vLLM gives way to transformers; others raise
+            if model.engine.name != "vllm":
+                raise
+            _replace_failed_vllm(model, run, error)
+            ids = model.rendered.ids(chunk)
+            if generate:
+                texts = model.engine.generate_texts(ids, defaults.GENERATE_MAX_NEW_TOKENS)
+            else:
+                logits = model.engine.label_logits(ids)
         if generate:
-            texts = engine.generate_texts(ids, defaults.GENERATE_MAX_NEW_TOKENS)
             for i, text in zip(chunk, texts, strict=True):
                 score = extract_score_from_text(text, allowed[i])
                 if score is not None:
                     probs[i] = np.eye(len(LABELS))[LABELS.index(score)]
                     done[i] = True
         else:
-            try:
-                logits = engine.label_logits(ids)
-            except Exception as error:  # noqa: BLE001 - a failing vLLM gives way to transformers; others raise
-                if engine.name != "vllm":
-                    raise
-                engine = _replace_failed_vllm(model, run, error)
-                logits = engine.label_logits([model.rendered[i].input_ids for i in chunk])
             probs[chunk] = probabilities_from_label_logits(logits, [allowed[i] for i in chunk])
             done[chunk] = True
         model.processed.update(chunk)
 
 
 def _replace_failed_vllm(model: OpenModel, run: RunSettings, error: BaseException):
-    """vLLM failed while scoring: switch this model to transformers for the rest of the run."""
+    """vLLM failed while scoring: free it and switch this model to transformers for the rest of the run."""
     from submission.engine_hf import resolve_device
 
-    reason = f"vLLM failed while scoring ({type(error).__name__}: {error}); using transformers"
+    reason = (f"vLLM failed while scoring after {len(model.processed)} rows ({type(error).__name__}: {error}); "
+              "using transformers for the rest")
     log.warning(reason)
     failed = model.engine
-    model.engine = _build_hf(model.candidate.path, run, failed.tokenizer, resolve_device(run.device))
+    model.engine = None
+    failed.llm = None  # drop vLLM's GPU memory before transformers loads
+    _release_accelerator_memory()
+    model.engine, oom = _build_hf(model.candidate.path, run, failed.tokenizer, resolve_device(run.device))
     model.engine.tokens_scored, model.engine.seconds = failed.tokens_scored, failed.seconds
-    model.engine_fallback = reason
+    model.engine_fallback = _join(model.engine_fallback, reason, oom)
+    model.vllm_rows = len(model.processed)
     return model.engine
 
 
@@ -351,30 +444,47 @@ def predict(frame, run: RunSettings, deadline: Deadline | None = None) -> RunRes
 
     with sigterm_interrupts(deadline):
         try:
-            primary = _open_first(plan.ranked, prompts, run, meta, factor=len(plan.ranked) if plan.ensemble else 1)
+            factor = len(plan.ensemble.members) if plan.ensemble else 1
+            primary = _open_first(plan.ranked, prompts, run, meta, factor=factor)
             opened.append(primary)
             generate = primary.candidate.mode == "generate"
             strategy = "generate" if generate else "single"
             probs, done = np.zeros((n, len(LABELS))), np.zeros(n, dtype=bool)
             member_probs.append((weights.get(primary.candidate.path.resolve(), 1.0), probs, done))
-            score_model(primary, to_score, deadline, run, probs, done, allowed, generate)
-            rest = [c for c in plan.ranked if c.path.resolve() != primary.candidate.path.resolve()]
-            if plan.ensemble and rest and not generate:
-                strategy, why = _ensemble_fits(primary, rest, deadline)
+            # The first chunk measures this machine's throughput; the ensemble decision rests on it.
+            score_model(primary, to_score, deadline, run, probs, done, allowed, generate, max_chunks=1)
+            primary_path = primary.candidate.path.resolve()
+            rest = [c for c in plan.ranked if c.path.resolve() in weights and c.path.resolve() != primary_path]
+            if plan.ensemble and not generate:
+                if primary_path not in weights or not rest:
+                    why = f"ensemble members did not load; {display_name(primary.candidate.path)} alone"
+                else:
+                    strategy, why = _ensemble_fits(primary, rest, deadline, to_score)
+                meta["ensemble"] = {
+                    "source": str(plan.ensemble.path) if plan.ensemble.path else "auto",
+                    "reason": plan.ensemble.reason,
+                    "members": [str(m.path) for m in plan.ensemble.members],
+                    "weights": [m.weight for m in plan.ensemble.members],
+                    "first_chunk_tokens_per_s": _rounded(measured_throughput(primary.engine)),
+                    "strategy": strategy,
+                    "why": why,
+                }
                 meta["ensemble_decision"] = why
-                if strategy == "ensemble":
-                    for candidate in rest:
-                        try:
-                            model = open_model(candidate, prompts, run)
-                        except Exception as error:  # noqa: BLE001 - a broken member is skipped, not fatal
-                            _skip(meta, candidate, error)
-                            continue
-                        opened.append(model)
-                        extra, extra_done = np.zeros((n, len(LABELS))), np.zeros(n, dtype=bool)
-                        member_probs.append((weights.get(candidate.path.resolve(), 1.0), extra, extra_done))
-                        score_model(model, to_score, deadline, run, extra, extra_done, allowed)
-                    if len(member_probs) == 1:
-                        strategy = "single"
+            score_model(primary, [i for i in to_score if i not in primary.processed], deadline, run, probs, done,
+                        allowed, generate)
+            if strategy == "ensemble":
+                for candidate in rest:
+                    try:
+                        model = open_model(candidate, prompts, run)
+                    except Exception as error:  # noqa: BLE001 - a broken member is skipped, not fatal
+                        _skip(meta, candidate, error)
+                        continue
+                    opened.append(model)
+                    extra, extra_done = np.zeros((n, len(LABELS))), np.zeros(n, dtype=bool)
+                    member_probs.append((weights.get(candidate.path.resolve(), 1.0), extra, extra_done))
+                    score_model(model, to_score, deadline, run, extra, extra_done, allowed)
+                if len(member_probs) == 1:
+                    strategy = "single"
         except Interrupted:
             log.warning("SIGTERM: writing what is scored, the rest gets the prior")
     if not opened:
@@ -417,7 +527,8 @@ def predict(frame, run: RunSettings, deadline: Deadline | None = None) -> RunRes
     }
     meta.update({
         "models": [{"path": str(m.candidate.path), "weight": weights.get(m.candidate.path.resolve(), 1.0),
-                    run.metric: m.candidate.value, "mode": m.candidate.mode} for m in opened],
+                    run.metric: m.candidate.value, "mode": m.candidate.mode, "engine": m.engine.name,
+                    "engine_fallback": m.engine_fallback, "vllm_rows_before_failure": m.vllm_rows} for m in opened],
         "model_dirs": [str(m.candidate.path) for m in opened],
         "strategy": strategy,
         "engine": primary.engine.name,
@@ -431,7 +542,7 @@ def predict(frame, run: RunSettings, deadline: Deadline | None = None) -> RunRes
                       "total": round(finished - started, 3), "since_start": round(deadline.elapsed(), 3)},
         "tokens_per_s": round(tokens / max(engine_seconds, 1e-9), 1),
         "score_distribution": {str(k): v for k, v in sorted(Counter(scores).items())},
-        "truncated_rows": sum(r.truncated for r in primary.rendered),
+        "truncated_rows": primary.rendered.truncated,
         "unparsed_rows": sum(not s.parsed for s in sections),
         "fallback_rows": int(fallback_rows.sum()),
         "fallback_reasons": reasons,
@@ -457,17 +568,29 @@ def _open_first(ranked: list[Candidate], prompts, run: RunSettings, meta: dict, 
     raise FileNotFoundError("no model could be loaded: " + "; ".join(s["error"] for s in meta["skipped_models"]))
 
 
-def _ensemble_fits(primary: OpenModel, rest: list[Candidate], deadline: Deadline) -> tuple[str, str]:
-    """Ensemble when the other members' estimated time (this run's measured throughput) fits the time left."""
-    engine = primary.engine
-    tokens = sum(len(r.input_ids) for r in primary.rendered)
-    if engine.seconds <= 0:
-        return "single", "primary scored nothing; no throughput measured"
-    tps = engine.tokens_scored / engine.seconds
-    need = len(rest) * (tokens / tps + primary.load_s)
+def _ensemble_fits(primary: OpenModel, rest: list[Candidate], deadline: Deadline, rows: list[int]) -> tuple[str, str]:
+    """``ensemble`` when rows x members fit the time left at the first chunk's measured throughput, else ``single``.
+
+    The need counts the primary's rows still to score plus every other member's rows and load time (taken as the
+    primary's). The first chunk includes warm-up, so the measured throughput errs low, on the safe side.
+    """
+    tps = measured_throughput(primary.engine)
+    if not tps:
+        return "single", "the first chunk was not scored (no time); no throughput measured"
+    lengths = primary.rendered.lengths
+    left = sum(lengths[i] for i in rows if i not in primary.processed)
+    every = sum(lengths[i] for i in rows)
+    need = left / tps + len(rest) * (every / tps + primary.load_s)
+    members = len(rest) + 1
     if deadline.allows(need):
-        return "ensemble", f"{len(rest)} more member(s) need ~{need:.1f}s at {tps:.0f} tokens/s; {deadline.remaining():.1f}s left"
-    return "single", f"{len(rest)} more member(s) need ~{need:.1f}s; only {deadline.remaining():.1f}s left"
+        return "ensemble", (f"{len(rows)} rows x {members} members need ~{need:.1f}s at {tps:.0f} tokens/s "
+                            f"(first chunk); {deadline.remaining():.1f}s left")
+    return "single", (f"{len(rows)} rows x {members} members need ~{need:.1f}s at {tps:.0f} tokens/s "
+                      f"(first chunk); only {deadline.remaining():.1f}s left")
+
+
+def _rounded(value: float | None, digits: int = 1) -> float | None:
+    return None if value is None else round(value, digits)
 
 
 def meta_path_for(pred_path: str | os.PathLike) -> Path:

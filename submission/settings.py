@@ -50,3 +50,14 @@ VLLM_MAX_NUM_BATCHED_TOKENS = 16_384
 
 # Generative judges: how many tokens of rationale (+ score) to generate.
 GENERATE_MAX_NEW_TOKENS = 256
+
+# Ensembles without ensemble.json: models whose validation metric is within this absolute distance of the best
+# (QWK on a ~1,000-row validation split moves by about 0.02 between resamples, so closer than that is a tie) are
+# averaged with equal weights, at most this many; each member costs one more pass over the rows.
+ENSEMBLE_TOLERANCE = 0.02
+ENSEMBLE_MAX_MEMBERS = 3
+
+# Prompt lengths before rendering are estimated from characters with a tokens-per-character ratio measured on this
+# many evenly spaced rows; rows are tokenised only when their chunk is scored (a 100k-row file is not tokenised
+# before the deadline is checked).
+LENGTH_SAMPLE_ROWS = 256

@@ -49,3 +49,59 @@ def grade_data(tmp_path_factory, synth_dir):
     for name in ("test.csv", "gold.csv"):
         pd.read_csv(synth_dir / name, dtype=str, keep_default_na=False).head(12).to_csv(out / name, index=False)
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_model_dir):
+    """The tiny model loaded on CPU once (for fakes that answer with real logits); treat it as read-only."""
+    from submission.engine_hf import load_causal_lm
+
+    return load_causal_lm(tiny_model_dir, "cpu")
+
+
+@pytest.fixture(scope="session")
+def tiny_engine(tiny_model_dir):
+    """A transformers engine on the tiny model (CPU, 2,048-token batches), shared; monkeypatch, do not mutate."""
+    from submission.engine_hf import TransformersEngine
+
+    return TransformersEngine(tiny_model_dir, device="cpu", token_budget=2048)
+
+
+@pytest.fixture(scope="session")
+def tiny_prompts(tiny_engine, synth_dir):
+    """Token ids of the first 24 synthetic test prompts, rendered for the tiny model (lengths differ)."""
+    import pandas as pd
+
+    from submission.prompting import PromptRenderer
+
+    frame = pd.read_csv(synth_dir / "test.csv")
+    renderer = PromptRenderer(tiny_engine.tokenizer, max_tokens=1024)
+    return [r.input_ids for r in renderer.render_many(frame["prompt"].head(24))]
+
+
+@pytest.fixture(scope="session")
+def test_frame(synth_dir):
+    """The first 24 rows of the synthetic test.csv as read by the runtime (id, prompt)."""
+    from submission.data import read_test_csv
+
+    return read_test_csv(synth_dir / "test.csv").head(24).reset_index(drop=True)
+
+
+def _make_run(runs, name, tiny_model_dir, qwk):
+    import json
+    import shutil
+
+    merged = runs / name / "merged"
+    shutil.copytree(tiny_model_dir, merged)
+    (merged / "validation_report.json").write_text(json.dumps({"qwk": qwk, "accuracy": qwk}))
+    return runs / name
+
+
+@pytest.fixture
+def bundle_runs(tmp_path, tiny_model_dir):
+    """runs/ with weak (qwk 0.3) and strong (0.8) merged tiny models and an adapter-only run, for bundle.py."""
+    runs = tmp_path / "runs"
+    _make_run(runs, "weak", tiny_model_dir, 0.3)
+    _make_run(runs, "strong", tiny_model_dir, 0.8)
+    (runs / "adapter_only" / "adapter").mkdir(parents=True)
+    return runs

@@ -1,11 +1,10 @@
-"""The runtime's decisions on the tiny models: auto-pick, ensembles, deadlines, priors, SIGTERM, injected faults."""
+"""The runtime's decisions on the tiny models: auto-pick, ensembles, deadlines, priors (faults: tests/robustness/)."""
 
 from __future__ import annotations
 
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +14,7 @@ import pytest
 
 from submission import runtime
 from submission.autopick import candidate_model_dirs, rank_candidates
-from submission.data import read_predictions_csv, read_test_csv
+from submission.data import read_test_csv
 from submission.runtime import Deadline, RunSettings, choose_engine, predict
 from submission.sections import parse_prompt
 
@@ -130,62 +129,6 @@ def test_deadline_fills_unreached_rows_with_the_prior_and_counts_them(tiny_model
         assert cut.scores[i] == (2 if 2 in allowed else 0)
 
 
-def test_time_limit_zero_still_writes_a_complete_file(tiny_model_dir, synth_dir, tmp_path):
-    pred = tmp_path / "p.csv"
-    proc = subprocess.run(["./run.sh", str(synth_dir / "test.csv"), str(pred), "--model-dir", str(tiny_model_dir),
-                           "--time-limit", "0"], cwd=ROOT, capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "PYTHON": sys.executable})
-    assert proc.returncode == 0, proc.stderr
-    test = read_test_csv(synth_dir / "test.csv")
-    got = read_predictions_csv(pred)
-    assert got["id"].tolist() == test["id"].tolist()
-    assert all(s in parse_prompt(p).allowed for p, s in zip(test["prompt"], got["score"], strict=True))
-    meta = json.loads((tmp_path / "p_meta.json").read_text())
-    assert meta["fallback_rows"] == len(test) == meta["fallback_reasons"]["deadline"]
-    assert meta["fallback_prior"] == "rubric_middle"
-
-
-def test_empty_prompts_are_scored_by_the_prior_and_counted(tiny_model_dir, frame):
-    broken = frame.copy()
-    broken.loc[[0, 5], "prompt"] = ["", "   "]
-    result = predict(broken, RunSettings(model_dir=tiny_model_dir, device="cpu"))
-    assert result.meta["fallback_reasons"]["empty_prompt"] == 2 == result.meta["fallback_rows"]
-    assert result.scores[0] == 1  # middle of the full -1..3 rubric when no prior is known
-
-
-def test_sigterm_writes_what_is_scored_and_the_prior_for_the_rest(tiny_model_dir, frame, monkeypatch):
-    calls = []
-
-    def terminate_on_second_chunk():
-        calls.append(1)
-        if len(calls) == 2:
-            os.kill(os.getpid(), signal.SIGTERM)
-
-    monkeypatch.setattr(runtime, "_before_chunk", terminate_on_second_chunk)
-    result = predict(frame, RunSettings(model_dir=tiny_model_dir, device="cpu", chunk_tokens=2000))
-    assert result.meta["interrupted"] == "SIGTERM" and len(calls) == 2
-    assert 0 < result.meta["fallback_reasons"]["sigterm"] == result.meta["fallback_rows"] < len(frame)
-    assert len(result.scores) == len(frame)
-    assert signal.getsignal(signal.SIGTERM) is not None  # handler restored, not left raising
-
-
-def test_out_of_memory_halves_batches_and_scores_the_same(tiny_model_dir, frame, monkeypatch):
-    from submission.engine_hf import TransformersEngine
-
-    clean = predict(frame, RunSettings(model_dir=tiny_model_dir, device="cpu"))
-    real_forward = TransformersEngine._forward
-
-    def forward_with_oom(self, rows):
-        if len(rows) > 4:
-            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
-        return real_forward(self, rows)
-
-    monkeypatch.setattr(TransformersEngine, "_forward", forward_with_oom)
-    result = predict(frame, RunSettings(model_dir=tiny_model_dir, device="cpu"))
-    assert result.meta["oom_splits"] > 0
-    np.testing.assert_allclose(result.probabilities, clean.probabilities, atol=1e-5)
-
-
 def test_generative_judge_extracts_scores_and_counts_rows_without_one(tiny_model_dir, frame, tmp_path, monkeypatch):
     from submission.engine_hf import TransformersEngine
 
@@ -223,3 +166,83 @@ def test_bad_flags_exit_2_with_one_line(synth_dir, tmp_path, args, message):
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.strip().splitlines()[-1].startswith("error: ") and message in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+THRESHOLDS_A = {"rule": "thresholds", "thresholds": [0.5, 1.5, 2.5]}
+THRESHOLDS_B = {"rule": "thresholds", "thresholds": [0.7, 1.7, 2.3]}
+
+
+def test_equally_good_reports_form_an_equal_weight_ensemble_and_a_worse_one_does_not(two_models, frame, tmp_path):
+    runs = tmp_path / "runs"
+    a = place(two_models[0], runs / "a" / "merged", qwk=0.60, decision=THRESHOLDS_A)
+    b = place(two_models[1], runs / "b" / "merged", qwk=0.59, decision=THRESHOLDS_B)
+    result = predict(frame, RunSettings(models=runs, device="cpu"))
+    meta = result.meta
+    assert meta["strategy"] == "ensemble" and meta["model_dirs"] == [str(a), str(b)]
+    assert meta["ensemble"]["source"] == "auto" and meta["ensemble"]["weights"] == [0.5, 0.5]
+    assert meta["ensemble"]["members"] == [str(a), str(b)] and "2 models within 0.02 qwk" in meta["ensemble"]["reason"]
+    assert meta["ensemble"]["strategy"] == "ensemble" and meta["ensemble"]["first_chunk_tokens_per_s"] > 0
+    assert meta["decision"]["thresholds"] == pytest.approx([0.6, 1.6, 2.4])  # mean of the members' thresholds
+    alone = [predict(frame, RunSettings(model_dir=d, device="cpu")).probabilities for d in (a, b)]
+    np.testing.assert_allclose(result.probabilities, (alone[0] + alone[1]) / 2, atol=1e-6)
+
+    off = predict(frame, RunSettings(models=runs, device="cpu", ensemble=False))
+    assert off.meta["strategy"] == "single" and off.meta["model_dirs"] == [str(a)] and "ensemble" not in off.meta
+    write_report(b, qwk=0.40, decision=THRESHOLDS_B)  # clearly worse: the best model alone
+    worse = predict(frame, RunSettings(models=runs, device="cpu"))
+    assert worse.meta["strategy"] == "single" and worse.meta["model_dirs"] == [str(a)] and "ensemble" not in worse.meta
+    assert worse.meta["decision"] == THRESHOLDS_A
+
+
+def test_auto_ensemble_takes_close_scoring_models_only_up_to_the_cap(tmp_path):
+    from submission.autopick import Candidate, auto_ensemble
+
+    def candidate(name, value, mode="score"):
+        path = tmp_path / name
+        path.mkdir()
+        if mode != "score":
+            (path / "judge.json").write_text(json.dumps({"mode": mode}))
+        return Candidate(path, {"qwk": value} if value is not None else {}, value)
+
+    ranked = [candidate("gen", 0.70, "generate"), candidate("a", 0.69), candidate("b", 0.68), candidate("c", 0.675),
+              candidate("d", 0.60), candidate("none", None)]
+    ensemble = auto_ensemble(ranked, "qwk", tolerance=0.02, max_members=2)
+    assert [m.path.name for m in ensemble.members] == ["a", "b"] and [m.weight for m in ensemble.members] == [0.5, 0.5]
+    assert ensemble.decision["rule"] == "argmax"  # the members have no thresholds
+    assert [m.path.name for m in auto_ensemble(ranked, "qwk", 0.02, 3).members] == ["a", "b", "c"]
+    assert auto_ensemble(ranked, "qwk", 0.005, 3) is None  # nobody within 0.005 of a
+    assert auto_ensemble(ranked, "qwk", 0.02, 1) is None
+
+
+def slow_engine(monkeypatch, tokens_per_s: float) -> None:
+    """Make the transformers engine report ``tokens_per_s`` (its measured time grows by tokens / tokens_per_s)."""
+    from submission.engine_hf import TransformersEngine
+
+    real = TransformersEngine.label_logits
+
+    def label_logits(self, prompts, progress=None):
+        out = real(self, prompts, progress)
+        self.seconds += sum(len(p) for p in prompts) / tokens_per_s
+        return out
+
+    monkeypatch.setattr(TransformersEngine, "label_logits", label_logits)
+
+
+@pytest.mark.parametrize("time_limit, expected", [(600.0, "single"), (1e7, "ensemble")])
+def test_ensemble_is_decided_on_the_first_chunks_measured_throughput(two_models, frame, tmp_path, monkeypatch,
+                                                                      time_limit, expected):
+    runs = tmp_path / "runs"
+    place(two_models[0], runs / "a" / "merged", qwk=0.6)
+    place(two_models[1], runs / "b" / "merged", qwk=0.6)
+    slow_engine(monkeypatch, tokens_per_s=10.0)  # 24 rows of ~1k tokens: each member needs ~40 min at this rate
+    chunks, decided_after = [], []
+    monkeypatch.setattr(runtime, "_before_chunk", lambda: chunks.append(1))
+    real_fits = runtime._ensemble_fits
+    monkeypatch.setattr(runtime, "_ensemble_fits", lambda *a: (decided_after.append(len(chunks)), real_fits(*a))[1])
+    result = predict(frame, RunSettings(models=runs, device="cpu", time_limit_s=time_limit, chunk_tokens=4000))
+    ensemble = result.meta["ensemble"]
+    assert decided_after == [1]  # decided right after the first chunk, before the rest of the rows
+    assert ensemble["first_chunk_tokens_per_s"] == pytest.approx(10.0, rel=0.05)
+    assert result.meta["strategy"] == ensemble["strategy"] == expected
+    assert "at 10 tokens/s (first chunk)" in ensemble["why"]
+    assert len(result.meta["model_dirs"]) == (1 if expected == "single" else 2)

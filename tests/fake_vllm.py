@@ -1,0 +1,60 @@
+"""A vLLM stand-in shaped like vLLM 0.26 outputs (no GPU, no vllm package), answering with a real tiny model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import SimpleNamespace
+
+import torch
+
+
+@dataclass
+class Logprob:  # vllm.logprobs.Logprob fields
+    logprob: float
+    rank: int | None = None
+    decoded_token: str | None = None
+
+
+@dataclass
+class SamplingParams:
+    max_tokens: int = 16
+    temperature: float = 1.0
+    logprobs: int | None = None
+
+
+def TokensPrompt(**kwargs):  # a TypedDict in vLLM: calling it builds a plain dict
+    return dict(**kwargs)
+
+
+def fake_api(model, fail_starts: int = 0, calls: dict | None = None, lift_ids=()):
+    """A vLLM stand-in whose LLM answers with the real tiny model's top-20 logprobs + the sampled token.
+
+    ``lift_ids`` get the same logit bonus (label ratios unchanged) so that they all show in the top 20.
+    """
+    calls = calls if calls is not None else {}
+
+    class LLM:
+        def __init__(self, **kwargs):
+            calls.setdefault("init", []).append(kwargs)
+            if len(calls["init"]) <= fail_starts:
+                raise RuntimeError("CUDA out of memory while allocating the KV cache")
+
+        def generate(self, prompts, params, use_tqdm=True):
+            calls.setdefault("params", []).append(params)
+            calls.setdefault("prompts", []).extend(prompts)
+            outs = []
+            for prompt in prompts:
+                ids = torch.tensor([prompt["prompt_token_ids"]])
+                with torch.no_grad():
+                    logits = model(input_ids=ids).logits[0, -1].double()
+                    logits[list(lift_ids)] += 50.0
+                    logp = torch.log_softmax(logits, -1)
+                top = torch.topk(logp, params.logprobs)
+                entry = {int(t): Logprob(float(v), r + 1) for r, (v, t) in enumerate(zip(top.values, top.indices, strict=True))}
+                sampled = int(top.indices[0])
+                entry.setdefault(sampled, Logprob(float(logp[sampled]), 1))
+                completion = SimpleNamespace(token_ids=[sampled], logprobs=[entry], text="")
+                outs.append(SimpleNamespace(outputs=[completion], prompt_token_ids=prompt["prompt_token_ids"]))
+            return outs
+
+    return SimpleNamespace(LLM=LLM, SamplingParams=SamplingParams, TokensPrompt=TokensPrompt), calls
