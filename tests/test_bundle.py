@@ -1,5 +1,6 @@
 """bundle.py: the zip's layout and manifest, and every refusal."""
 
+import hashlib
 import json
 import shutil
 import zipfile
@@ -50,6 +51,9 @@ def test_ensemble_members_are_shipped_with_bundle_paths(runs, tmp_path):
     shipped = json.loads(archive.read("ensemble.json"))
     assert [m["model"] for m in shipped["members"]] == ["models/weak", "models/strong"]
     assert any(n.startswith("models/weak/") for n in archive.namelist())
+    listed = json.loads(archive.read("manifest.json"))["files"]["ensemble.json"]
+    shipped_bytes = archive.read("ensemble.json")
+    assert listed == {"sha256": hashlib.sha256(shipped_bytes).hexdigest(), "size": len(shipped_bytes)}
 
 
 @pytest.mark.parametrize("bad_file, message", [
