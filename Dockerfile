@@ -1,4 +1,4 @@
-# Submission image: the vLLM runtime plus run.sh, submission/ and models/ (nothing else; see .dockerignore).
+# Submission image: the vLLM runtime plus run.sh, submission/, models/ and an optional ensemble.json (nothing else).
 #   docker build -t aij-judge-submission .            (from an unpacked bundle or the repo after `build/bundle.py`)
 #   docker run --rm --gpus all --network none -v "$PWD/data:/data" aij-judge-submission /data/test.csv /data/predictions.csv
 # The base is pinned through an ARG so an offline machine can pass a locally loaded image instead.
@@ -18,7 +18,9 @@ ENV HF_HUB_OFFLINE=1 \
 
 WORKDIR /app
 RUN groupadd --system --gid 10001 judge && useradd --system --uid 10001 --gid judge --home-dir /app --shell /usr/sbin/nologin judge
-COPY --chown=10001:10001 run.sh ./
+# ensemble.json is optional (a bundle made with --ensemble has one): the glob copies it when present and, beside
+# run.sh, never leaves the COPY without a source.
+COPY --chown=10001:10001 run.sh ensemble.jso[n] ./
 COPY --chown=10001:10001 submission/ submission/
 COPY --chown=10001:10001 models/ models/
 USER 10001:10001

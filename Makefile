@@ -7,8 +7,12 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
+# `make docker`: images on a machine with a running dockerd and no registry (README "Docker"). The base is this
+# venv imported as an image; the training image is its CPU variant; the submission image is built from a bundle.
+DOCKER_BASE ?= aij-local-base:py311
+BUNDLE ?= demo_out/dist/submission.zip
 
-.PHONY: install test test-all lint demo clean
+.PHONY: install test test-all lint demo docker test-docker clean
 
 $(STAMP): pyproject.toml constraints/cpu.txt
 	$(PY) -m venv $(VENV)
@@ -31,6 +35,18 @@ lint: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/python build/demo.py --out demo_out
+
+docker: $(STAMP)
+	VENV=$(VENV) build/local_base_image.sh $(DOCKER_BASE)
+	docker build -f Dockerfile.train --build-arg BASE_IMAGE=$(DOCKER_BASE) --build-arg EXTRAS=train \
+	  --build-arg BAKE_BASE=0 -t aij-judge-train:cpu .
+	test -f $(BUNDLE) || $(MAKE) demo
+	rm -rf dist/image && mkdir -p dist/image && $(BIN)/python -m zipfile -e $(BUNDLE) dist/image
+	chmod +x dist/image/run.sh
+	docker build --build-arg BASE_IMAGE=$(DOCKER_BASE) -t aij-judge-submission:cpu dist/image
+
+test-docker: $(STAMP)
+	$(BIN)/python -m pytest -q -m docker tests/test_docker_grade.py tests/test_docker_train.py
 
 clean:
 	rm -rf $(VENV) runs dist demo_out .pytest_cache

@@ -162,14 +162,19 @@ def make_bundle(runs_dir: Path, out: Path, pick: list[str] | None = None, max_si
     if ensemble is not None:
         runs, ensemble_json = _ensemble_runs(ensemble, runs)
     files = collect_files(runs, None)
-    total = sum(p.stat().st_size for p in files.values())
+    # The shipped ensemble.json is rewritten (bundle paths), so the manifest hashes the bytes that go in the zip.
+    ensemble_bytes = None if ensemble_json is None else json.dumps(ensemble_json, indent=2, ensure_ascii=False).encode()
+    total = sum(p.stat().st_size for p in files.values()) + len(ensemble_bytes or b"")
     if total > max_size:
         raise BundleError(f"bundle would be {total / 2**20:.1f} MiB, over the cap of {max_size / 2**20:.1f} MiB")
+    listed = {name: {"sha256": _sha256(p), "size": p.stat().st_size} for name, p in files.items()}
+    if ensemble_bytes is not None:
+        listed["ensemble.json"] = {"sha256": hashlib.sha256(ensemble_bytes).hexdigest(), "size": len(ensemble_bytes)}
     manifest = {
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "runs": [{"name": r.name, "metric": metric, "value": run_metric(r, metric)} for r in runs],
         "versions": _versions(),
-        "files": {name: {"sha256": _sha256(p), "size": p.stat().st_size} for name, p in sorted(files.items())},
+        "files": dict(sorted(listed.items())),
         "total_bytes": total,
     }
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -184,8 +189,8 @@ def make_bundle(runs_dir: Path, out: Path, pick: list[str] | None = None, max_si
             with path.open("rb") as src, archive.open(info, "w", force_zip64=True) as dst:
                 while block := src.read(1 << 20):
                     dst.write(block)
-        if ensemble_json is not None:
-            archive.writestr("ensemble.json", json.dumps(ensemble_json, indent=2, ensure_ascii=False))
+        if ensemble_bytes is not None:
+            archive.writestr("ensemble.json", ensemble_bytes)
         archive.writestr("manifest.json", json.dumps(manifest, indent=2, ensure_ascii=False))
     partial.replace(out)
     return manifest

@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -77,6 +78,15 @@ def build_image(bundle_dir: Path, build_args: list[str], log) -> str:
     return tag
 
 
+def kill_process_group(proc: subprocess.Popen) -> None:
+    """SIGKILL every process in ``proc``'s group (it leads one: start_new_session) and reap ``proc``."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:  # the group is already empty
+        pass
+    proc.wait()
+
+
 def run_bundle(bundle_dir: Path, isolation: str, time_limit: float, python: str,
                build_args: list[str] | None = None) -> dict:
     """Run ./run.sh in ``bundle_dir`` (docker: the bundle's image on /data); returns {returncode, seconds, late, log}."""
@@ -94,14 +104,17 @@ def run_bundle(bundle_dir: Path, isolation: str, time_limit: float, python: str,
         raise ValueError(f"unknown isolation {isolation!r}")
     start = time.perf_counter()
     with log_path.open("ab") as log:
+        # Its own session and process group, so the whole tree (run.sh, python, workers) can be killed at once.
+        proc = subprocess.Popen(command, cwd=bundle_dir, env=clean_env(bundle_dir, python), stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
         try:
-            proc = subprocess.run(command, cwd=bundle_dir, env=clean_env(bundle_dir, python), stdout=log,
-                                  stderr=subprocess.STDOUT, timeout=time_limit, start_new_session=True)
-            returncode, late = proc.returncode, False
+            returncode, late = proc.wait(timeout=time_limit), False
         except subprocess.TimeoutExpired:
             returncode, late = None, True
             if isolation == "docker":  # killing the client does not stop the container
                 subprocess.run(["docker", "rm", "-f", command[4]], capture_output=True, timeout=60)
+        finally:
+            kill_process_group(proc)  # late, or done but left children behind: nothing outlives the run
     seconds = time.perf_counter() - start
     return {"returncode": returncode, "seconds": round(seconds, 2), "late": late,
             "log_tail": log_path.read_text(encoding="utf-8", errors="replace")[-4000:]}

@@ -1,5 +1,6 @@
 """bundle.py: the zip's layout and manifest, and its refusals (secrets and pickles: tests/robustness/)."""
 
+import hashlib
 import json
 import zipfile
 
@@ -33,6 +34,9 @@ def test_ensemble_members_are_shipped_with_bundle_paths(bundle_runs, tmp_path):
     shipped = json.loads(archive.read("ensemble.json"))
     assert [m["model"] for m in shipped["members"]] == ["models/weak", "models/strong"]
     assert any(n.startswith("models/weak/") for n in archive.namelist())
+    listed = json.loads(archive.read("manifest.json"))["files"]["ensemble.json"]
+    shipped_bytes = archive.read("ensemble.json")
+    assert listed == {"sha256": hashlib.sha256(shipped_bytes).hexdigest(), "size": len(shipped_bytes)}
 
 
 def test_refuses_adapter_only_runs_and_oversize(bundle_runs, tmp_path):

@@ -4,6 +4,7 @@ Run with `pytest -m docker` after `build/local_base_image.sh` (or set AIJ_DOCKER
 has the runtime's Python packages; AIJ_DOCKER_PYTHON names its interpreter).
 """
 
+import json
 import os
 import shutil
 import subprocess
@@ -52,3 +53,17 @@ def test_socket_fails_inside_the_image(tmp_path, tiny_model_dir, grade_data):
     report = grade.grade(tmp_path / "net.zip", grade_data / "test.csv", grade_data / "gold.csv", 300, "docker", tmp_path / "o2",
                          build_args=[f"BASE_IMAGE={BASE}", f"PYTHON={PYTHON}"])
     assert not report["valid"] and "Network is unreachable" in report["log_tail"]
+
+
+def test_ensemble_json_reaches_the_image(tmp_path, tiny_model_dir, grade_data):
+    runs = tmp_path / "runs"
+    for name in ("a", "b"):
+        shutil.copytree(tiny_model_dir, runs / name / "merged")
+    ensemble = runs / "ensemble.json"
+    ensemble.write_text(json.dumps({"members": [{"model": "a/merged", "weight": 0.5},
+                                                {"model": "b/merged", "weight": 0.5}]}))
+    bundle.make_bundle(runs, tmp_path / "e.zip", ensemble=ensemble)
+    report = grade.grade(tmp_path / "e.zip", grade_data / "test.csv", grade_data / "gold.csv", 600, "docker",
+                         tmp_path / "out", build_args=[f"BASE_IMAGE={BASE}", f"PYTHON={PYTHON}"])
+    assert report["valid"], report["log_tail"][-2000:]
+    assert report["meta"]["strategy"] == "ensemble" and len(report["meta"]["models"]) == 2

@@ -31,6 +31,14 @@ def test_contracts(name):
 
 
 def test_submission_image_copies_only_the_runtime():
-    copies = re.findall(r"^COPY (?:--\S+ )*(\S+)", (ROOT / "Dockerfile").read_text(), re.M)
-    assert copies == ["run.sh", "submission/", "models/"]
-    assert (ROOT / ".dockerignore").read_text().splitlines()[1] == "*"  # allowlist
+    copies = re.findall(r"^COPY (?:--\S+ )*(.+) \S+$", (ROOT / "Dockerfile").read_text(), re.M)
+    assert copies == ["run.sh ensemble.jso[n]", "submission/", "models/"]  # the glob: ensemble.json when present
+    ignore = (ROOT / ".dockerignore").read_text().splitlines()
+    assert ignore[1] == "*" and "!ensemble.json" in ignore  # allowlist
+
+
+def test_training_image_holds_the_base_torch_and_takes_extras():
+    text = (ROOT / "Dockerfile.train").read_text()
+    assert re.search(r"^ARG EXTRAS=\S*gpu-train", text, re.M), "GPU stack by default, EXTRAS=train for a CPU variant"
+    assert "torch=={torch.__version__}" in text and re.search(r"pip install -c \S+ \"\.\[\$\{EXTRAS\}\]\"", text)
+    assert "MPLCONFIGDIR=" in text

@@ -2,7 +2,9 @@
 
 import json
 import shutil
+import time
 import zipfile
+from pathlib import Path
 
 import pytest
 
@@ -44,6 +46,28 @@ def test_good_bundle_is_valid_and_scored(good_bundle, grade_data, tmp_path):
 def test_late_run_is_rejected(grade_data, tmp_path):
     report = run_grade(fake_bundle(tmp_path / "b.zip", "sleep 30\n"), grade_data, tmp_path, time_limit=1)
     assert report["late"] and not report["valid"]
+
+
+def _alive(pid):
+    """True for a live process (a zombie waiting for its reaper counts as dead)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state != "Z"
+
+
+def test_late_run_kills_its_grandchildren(grade_data, tmp_path):
+    pid_file = tmp_path / "grandchild.pid"
+    script = f"bash -c 'sleep 300' &\necho $! > {pid_file}\nwait\n"
+    start = time.monotonic()
+    report = run_grade(fake_bundle(tmp_path / "b.zip", script), grade_data, tmp_path, time_limit=2)
+    assert report["late"] and not report["valid"] and time.monotonic() - start < 60
+    pid = int(pid_file.read_text())
+    deadline = time.monotonic() + 5
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(pid), f"grandchild {pid} survived the late run"
 
 
 def test_missing_id_is_rejected(grade_data, tmp_path):
