@@ -21,12 +21,22 @@ $(STAMP): pyproject.toml constraints/cpu.txt
 	$(BIN)/python -m pip install -q -c constraints/cpu.txt -e ".[train,dev]"
 	touch $(STAMP)
 
-install: $(STAMP)
+# The pinned Unsloth wheels (source only, --no-deps, never installed): tests/test_trainer_unsloth_contract.py reads
+# the signatures of the calls we make from them, since Unsloth itself cannot import on CPU torch.
+CONTRACT := $(VENV)/contract-wheels
+UNSLOTH_PINS := $(shell grep -oE '"unsloth(-zoo)?==[^"]+"' pyproject.toml | tr -d '"')
 
-test: $(STAMP)
+$(CONTRACT)/.fetched: pyproject.toml
+	rm -rf $(CONTRACT) && mkdir -p $(CONTRACT)
+	$(BIN)/python -m pip download -q --no-deps --only-binary=:all: -d $(CONTRACT) $(UNSLOTH_PINS)
+	touch $@
+
+install: $(STAMP) $(CONTRACT)/.fetched
+
+test: $(STAMP) $(CONTRACT)/.fetched
 	$(BIN)/python -m pytest -q
 
-test-all: $(STAMP)
+test-all: $(STAMP) $(CONTRACT)/.fetched
 	$(BIN)/python -m pytest -q -m "not gpu and not docker"
 
 lint: $(STAMP)

@@ -8,7 +8,7 @@ Pinned: unsloth==2026.10.9 (pyproject.toml, extra ``gpu-train``).
 from __future__ import annotations
 
 # The exact keyword arguments we pass, per call; tests/test_trainer_unsloth_contract.py checks them.
-FROM_PRETRAINED_KWARGS = ("model_name", "max_seq_length", "dtype", "load_in_4bit")
+FROM_PRETRAINED_KWARGS = ("model_name", "max_seq_length", "dtype", "load_in_4bit", "full_finetuning")
 GET_PEFT_MODEL_KWARGS = (
     "r", "target_modules", "lora_alpha", "lora_dropout", "bias", "use_gradient_checkpointing", "random_state",
     "modules_to_save",
@@ -44,6 +44,7 @@ def load_model(config, dtype):
         max_seq_length=config.max_tokens,
         dtype=dtype,
         load_in_4bit=config.method == "qlora",  # fp16 merge needs unquantised weights unless QLoRA is asked
+        full_finetuning=config.method == "full",  # else Unsloth prepares the weights for adapters, not for FT
     )
     if config.method == "full":
         return model, tokenizer
