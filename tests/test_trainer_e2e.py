@@ -53,21 +53,16 @@ def demo_data(tmp_path_factory):
     return out / "train.csv"
 
 
-FAST_STEPS = 60  # enough for the loss to fall from ~7 (uniform over the vocabulary) to ~1
-
-
 @pytest.fixture(scope="module")
 def demo_run(tiny_model_dir, demo_data, tmp_path_factory):
+    """The full fine-tuning demo preset as shipped (600 steps, ~50 s on 2 cores): every test below reads this run."""
     tmp = tmp_path_factory.mktemp("demo_run")
-    # Full FT: its loss falls within a few dozen steps (LoRA's head stays frozen and needs hundreds).
     args = ["train", "--experiment", "demo", "--config", "trainer/configs/demo_full.yaml", "--train-path", demo_data,
-            "--base-model", tiny_model_dir, "--output-dir", tmp / "runs", "--set", f"max_steps={FAST_STEPS}", "--set", "save_steps=30",
+            "--base-model", tiny_model_dir, "--output-dir", tmp / "runs", "--set", "save_steps=300",
             "--set", "logging_steps=10"]
     result, modules, seconds = run_cli(args, tmp, FAKE_SECRETS)
     run_dir = Path(result.stdout.strip().splitlines()[-1])
     return run_dir, modules, seconds, result
-
-
 
 
 def _report(run_dir):
@@ -86,26 +81,30 @@ def test_demo_training_reduces_the_loss(demo_run):
     assert losses[0] > 3.0 and losses[-1] < 1.2, losses  # from ~ln(vocab) to the label tokens' entropy
 
 
-FULL_FT_GAP = pytest.mark.xfail(strict=False, reason="open: this pipeline's full FT stayed at chance in 400 steps, while a "
-                                "draft trainer with the same preset reached 0.93 on the same data; cause not found yet")
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("extra, name", [
-    ([], "demo"),  # LoRA + trained embeddings
-    pytest.param(["--config", "trainer/configs/demo_full.yaml"], "demo_full", marks=FULL_FT_GAP),
-])
-def test_demo_preset_learns_the_synthetic_rule(tiny_model_dir, demo_data, tmp_path, extra, name):
-    args = ["train", "--experiment", "demo", "--train-path", demo_data, "--base-model", tiny_model_dir,
-            "--output-dir", tmp_path / "runs", *extra]
-    result, _, seconds = run_cli(args, tmp_path)
-    run_dir = Path(result.stdout.strip().splitlines()[-1])
-    assert run_dir.name == name
+def assert_learned(run_dir, seconds):
+    """Held-out accuracy >= 0.9 on balanced classes (majority <= 0.35), trained in under 3 minutes."""
     report = _report(run_dir)
     majority = max(v["support"] for v in report["per_class"].values()) / report["n"]
     assert majority <= 0.35
     assert report["accuracy"] >= 0.9, (report["accuracy"], report["confusion_matrix"], seconds)
     assert seconds < 180
+
+
+def test_full_fine_tuning_demo_learns_the_synthetic_rule(demo_run):
+    run_dir, _, seconds, _ = demo_run
+    assert run_dir.name == "demo_full" and not (run_dir / "adapter").exists()
+    assert_learned(run_dir, seconds)
+
+
+@pytest.mark.slow
+def test_lora_demo_learns_the_synthetic_rule(tiny_model_dir, demo_data, tmp_path):
+    """LoRA (r 16) + trained embeddings: the default demo preset."""
+    args = ["train", "--experiment", "demo", "--train-path", demo_data, "--base-model", tiny_model_dir,
+            "--output-dir", tmp_path / "runs"]
+    result, _, seconds = run_cli(args, tmp_path)
+    run_dir = Path(result.stdout.strip().splitlines()[-1])
+    assert run_dir.name == "demo" and (run_dir / "adapter").is_dir()
+    assert_learned(run_dir, seconds)
 
 
 def test_last_stdout_line_is_a_complete_run_dir(demo_run):
