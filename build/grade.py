@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 import zipfile
 from pathlib import Path
 
@@ -72,7 +73,7 @@ def clean_env(workdir: Path, python: str) -> dict:
 
 def build_image(bundle_dir: Path, build_args: list[str], log) -> str:
     """``docker build`` the bundle's own Dockerfile (as the contest would); returns the image tag."""
-    tag = f"aij-grade-{bundle_dir.name.lower().replace('_', '-')}"
+    tag = f"aij-grade-{uuid.uuid4().hex[:12]}"  # unique: gradings may run side by side (also the container name)
     command = ["docker", "build", "-q", "-t", tag, *(a for arg in build_args for a in ("--build-arg", arg)), "."]
     subprocess.run(command, cwd=bundle_dir, stdout=log, stderr=subprocess.STDOUT, check=True, timeout=1800)
     return tag
@@ -115,6 +116,8 @@ def run_bundle(bundle_dir: Path, isolation: str, time_limit: float, python: str,
                 subprocess.run(["docker", "rm", "-f", command[4]], capture_output=True, timeout=60)
         finally:
             kill_process_group(proc)  # late, or done but left children behind: nothing outlives the run
+            if isolation == "docker":  # the tag is unique per grading; its layers stay cached for the next build
+                subprocess.run(["docker", "image", "rm", "-f", command[4]], capture_output=True, timeout=120)
     seconds = time.perf_counter() - start
     return {"returncode": returncode, "seconds": round(seconds, 2), "late": late,
             "log_tail": log_path.read_text(encoding="utf-8", errors="replace")[-4000:]}

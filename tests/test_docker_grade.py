@@ -31,13 +31,21 @@ def engine_and_base():
         pytest.skip(f"base image {BASE} not present (build/local_base_image.sh)")
 
 
+def _grading_images() -> set[str]:
+    listed = subprocess.run(["docker", "images", "-q", "--filter", "reference=aij-grade-*"], capture_output=True,
+                            text=True, check=True)
+    return set(listed.stdout.split())
+
+
 def test_bundle_image_grades_valid_without_network(tmp_path, tiny_model_dir, grade_data):
     runs = tmp_path / "runs"
     shutil.copytree(tiny_model_dir, runs / "tiny" / "merged")
     bundle.make_bundle(runs, tmp_path / "b.zip")
+    before = _grading_images()
     report = grade.grade(tmp_path / "b.zip", grade_data / "test.csv", grade_data / "gold.csv", 600, "docker", tmp_path / "out",
                          build_args=[f"BASE_IMAGE={BASE}", f"PYTHON={PYTHON}"])
     assert report["isolation"] == "docker" and report["valid"], report["log_tail"][-2000:]
+    assert _grading_images() <= before  # the per-grading image tag is removed again
 
 
 def test_socket_fails_inside_the_image(tmp_path, tiny_model_dir, grade_data):
