@@ -21,14 +21,14 @@ $(STAMP): pyproject.toml constraints/cpu.txt
 	$(BIN)/python -m pip install -q -c constraints/cpu.txt -e ".[train,dev]"
 	touch $(STAMP)
 
-# The pinned Unsloth wheels (source only, --no-deps, never installed): tests/test_trainer_unsloth_contract.py reads
-# the signatures of the calls we make from them, since Unsloth itself cannot import on CPU torch.
+# The pinned GPU-only wheels (Unsloth, vLLM; --no-deps, never installed, ~330 MB): tests/test_*_contract.py read the
+# signatures of the calls we make from their source, since neither imports on CPU torch.
 CONTRACT := $(VENV)/contract-wheels
-UNSLOTH_PINS := $(shell grep -oE '"unsloth(-zoo)?==[^"]+"' pyproject.toml | tr -d '"')
+CONTRACT_PINS := $(shell grep -oE '"(unsloth|unsloth-zoo|vllm)==[^"]+"' pyproject.toml | tr -d '"')
 
-$(CONTRACT)/.fetched: pyproject.toml
+$(CONTRACT)/.fetched: pyproject.toml Makefile
 	rm -rf $(CONTRACT) && mkdir -p $(CONTRACT)
-	$(BIN)/python -m pip download -q --no-deps --only-binary=:all: -d $(CONTRACT) $(UNSLOTH_PINS)
+	$(BIN)/python -m pip download -q --no-deps --only-binary=:all: -d $(CONTRACT) $(CONTRACT_PINS)
 	touch $@
 
 install: $(STAMP) $(CONTRACT)/.fetched

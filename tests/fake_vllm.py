@@ -45,6 +45,12 @@ def fake_api(model, fail_starts: int = 0, calls: dict | None = None, lift_ids=()
             outs = []
             for prompt in prompts:
                 ids = torch.tensor([prompt["prompt_token_ids"]])
+                if params.logprobs is None:  # free-text generation: greedy tokens, no logprobs (as vLLM returns)
+                    with torch.no_grad():
+                        tokens = model.generate(ids, max_new_tokens=params.max_tokens, do_sample=False)[0, ids.shape[1]:]
+                    completion = SimpleNamespace(token_ids=tokens.tolist(), logprobs=None, text="")
+                    outs.append(SimpleNamespace(outputs=[completion], prompt_token_ids=prompt["prompt_token_ids"]))
+                    continue
                 with torch.no_grad():
                     logits = model(input_ids=ids).logits[0, -1].double()
                     logits[list(lift_ids)] += 50.0

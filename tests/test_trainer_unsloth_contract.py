@@ -9,18 +9,14 @@ unsloth, bitsandbytes or xformers.
 from __future__ import annotations
 
 import ast
-import os
-import re
-import sys
-import zipfile
 from pathlib import Path
 
 import pytest
 
+from tests.contract_wheels import explicit_params, find_function, open_wheel, pinned
 from trainer import backend_unsloth
 
 SOURCE = Path(backend_unsloth.__file__).read_text(encoding="utf-8")
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _call_kwargs(method: str) -> tuple[str, ...]:
@@ -51,45 +47,11 @@ def test_unsloth_loads_full_precision_unless_qlora_and_merges_16bit():
     assert 'save_method="merged_16bit"' in SOURCE
 
 
-# -- against the pinned Unsloth itself ----------------------------------------------------------------------------
-# `make test` downloads the pinned wheels (--no-deps, never installed) into .venv/contract-wheels; their source is read
-# with ast, so the check runs on CPU where `import unsloth` cannot. Only explicit parameters count: Unsloth's
-# functions take **kwargs, which would swallow a misspelt keyword silently.
-def _pinned(name: str) -> str:
-    text = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
-    match = re.search(rf'"{name}==([^"]+)"', text)
-    assert match, f"{name} is not pinned in pyproject.toml"
-    return match.group(1)
-
-
+# -- against the pinned Unsloth itself (its wheel's source: tests/contract_wheels.py) ------------------------------
 @pytest.fixture(scope="module")
-def unsloth_wheel() -> zipfile.ZipFile:
-    folder = Path(os.environ.get("AIJ_CONTRACT_WHEELS", Path(sys.prefix) / "contract-wheels"))
-    wheel = folder / f"unsloth-{_pinned('unsloth')}-py3-none-any.whl"
-    if not wheel.is_file():
-        message = f"{wheel} missing: `make install` downloads the pinned Unsloth wheel"
-        if os.environ.get("CI"):
-            pytest.fail(message)  # CI must run the real check, not skip it
-        pytest.skip(message)
-    with zipfile.ZipFile(wheel) as archive:
+def unsloth_wheel():
+    with open_wheel("unsloth") as archive:
         yield archive
-
-
-def _function(archive: zipfile.ZipFile, path: str, qualname: str) -> ast.FunctionDef:
-    tree = ast.parse(archive.read(path).decode("utf-8"))
-    scope: list[ast.AST] = [tree]
-    *classes, name = qualname.split(".")
-    for cls in classes:
-        scope = [n for node in scope for n in ast.iter_child_nodes(node) if isinstance(n, ast.ClassDef) and n.name == cls]
-        assert scope, f"{path}: class {cls} not found"
-    found = [n for node in scope for n in ast.iter_child_nodes(node) if isinstance(n, ast.FunctionDef) and n.name == name]
-    assert len(found) == 1, f"{path}: {qualname} not found"
-    return found[0]
-
-
-def _explicit_params(function: ast.FunctionDef) -> set[str]:
-    args = function.args
-    return {a.arg for a in [*args.posonlyargs, *args.args, *args.kwonlyargs]}
 
 
 @pytest.mark.parametrize("path, qualname, ours", [
@@ -99,16 +61,16 @@ def _explicit_params(function: ast.FunctionDef) -> set[str]:
     ("unsloth/save.py", "unsloth_save_pretrained_merged", backend_unsloth.SAVE_MERGED_KWARGS),
 ])
 def test_pinned_unsloth_declares_every_keyword_we_pass(unsloth_wheel, path, qualname, ours):
-    params = _explicit_params(_function(unsloth_wheel, path, qualname))
-    assert not set(ours) - params, f"{qualname} in unsloth=={_pinned('unsloth')} lacks {sorted(set(ours) - params)}"
+    missing = set(ours) - explicit_params(find_function(unsloth_wheel, path, qualname))
+    assert not missing, f"{qualname} in unsloth=={pinned('unsloth')} lacks {sorted(missing)}"
 
 
 def test_pinned_unsloth_forwards_get_peft_model_and_knows_merged_16bit(unsloth_wheel):
-    wrapper = _function(unsloth_wheel, "unsloth/models/loader.py", "FastLanguageModel.get_peft_model")
+    wrapper = find_function(unsloth_wheel, "unsloth/models/loader.py", "FastLanguageModel.get_peft_model")
     assert "FastLlamaModel.get_peft_model" in ast.unparse(wrapper)
-    save = ast.unparse(_function(unsloth_wheel, "unsloth/save.py", "unsloth_save_pretrained_merged"))
+    save = ast.unparse(find_function(unsloth_wheel, "unsloth/save.py", "unsloth_save_pretrained_merged"))
     assert "merged_16bit" in save
 
 
 def test_unsloth_pins_agree():
-    assert _pinned("unsloth") == _pinned("unsloth-zoo") and "unsloth==" + _pinned("unsloth") in backend_unsloth.__doc__
+    assert pinned("unsloth") == pinned("unsloth-zoo") and "unsloth==" + pinned("unsloth") in backend_unsloth.__doc__
