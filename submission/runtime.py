@@ -87,6 +87,7 @@ class Deadline:
         self.limit_s = float(limit_s)
         self.margin_s = min(defaults.WRITE_MARGIN_S, 0.1 * self.limit_s)
         self.interrupted: str | None = None
+        self.announced = False  # the "remaining rows get the prior" warning is logged once per run
 
     def elapsed(self) -> float:
         return self.clock() - self.started
@@ -354,8 +355,10 @@ def score_model(model: OpenModel, rows: list[int], deadline: Deadline, run: RunS
         if generate:
             need *= 4  # a rationale costs several forwards; a cautious guess until measured
         if not deadline.allows(need):
-            log.warning("deadline: %.1fs left, next chunk needs ~%.1fs; remaining rows get the prior",
-                        deadline.remaining(), need)
+            if not deadline.announced:
+                log.warning("deadline: %.1fs left, next chunk needs ~%.1fs; remaining rows get the prior",
+                            deadline.remaining(), need)
+                deadline.announced = True
             break
         _before_chunk()
         ids = model.rendered.ids(chunk)

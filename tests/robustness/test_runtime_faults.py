@@ -37,6 +37,7 @@ def test_time_limit_zero_still_writes_a_complete_file(tiny_model_dir, synth_dir,
     meta = json.loads((tmp_path / "p_meta.json").read_text())
     assert meta["fallback_rows"] == len(test) == meta["fallback_reasons"]["deadline"]
     assert meta["fallback_prior"] == "rubric_middle"
+    assert proc.stderr.count("remaining rows get the prior") == 1, proc.stderr  # said once, not per scoring pass
 
 
 def test_empty_and_nan_prompts_are_scored_by_the_prior_and_counted(tiny_model_dir, test_frame):
