@@ -44,6 +44,17 @@ def is_out_of_memory(error: BaseException) -> bool:
     return isinstance(error, RuntimeError) and "out of memory" in str(error).lower()
 
 
+def release_accelerator_memory() -> None:
+    """Collect garbage and return cached accelerator memory (after an OOM, or before another engine loads)."""
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
 def resolve_device(device: str | None = None) -> str:
     import torch
 
@@ -120,18 +131,12 @@ class TransformersEngine:
         except Exception as error:  # noqa: BLE001 - only OOM is handled, everything else re-raises
             if not is_out_of_memory(error) or len(batch) == 1:
                 raise
-            self._release_memory()
+            release_accelerator_memory()
             self.oom_splits += 1
             log.warning("out of memory on a batch of %d rows; splitting it in half", len(batch))
             half = len(batch) // 2
             self._score_batch(prompts, batch[:half], out)
             self._score_batch(prompts, batch[half:], out)
-
-    def _release_memory(self) -> None:
-        import torch
-
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
 
     def _forward(self, rows: list[Sequence[int]]) -> np.ndarray:
         import torch

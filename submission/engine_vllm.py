@@ -15,7 +15,6 @@ token (shared/tools/VLLM_OFFLINE_GPU.md, measured with 0.26.0).
 
 from __future__ import annotations
 
-import gc
 import logging
 import time
 from collections.abc import Sequence
@@ -25,6 +24,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from submission import settings
+from submission.engine_hf import release_accelerator_memory
 from submission.scoring import LABELS, label_logprobs, label_token_ids
 
 log = logging.getLogger(__name__)
@@ -93,23 +93,13 @@ class VllmEngine:
                 self.start_failures.append(f"gpu_memory_utilization={memory} max_num_seqs={seqs} "
                                            f"max_model_len={length}: {type(error).__name__}: {error}")
                 log.warning("vLLM did not start (%s); trying smaller settings", self.start_failures[-1])
-                self._release_memory()
+                release_accelerator_memory()
                 continue
             self.settings = kwargs
             # One token is generated after the prompt, so a prompt may use all but one position.
             self.max_prompt_tokens = length - 1
             return
         raise EngineStartError(f"vLLM did not start with any of {len(self.start_failures)} settings")
-
-    def _release_memory(self) -> None:
-        gc.collect()
-        try:
-            import torch
-
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-        except ImportError:
-            pass
 
     def _prompts(self, prompts: Sequence[Sequence[int]]) -> list:
         return [self.api.TokensPrompt(prompt_token_ids=list(p)) for p in prompts]

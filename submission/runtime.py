@@ -244,7 +244,7 @@ class OpenModel:
 
 def _build_hf(path: Path, run: RunSettings, tokenizer, device: str):
     """Transformers engine on ``device``; out of GPU memory while loading -> the same model on the CPU, and why."""
-    from submission.engine_hf import TransformersEngine, is_out_of_memory
+    from submission.engine_hf import TransformersEngine, is_out_of_memory, release_accelerator_memory
 
     try:
         return TransformersEngine(path, device=device, token_budget=run.token_budget, tokenizer=tokenizer), None
@@ -253,18 +253,8 @@ def _build_hf(path: Path, run: RunSettings, tokenizer, device: str):
             raise
         reason = f"out of memory loading {path} on {device} ({type(error).__name__}: {error}); using transformers on cpu"
         log.warning(reason)
-        _release_accelerator_memory()
+        release_accelerator_memory()
         return TransformersEngine(path, device="cpu", token_budget=run.token_budget, tokenizer=tokenizer), reason
-
-
-def _release_accelerator_memory() -> None:
-    import gc
-
-    import torch
-
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
 
 
 def _join(*reasons: str | None) -> str | None:
@@ -361,36 +351,36 @@ def score_model(model: OpenModel, rows: list[int], deadline: Deadline, run: RunS
                 deadline.announced = True
             break
         _before_chunk()
-        ids = model.rendered.ids(chunk)
         try:
-            if generate:
-                texts = model.engine.generate_texts(ids, defaults.GENERATE_MAX_NEW_TOKENS)
-            else:
-                logits = model.engine.label_logits(ids)
+            out = _score_chunk(model, chunk, generate)
         except Exception as error:  # noqa: BLE001 - a failing vLLM gives way to transformers; others raise
             if model.engine.name != "vllm":
                 raise
             _replace_failed_vllm(model, run, error)
-            ids = model.rendered.ids(chunk)
-            if generate:
-                texts = model.engine.generate_texts(ids, defaults.GENERATE_MAX_NEW_TOKENS)
-            else:
-                logits = model.engine.label_logits(ids)
+            out = _score_chunk(model, chunk, generate)  # the same chunk again, now on transformers
         if generate:
-            for i, text in zip(chunk, texts, strict=True):
+            for i, text in zip(chunk, out, strict=True):
                 score = extract_score_from_text(text, allowed[i])
                 if score is not None:
                     probs[i] = np.eye(len(LABELS))[LABELS.index(score)]
                     done[i] = True
         else:
-            probs[chunk] = probabilities_from_label_logits(logits, [allowed[i] for i in chunk])
+            probs[chunk] = probabilities_from_label_logits(out, [allowed[i] for i in chunk])
             done[chunk] = True
         model.processed.update(chunk)
 
 
+def _score_chunk(model: OpenModel, chunk: list[int], generate: bool):
+    """The engine's texts (generative judge) or label logits for one chunk of rows."""
+    ids = model.rendered.ids(chunk)
+    if generate:
+        return model.engine.generate_texts(ids, defaults.GENERATE_MAX_NEW_TOKENS)
+    return model.engine.label_logits(ids)
+
+
 def _replace_failed_vllm(model: OpenModel, run: RunSettings, error: BaseException):
     """vLLM failed while scoring: free it and switch this model to transformers for the rest of the run."""
-    from submission.engine_hf import resolve_device
+    from submission.engine_hf import release_accelerator_memory, resolve_device
 
     reason = (f"vLLM failed while scoring after {len(model.processed)} rows ({type(error).__name__}: {error}); "
               "using transformers for the rest")
@@ -398,7 +388,7 @@ def _replace_failed_vllm(model: OpenModel, run: RunSettings, error: BaseExceptio
     failed = model.engine
     model.engine = None
     failed.llm = None  # drop vLLM's GPU memory before transformers loads
-    _release_accelerator_memory()
+    release_accelerator_memory()
     model.engine, oom = _build_hf(model.candidate.path, run, failed.tokenizer, resolve_device(run.device))
     model.engine.tokens_scored, model.engine.seconds = failed.tokens_scored, failed.seconds
     model.engine_fallback = _join(model.engine_fallback, reason, oom)
@@ -584,12 +574,10 @@ def _ensemble_fits(primary: OpenModel, rest: list[Candidate], deadline: Deadline
     left = sum(lengths[i] for i in rows if i not in primary.processed)
     every = sum(lengths[i] for i in rows)
     need = left / tps + len(rest) * (every / tps + primary.load_s)
-    members = len(rest) + 1
-    if deadline.allows(need):
-        return "ensemble", (f"{len(rows)} rows x {members} members need ~{need:.1f}s at {tps:.0f} tokens/s "
-                            f"(first chunk); {deadline.remaining():.1f}s left")
-    return "single", (f"{len(rows)} rows x {members} members need ~{need:.1f}s at {tps:.0f} tokens/s "
-                      f"(first chunk); only {deadline.remaining():.1f}s left")
+    fits = deadline.allows(need)
+    why = (f"{len(rows)} rows x {len(rest) + 1} members need ~{need:.1f}s at {tps:.0f} tokens/s (first chunk); "
+           f"{'' if fits else 'only '}{deadline.remaining():.1f}s left")
+    return ("ensemble" if fits else "single"), why
 
 
 def _rounded(value: float | None, digits: int = 1) -> float | None:
