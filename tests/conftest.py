@@ -105,3 +105,19 @@ def bundle_runs(tmp_path, tiny_model_dir):
     _make_run(runs, "strong", tiny_model_dir, 0.8)
     (runs / "adapter_only" / "adapter").mkdir(parents=True)
     return runs
+
+
+@pytest.fixture(scope="session")
+def docker_base():
+    """The local base image for `docker`-marked tests (AIJ_DOCKER_BASE, default build/local_base_image.sh's tag);
+    skips when no Docker engine answers or the image is absent."""
+    import subprocess
+
+    from tests.build_scripts import load_script
+
+    base = os.environ.get("AIJ_DOCKER_BASE", "aij-local-base:py311")
+    if not load_script("grade").docker_available():
+        pytest.skip("no Docker engine reachable")
+    if subprocess.run(["docker", "image", "inspect", base], capture_output=True).returncode != 0:
+        pytest.skip(f"base image {base} not present (build/local_base_image.sh)")
+    return base

@@ -17,18 +17,14 @@ from tests.build_scripts import load_script
 
 grade = load_script("grade")
 bundle = load_script("bundle")
-BASE = os.environ.get("AIJ_DOCKER_BASE", "aij-local-base:py311")
 PYTHON = os.environ.get("AIJ_DOCKER_PYTHON", str(Path(sys.executable)))
 
 pytestmark = pytest.mark.docker
 
 
-@pytest.fixture(scope="module", autouse=True)
-def engine_and_base():
-    if not grade.docker_available():
-        pytest.skip("no Docker engine reachable")
-    if subprocess.run(["docker", "image", "inspect", BASE], capture_output=True).returncode != 0:
-        pytest.skip(f"base image {BASE} not present (build/local_base_image.sh)")
+@pytest.fixture(scope="module")
+def build_args(docker_base):
+    return [f"BASE_IMAGE={docker_base}", f"PYTHON={PYTHON}"]
 
 
 def _grading_images() -> set[str]:
@@ -37,18 +33,18 @@ def _grading_images() -> set[str]:
     return set(listed.stdout.split())
 
 
-def test_bundle_image_grades_valid_without_network(tmp_path, tiny_model_dir, grade_data):
+def test_bundle_image_grades_valid_without_network(tmp_path, tiny_model_dir, grade_data, build_args):
     runs = tmp_path / "runs"
     shutil.copytree(tiny_model_dir, runs / "tiny" / "merged")
     bundle.make_bundle(runs, tmp_path / "b.zip")
     before = _grading_images()
     report = grade.grade(tmp_path / "b.zip", grade_data / "test.csv", grade_data / "gold.csv", 600, "docker", tmp_path / "out",
-                         build_args=[f"BASE_IMAGE={BASE}", f"PYTHON={PYTHON}"])
+                         build_args=build_args)
     assert report["isolation"] == "docker" and report["valid"], report["log_tail"][-2000:]
     assert _grading_images() <= before  # the per-grading image tag is removed again
 
 
-def test_socket_fails_inside_the_image(tmp_path, tiny_model_dir, grade_data):
+def test_socket_fails_inside_the_image(tmp_path, tiny_model_dir, grade_data, build_args):
     runs = tmp_path / "runs"
     shutil.copytree(tiny_model_dir, runs / "tiny" / "merged")
     bundle.make_bundle(runs, tmp_path / "b.zip")
@@ -59,11 +55,11 @@ def test_socket_fails_inside_the_image(tmp_path, tiny_model_dir, grade_data):
     (work / "run.sh").chmod(0o755)
     shutil.make_archive(str(tmp_path / "net"), "zip", work)
     report = grade.grade(tmp_path / "net.zip", grade_data / "test.csv", grade_data / "gold.csv", 300, "docker", tmp_path / "o2",
-                         build_args=[f"BASE_IMAGE={BASE}", f"PYTHON={PYTHON}"])
+                         build_args=build_args)
     assert not report["valid"] and "Network is unreachable" in report["log_tail"]
 
 
-def test_ensemble_json_reaches_the_image(tmp_path, tiny_model_dir, grade_data):
+def test_ensemble_json_reaches_the_image(tmp_path, tiny_model_dir, grade_data, build_args):
     runs = tmp_path / "runs"
     for name in ("a", "b"):
         shutil.copytree(tiny_model_dir, runs / name / "merged")
@@ -72,6 +68,6 @@ def test_ensemble_json_reaches_the_image(tmp_path, tiny_model_dir, grade_data):
                                                 {"model": "b/merged", "weight": 0.5}]}))
     bundle.make_bundle(runs, tmp_path / "e.zip", ensemble=ensemble)
     report = grade.grade(tmp_path / "e.zip", grade_data / "test.csv", grade_data / "gold.csv", 600, "docker",
-                         tmp_path / "out", build_args=[f"BASE_IMAGE={BASE}", f"PYTHON={PYTHON}"])
+                         tmp_path / "out", build_args=build_args)
     assert report["valid"], report["log_tail"][-2000:]
     assert report["meta"]["strategy"] == "ensemble" and len(report["meta"]["models"]) == 2

@@ -5,16 +5,13 @@ containers run with --network none; the runs land on the host volume, as a user'
 """
 
 import json
-import os
 import shutil
 import subprocess
 
 import pytest
 
-from tests.build_scripts import ROOT, load_script
+from tests.build_scripts import ROOT
 
-grade = load_script("grade")
-BASE = os.environ.get("AIJ_DOCKER_BASE", "aij-local-base:py311")
 TAG = "aij-judge-train:cpu-test"
 
 pytestmark = pytest.mark.docker
@@ -27,12 +24,8 @@ def docker(*args, timeout=900):
 
 
 @pytest.fixture(scope="module")
-def train_image():
-    if not grade.docker_available():
-        pytest.skip("no Docker engine reachable")
-    if subprocess.run(["docker", "image", "inspect", BASE], capture_output=True).returncode != 0:
-        pytest.skip(f"base image {BASE} not present (build/local_base_image.sh)")
-    docker("build", "-q", "-f", str(ROOT / "Dockerfile.train"), "--build-arg", f"BASE_IMAGE={BASE}",
+def train_image(docker_base):
+    docker("build", "-q", "-f", str(ROOT / "Dockerfile.train"), "--build-arg", f"BASE_IMAGE={docker_base}",
            "--build-arg", "EXTRAS=train", "--build-arg", "BAKE_BASE=0", "-t", TAG, str(ROOT))
     return TAG
 
@@ -42,8 +35,8 @@ def torch_version(image):
                   "import torch; print(torch.__version__)").strip()
 
 
-def test_the_image_keeps_the_base_torch(train_image):
-    assert torch_version(train_image) == torch_version(BASE)
+def test_the_image_keeps_the_base_torch(train_image, docker_base):
+    assert torch_version(train_image) == torch_version(docker_base)
 
 
 def test_train_and_merge_run_offline_and_leave_the_run_on_the_volume(train_image, tmp_path, tiny_model_dir, synth_dir):
