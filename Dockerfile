@@ -1,4 +1,4 @@
-# Submission image: the vLLM runtime plus run.sh, submission/, models/ and an optional ensemble.json (nothing else).
+# Submission image: the vLLM runtime plus run.sh, run.py, submission/, models/ and an optional ensemble.json (nothing else).
 #   docker build -t aij-judge-submission .            (from an unpacked bundle or the repo after `build/bundle.py`)
 #   docker run --rm --gpus all --network none -v "$PWD/data:/data" aij-judge-submission /data/test.csv /data/predictions.csv
 # The base is pinned through an ARG so an offline machine can pass a locally loaded image instead.
@@ -20,8 +20,11 @@ WORKDIR /app
 RUN groupadd --system --gid 10001 judge && useradd --system --uid 10001 --gid judge --home-dir /app --shell /usr/sbin/nologin judge
 # ensemble.json is optional (a bundle made with --ensemble has one): the glob copies it when present and, beside
 # run.sh, never leaves the COPY without a source.
-COPY --chown=10001:10001 run.sh ensemble.jso[n] ./
+COPY --chown=10001:10001 run.sh run.py ensemble.jso[n] ./
 COPY --chown=10001:10001 submission/ submission/
+# The base must run the runtime: import every runtime module, print torch/transformers/vLLM versions, refuse a
+# transformers older than vLLM 0.26's floor (submission/selfcheck.py). A base that cannot fails here, not in grading.
+RUN "${PYTHON}" -m submission.selfcheck
 COPY --chown=10001:10001 models/ models/
 USER 10001:10001
 

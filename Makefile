@@ -26,9 +26,14 @@ $(STAMP): pyproject.toml constraints/cpu.txt
 CONTRACT := $(VENV)/contract-wheels
 CONTRACT_PINS := $(shell grep -oE '"(unsloth|unsloth-zoo|vllm)==[^"]+"' pyproject.toml | tr -d '"')
 
+# The oldest transformers the runtime accepts (vLLM 0.26's floor, submission/selfcheck.py) with a tokenizers it
+# allows (<= 0.23.0): tests/test_transformers_floor.py runs the runtime on them next to the pinned 5.17 (~13 MB).
+RUNTIME_FLOOR := transformers==5.5.3 tokenizers==0.22.2
+
 $(CONTRACT)/.fetched: pyproject.toml Makefile
-	rm -rf $(CONTRACT) && mkdir -p $(CONTRACT)
+	rm -rf $(CONTRACT) && mkdir -p $(CONTRACT)/floor
 	$(BIN)/python -m pip download -q --no-deps --only-binary=:all: -d $(CONTRACT) $(CONTRACT_PINS)
+	$(BIN)/python -m pip download -q --no-deps --only-binary=:all: -d $(CONTRACT)/floor $(RUNTIME_FLOOR)
 	touch $@
 
 install: $(STAMP) $(CONTRACT)/.fetched

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Pack the submission zip: run.sh, Dockerfile, submission/ (runtime only), models/<name>/, ensemble.json, manifest.
+"""Pack the submission zip: run.sh, run.py, Dockerfile, submission/ (runtime only), models/<name>/, ensemble.json, manifest.
 
     python build/bundle.py --runs runs/ --out dist/submission.zip                 # the best run by its report
     python build/bundle.py --runs runs/ --pick exp1_lora exp3_full --out dist/submission.zip --max-size 5GB
@@ -21,7 +21,13 @@ import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-RUNTIME_FILES = ("run.sh", "Dockerfile")
+sys.path.insert(0, str(ROOT))  # "best" is the runtime's own ranking (submission.autopick), not a second rule
+
+from submission.autopick import rank_candidates  # noqa: E402
+from submission.metrics import UnknownMetric, check_metric  # noqa: E402
+
+RUNTIME_FILES = ("run.sh", "run.py", "Dockerfile")
+EXECUTABLES = ("run.sh", "run.py")
 PICKLE_PATTERNS = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl", "*.pickle")
 SECRET_PATTERNS = (".env", "*.env", "*token*", "*secret*", ".netrc", "wandb-settings", "settings", "*.pem", "*.key",
                    "credentials*")
@@ -66,13 +72,8 @@ def check_file(path: Path) -> None:
 
 
 def run_metric(run_dir: Path, metric: str) -> float | None:
-    report = run_dir / "merged" / "validation_report.json"
-    if not report.is_file():
-        report = run_dir / "validation_report.json"
-    if not report.is_file():
-        return None
-    value = json.loads(report.read_text(encoding="utf-8")).get(metric)
-    return None if value is None else float(value)
+    """The run's ``metric`` as the runtime will read it (the shipped merged/validation_report.json), or None."""
+    return rank_candidates([run_dir / "merged"], metric)[0].value
 
 
 def choose_runs(runs_dir: Path, pick: list[str], metric: str) -> list[Path]:
@@ -85,15 +86,11 @@ def choose_runs(runs_dir: Path, pick: list[str], metric: str) -> list[Path]:
             if not run.is_dir():
                 raise BundleError(f"--pick {run.name}: no such run in {runs_dir}")
         return chosen
-    lower_is_better = metric in {"mae", "rmse"}
     merged = [r for r in sorted(runs_dir.iterdir()) if (r / "merged" / "config.json").is_file()]
     if not merged:
         raise BundleError(f"{runs_dir}: no run has merged weights (run `python -m trainer merge RUN_DIR`)")
-    scored = [(run_metric(r, metric), r) for r in merged]
-    with_value = [(v, r) for v, r in scored if v is not None]
-    if not with_value:
-        return [merged[-1]]
-    return [min(with_value, key=lambda x: x[0])[1] if lower_is_better else max(with_value, key=lambda x: x[0])[1]]
+    # The runtime's rule on the folders that ship: same direction, missing values last, ties to the newer report.
+    return [rank_candidates([r / "merged" for r in merged], metric)[0].path.parent]
 
 
 def _ensemble_runs(ensemble: Path, runs: list[Path]) -> tuple[list[Path], dict]:
@@ -182,7 +179,7 @@ def make_bundle(runs_dir: Path, out: Path, pick: list[str] | None = None, max_si
     with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_DEFLATED, allowZip64=True) as archive:
         for name, path in sorted(files.items()):
             info = zipfile.ZipInfo.from_file(path, name)
-            if name == "run.sh":
+            if name in EXECUTABLES:
                 info.external_attr = 0o100755 << 16
             # Weights barely compress: store them, deflate the rest. Set before opening the member.
             info.compress_type = zipfile.ZIP_STORED if name.endswith(".safetensors") else zipfile.ZIP_DEFLATED
@@ -206,6 +203,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--metric", default="qwk", help="report metric that picks 'best' (default qwk)")
     parser.add_argument("--ensemble", type=Path, default=None, help="ensemble.json to ship at the bundle root")
     args = parser.parse_args(argv)
+    try:
+        check_metric(args.metric)
+    except UnknownMetric as err:
+        print(f"error: --metric: {err}", file=sys.stderr)
+        return 2
     try:
         manifest = make_bundle(args.runs, args.out, args.pick, parse_size(args.max_size), args.metric, args.ensemble)
     except BundleError as err:

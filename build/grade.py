@@ -4,8 +4,9 @@
     python build/grade.py --bundle dist/submission.zip --test data/test.csv --gold data/gold.csv
     python build/grade.py --bundle dist/submission.zip --test t.csv --gold g.csv --time-limit 600 --isolation netns
 
-Steps: unzip into a fresh temp dir; copy the test CSV in as test.csv; run ``./run.sh test.csv predictions.csv``
-there with a clean environment, a wall-clock limit and no network — ``docker run --network none`` on the
+Steps: unzip into a fresh temp dir; copy the test CSV in as test.csv; run each entry point there (``--entry``,
+default both: ``./run.sh test.csv predictions.csv`` and the organisers' ``python run.py --test_path test.csv
+--pred_path predictions.csv``) with a clean environment, a wall-clock limit and no network — ``docker run --network none`` on the
 submission image (``--isolation docker``), a fresh network namespace via ``unshare --net`` (``netns``), or nothing
 (``none``, only when asked; ``auto`` picks docker when an engine answers and the image exists, else netns when it
 works, else refuses); then check the predictions (every id once, same order, integer labels allowed by each
@@ -32,10 +33,18 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the grader reuses the runtime's CSV contract and metrics, as the contest would
 
 from submission.data import DataError, read_gold_csv, read_predictions_csv, read_test_csv  # noqa: E402
-from submission.metrics import compute_metrics, format_table  # noqa: E402
 from submission.sections import parse_prompt  # noqa: E402
+from trainer.metrics import compute_metrics, format_table  # noqa: E402
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_LATE = 0, 1, 2, 3
+ENTRIES = {"run.sh": ("run.sh",), "run.py": ("run.py",), "both": ("run.sh", "run.py")}
+
+
+def entry_command(entry: str, python: str) -> list[str]:
+    """How the contest may call the bundle from its root: ``./run.sh T P`` or ``python run.py --test_path T ...``."""
+    if entry == "run.sh":
+        return ["./run.sh", "test.csv", "predictions.csv"]
+    return [python, "run.py", "--test_path", "test.csv", "--pred_path", "predictions.csv"]
 
 
 def docker_available() -> bool:
@@ -89,16 +98,20 @@ def kill_process_group(proc: subprocess.Popen) -> None:
 
 
 def run_bundle(bundle_dir: Path, isolation: str, time_limit: float, python: str,
-               build_args: list[str] | None = None) -> dict:
-    """Run ./run.sh in ``bundle_dir`` (docker: the bundle's image on /data); returns {returncode, seconds, late, log}."""
-    command = ["./run.sh", "test.csv", "predictions.csv"]
-    log_path = bundle_dir.parent / f"{bundle_dir.name}.log"
+               build_args: list[str] | None = None, entry: str = "run.sh") -> dict:
+    """Run one entry point in ``bundle_dir`` (docker: the bundle's image on /data); returns {returncode, seconds,
+    late, log_tail}."""
+    command = entry_command(entry, python)
+    log_path = bundle_dir.parent / f"{bundle_dir.name}.{entry}.log"
     if isolation == "docker":
         with log_path.open("wb") as log:
             tag = build_image(bundle_dir, build_args or [], log)
         bundle_dir.chmod(0o777)  # the image runs as a non-root user and writes predictions.csv here
-        command = ["docker", "run", "--rm", "--name", tag, "--network", "none", "-v", f"{bundle_dir}:/data", tag,
-                   "/data/test.csv", "/data/predictions.csv"]
+        inside = ["/data/test.csv", "/data/predictions.csv"]
+        if entry == "run.py":  # the image's own interpreter ($PYTHON, set by the Dockerfile) on the image's run.py
+            inside = ["-c", '"$PYTHON" /app/run.py --test_path /data/test.csv --pred_path /data/predictions.csv']
+        command = ["docker", "run", "--rm", "--name", tag, "--network", "none", "-v", f"{bundle_dir}:/data",
+                   *(["--entrypoint", "sh"] if entry == "run.py" else []), tag, *inside]
     elif isolation == "netns":
         command = ["unshare", "--net", "--", *command]
     elif isolation != "none":
@@ -113,11 +126,11 @@ def run_bundle(bundle_dir: Path, isolation: str, time_limit: float, python: str,
         except subprocess.TimeoutExpired:
             returncode, late = None, True
             if isolation == "docker":  # killing the client does not stop the container
-                subprocess.run(["docker", "rm", "-f", command[4]], capture_output=True, timeout=60)
+                subprocess.run(["docker", "rm", "-f", tag], capture_output=True, timeout=60)
         finally:
             kill_process_group(proc)  # late, or done but left children behind: nothing outlives the run
             if isolation == "docker":  # the tag is unique per grading; its layers stay cached for the next build
-                subprocess.run(["docker", "image", "rm", "-f", command[4]], capture_output=True, timeout=120)
+                subprocess.run(["docker", "image", "rm", "-f", tag], capture_output=True, timeout=120)
     seconds = time.perf_counter() - start
     return {"returncode": returncode, "seconds": round(seconds, 2), "late": late,
             "log_tail": log_path.read_text(encoding="utf-8", errors="replace")[-4000:]}
@@ -148,9 +161,33 @@ def check_predictions(test_csv: Path, pred_csv: Path) -> tuple[list[str], object
     return problems, pred
 
 
+def run_entry(work: Path, entry: str, isolation: str, time_limit: float, python: str,
+              build_args: list[str] | None) -> dict:
+    """Run one entry point from a clean slate and check its predictions: the run's fields + valid, problems, pred."""
+    for name in ("predictions.csv", "predictions_meta.json"):
+        (work / name).unlink(missing_ok=True)
+    if not (work / entry).is_file():
+        return {"returncode": None, "seconds": 0.0, "late": False, "log_tail": "", "valid": False,
+                "problems": [f"the bundle has no {entry} at its root"], "pred": None}
+    run = run_bundle(work, isolation, time_limit, python, build_args, entry)
+    problems, pred = ([], None)
+    if run["late"]:
+        problems = [f"late: still running after the {time_limit:.0f} s limit"]
+    elif run["returncode"] != 0:
+        problems = [f"{entry} exited with {run['returncode']}"]
+    else:
+        problems, pred = check_predictions(work / "test.csv", work / "predictions.csv")
+    meta = work / "predictions_meta.json"
+    return {**run, "valid": not problems, "problems": problems, "pred": pred,
+            "meta": json.loads(meta.read_text(encoding="utf-8")) if meta.is_file() and not problems else None}
+
+
 def grade(bundle: Path, test: Path, gold: Path, time_limit: float, isolation: str, out_dir: Path,
-          python: str = sys.executable, build_args: list[str] | None = None, keep: bool = False) -> dict:
-    """Unpack, run, check and score one bundle; returns the grade report (also written to out_dir)."""
+          python: str = sys.executable, build_args: list[str] | None = None, keep: bool = False,
+          entry: str = "both") -> dict:
+    """Unpack, run each entry point (``entry``: run.sh, run.py or both), check and score; returns the grade report
+    (also written to out_dir). Top-level run fields are the first entry's; ``entries`` has each one's; the bundle
+    is valid when every entry is, and the metrics score the first entry's predictions."""
     isolation = resolve_isolation(isolation)
     work = Path(tempfile.mkdtemp(prefix="aij-grade-")) / "bundle"
     try:
@@ -160,30 +197,29 @@ def grade(bundle: Path, test: Path, gold: Path, time_limit: float, isolation: st
                 mode = info.external_attr >> 16
                 if mode:
                     os.chmod(work / info.filename, mode & 0o777)
-        if not (work / "run.sh").is_file():
-            raise FileNotFoundError("the bundle has no run.sh at its root")
         shutil.copyfile(test, work / "test.csv")
-        run = run_bundle(work, isolation, time_limit, python, build_args)
-        problems, pred = ([], None)
-        if run["late"]:
-            problems = [f"late: still running after the {time_limit:.0f} s limit"]
-        elif run["returncode"] != 0:
-            problems = [f"run.sh exited with {run['returncode']}"]
-        else:
-            problems, pred = check_predictions(work / "test.csv", work / "predictions.csv")
-        report = {"bundle": str(bundle), "isolation": isolation, "time_limit_s": time_limit, **run,
-                  "valid": not problems, "problems": problems}
+        runs = {name: run_entry(work, name, isolation, time_limit, python, build_args) for name in ENTRIES[entry]}
+        first = runs[ENTRIES[entry][0]]
+        problems = [p if len(runs) == 1 else f"{name}: {p}" for name, r in runs.items() for p in r["problems"]]
+        report = {"bundle": str(bundle), "isolation": isolation, "time_limit_s": time_limit,
+                  **{k: first[k] for k in ("returncode", "seconds", "late", "log_tail")},
+                  "late": any(r["late"] for r in runs.values()), "valid": not problems, "problems": problems,
+                  "entries": {name: {k: r[k] for k in ("returncode", "seconds", "late", "valid", "problems")}
+                              for name, r in runs.items()}}
         if not problems:
+            pred = first["pred"]
             gold_frame = read_gold_csv(gold).set_index("id")["score"]
             families = [parse_prompt(p).family for p in read_test_csv(work / "test.csv")["prompt"]]
             known = [i for i, x in enumerate(pred["id"]) if x in gold_frame.index]
             report["metrics"] = compute_metrics([int(gold_frame[pred["id"][i]]) for i in known],
                                                 [int(pred["score"][i]) for i in known], [families[i] for i in known])
-            meta = work / "predictions_meta.json"
-            report["meta"] = json.loads(meta.read_text(encoding="utf-8")) if meta.is_file() else None
+            report["meta"] = first["meta"]
+            if len(runs) > 1:  # the same bundle called two ways: how many rows got the same score
+                other = runs[ENTRIES[entry][1]]["pred"]
+                report["entries_agree"] = float((other["score"].to_numpy() == pred["score"].to_numpy()).mean())
         out_dir.mkdir(parents=True, exist_ok=True)
-        if (work / "predictions.csv").is_file():
-            shutil.copyfile(work / "predictions.csv", out_dir / "predictions.csv")
+        if first["pred"] is not None:
+            first["pred"].to_csv(out_dir / "predictions.csv", index=False)
         (out_dir / "grade_report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
         return report
     finally:
@@ -205,6 +241,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out-dir", type=Path, default=Path("dist/grade"), help="where grade_report.json goes")
     parser.add_argument("--python", default=sys.executable, help="interpreter run.sh uses (its PYTHON)")
     parser.add_argument("--keep", action="store_true", help="keep the unpacked bundle for inspection")
+    parser.add_argument("--entry", choices=sorted(ENTRIES), default="both",
+                        help="entry point(s) to smoke-test: run.sh, run.py (the organisers' call) or both (default)")
     args = parser.parse_args(argv)
     for path in (args.bundle, args.test, args.gold):
         if not path.is_file():
@@ -212,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_USAGE
     try:
         report = grade(args.bundle, args.test, args.gold, args.time_limit, args.isolation, args.out_dir,
-                       args.python, args.build_arg, args.keep)
+                       args.python, args.build_arg, args.keep, args.entry)
     except subprocess.CalledProcessError as err:
         print(f"error: docker build of the bundle failed (exit {err.returncode}); see the log with --keep", file=sys.stderr)
         return EXIT_INVALID

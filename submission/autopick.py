@@ -94,26 +94,39 @@ def candidate_model_dirs(roots: list[Path]) -> list[Path]:
     return found
 
 
-def rank_candidates(dirs: list[Path], metric: str) -> list[Candidate]:
-    """Best first by ``metric`` (direction from submission.metrics); no report or no value ranks last; tie -> newer."""
+def rank_order(reports: list[dict], metric: str, report_mtimes: list[float] | None = None) -> list[int]:
+    """Indices of ``reports`` best first: THE "best model" rule (runtime, build/bundle.py and `trainer report`).
+
+    By ``metric`` in its direction (mae/rmse lower); a report without the metric, or with it undefined (None),
+    ranks last; ties go to the newer report (``created``, then the file's mtime), then to input order. An unknown
+    metric name raises :class:`submission.metrics.UnknownMetric`.
+    """
     higher = higher_is_better(metric)
-    candidates = []
-    for path in dirs:
-        report = read_report(path)
+    mtimes = report_mtimes or [0.0] * len(reports)
+
+    def key(i: int):
         try:
-            value = metric_value(report, metric) if report else None
+            value = metric_value(reports[i], metric) if reports[i] else None
         except KeyError:
             value = None
-        created = str(report.get("created", ""))
-        candidates.append(Candidate(path, report, value, created))
+        signed = 0.0 if value is None else (value if higher else -value)
+        return (value is not None, signed, str(reports[i].get("created", "")), mtimes[i])
 
-    def key(c: Candidate):
-        has = c.value is not None
-        signed = (c.value if higher else -c.value) if has else 0.0
-        mtime = (c.path / REPORT_NAME).stat().st_mtime if (c.path / REPORT_NAME).is_file() else 0.0
-        return (has, signed, c.created, mtime)
+    return sorted(range(len(reports)), key=lambda i: (key(i), -i), reverse=True)
 
-    return sorted(candidates, key=key, reverse=True)
+
+def rank_candidates(dirs: list[Path], metric: str) -> list[Candidate]:
+    """Model folders best first by their validation reports, through :func:`rank_order`."""
+    reports = [read_report(path) for path in dirs]
+    mtimes = [(p / REPORT_NAME).stat().st_mtime if (p / REPORT_NAME).is_file() else 0.0 for p in map(Path, dirs)]
+    ranked = []
+    for i in rank_order(reports, metric, mtimes):
+        try:
+            value = metric_value(reports[i], metric) if reports[i] else None
+        except KeyError:
+            value = None
+        ranked.append(Candidate(Path(dirs[i]), reports[i], value, str(reports[i].get("created", ""))))
+    return ranked
 
 
 def display_name(path: Path) -> str:

@@ -1,75 +1,92 @@
-"""Command line of the submission runtime (``run_optimized.py`` and ``./run.sh`` call this)."""
+"""Command line of the submission runtime (``run.py``, ``submission/run_optimized.py`` and ``./run.sh`` call this).
+
+argparse, not a CLI library: the runtime must start in an image that has only the standard library, numpy, torch,
+transformers, tokenizers, safetensors and vLLM (README "Contest entry").
+"""
 
 from __future__ import annotations
 
+import argparse
 import logging
 import sys
 import time
 from pathlib import Path
 
-import typer
-
 from submission import settings
 
-app = typer.Typer(add_completion=False, help="Score a contest test CSV with a judge model and write id,score.")
 _STARTED = time.monotonic()  # the deadline counts from process start, imports included
+EXIT_USAGE = 2
 
 
-@app.command()
-def run(
-    test_path: Path = typer.Option(..., "--test_path", "--test-path", help="Test CSV with columns id,prompt."),
-    pred_path: Path = typer.Option(..., "--pred_path", "--pred-path", help="Where to write id,score."),
-    models: Path = typer.Option(
-        None, "--models", help="Folder of model folders (or an ensemble.json); default: the bundle's models/, then runs/*/merged."
-    ),
-    model_dir: Path = typer.Option(
-        None, "--model-dir", help="One merged model folder (also $AIJ_MODEL_DIR); skips ranking and ensembles."
-    ),
-    engine: str = typer.Option("auto", "--engine", help="auto (by estimated time), vllm or hf."),
-    time_limit: float = typer.Option(
-        settings.DEFAULT_TIME_LIMIT_S, "--time-limit", help="Seconds for the whole run; rows not scored in time get a prior."
-    ),
-    metric: str = typer.Option(settings.DEFAULT_METRIC, "--metric", help="Report metric that ranks models (qwk, accuracy, macro_f1, mae, ...)."),
-    no_ensemble: bool = typer.Option(False, "--no-ensemble", help="No ensemble (neither ensemble.json nor equally good models): the single best model."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
-    max_tokens: int = typer.Option(settings.MAX_PROMPT_TOKENS, "--max-tokens", help="Prompt length limit in tokens (middle-shortened)."),
-    token_budget: int = typer.Option(None, "--token-budget", help="Transformers: tokens per batch (rows x longest row)."),
-    enforce_eager: bool = typer.Option(False, "--enforce-eager", help="vLLM: no CUDA graphs (faster start, slower scoring)."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="Warnings and errors only."),
-) -> None:
-    """Score TEST_PATH and write PRED_PATH (plus PRED_meta.json)."""
-    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    from submission.data import DataError, read_test_csv
-    from submission.metrics import METRIC_NAMES
+def build_parser(prog: str = "run_optimized.py") -> argparse.ArgumentParser:
+    """Every runtime flag with its help; the organisers' ``--test_path``/``--pred_path`` spellings are kept."""
+    parser = argparse.ArgumentParser(
+        prog=prog, description="Score a contest test CSV with a judge model and write id,score (plus PRED_meta.json).")
+    add = parser.add_argument
+    add("--test_path", "--test-path", dest="test_path", type=Path, required=True,
+        help="Test CSV with columns id,prompt.")
+    add("--pred_path", "--pred-path", dest="pred_path", type=Path, required=True, help="Where to write id,score.")
+    add("--models", type=Path, default=None,
+        help="Folder of model folders (or an ensemble.json); default: the bundle's models/, then runs/*/merged.")
+    add("--model-dir", dest="model_dir", type=Path, default=None,
+        help="One merged model folder (also $AIJ_MODEL_DIR); skips ranking and ensembles.")
+    add("--engine", default="auto", help="auto (by estimated time), vllm or hf. [default: auto]")
+    add("--time-limit", dest="time_limit", type=float, default=settings.DEFAULT_TIME_LIMIT_S,
+        help=f"Seconds for the whole run; rows not scored in time get a prior. [default: {settings.DEFAULT_TIME_LIMIT_S:g}]")
+    add("--metric", default=settings.DEFAULT_METRIC,
+        help=f"Report metric that ranks models (qwk, accuracy, macro_f1, mae, ...). [default: {settings.DEFAULT_METRIC}]")
+    add("--no-ensemble", dest="no_ensemble", action="store_true",
+        help="No ensemble (neither ensemble.json nor equally good models): the single best model.")
+    add("--device", default="auto", help="auto, cpu or cuda. [default: auto]")
+    add("--max-tokens", dest="max_tokens", type=int, default=settings.MAX_PROMPT_TOKENS,
+        help=f"Prompt length limit in tokens (middle-shortened). [default: {settings.MAX_PROMPT_TOKENS}]")
+    add("--token-budget", dest="token_budget", type=int, default=None,
+        help="Transformers: tokens per batch (rows x longest row).")
+    add("--enforce-eager", dest="enforce_eager", action="store_true",
+        help="vLLM: no CUDA graphs (faster start, slower scoring).")
+    add("--quiet", "-q", action="store_true", help="Warnings and errors only.")
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    """Score ``args.test_path`` and write ``args.pred_path`` (plus PRED_meta.json); the exit status."""
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s")
+    from submission.data import DataError, read_test_rows
+    from submission.metrics import UnknownMetric, check_metric
     from submission.runtime import Deadline, RunSettings, predict, write_outputs
 
-    def fail(message: str):
-        typer.echo(f"error: {message}", err=True)
-        raise typer.Exit(2)
+    def fail(message: str) -> int:
+        print(f"error: {message}", file=sys.stderr)
+        return EXIT_USAGE
 
-    if engine not in ("auto", "vllm", "hf"):
-        fail(f"--engine {engine!r}: choose auto, vllm or hf")
-    if metric not in METRIC_NAMES:
-        fail(f"--metric {metric!r}: choose one of {', '.join(METRIC_NAMES)}")
-    if time_limit < 0:
-        fail(f"--time-limit {time_limit}: must be >= 0 seconds")
-    deadline = Deadline(time_limit, started=_STARTED)
+    if args.engine not in ("auto", "vllm", "hf"):
+        return fail(f"--engine {args.engine!r}: choose auto, vllm or hf")
     try:
-        frame = read_test_csv(test_path)
+        check_metric(args.metric)
+    except UnknownMetric as error:
+        return fail(f"--metric: {error}")
+    if args.time_limit < 0:
+        return fail(f"--time-limit {args.time_limit}: must be >= 0 seconds")
+    deadline = Deadline(args.time_limit, started=_STARTED)
+    try:
+        rows = read_test_rows(args.test_path)
         run_settings = RunSettings(
-            model_dir=model_dir, models=models, engine=engine, device=device, max_tokens=max_tokens,
-            token_budget=token_budget, time_limit_s=time_limit, metric=metric, ensemble=not no_ensemble,
-            enforce_eager=enforce_eager,
+            model_dir=args.model_dir, models=args.models, engine=args.engine, device=args.device,
+            max_tokens=args.max_tokens, token_budget=args.token_budget, time_limit_s=args.time_limit,
+            metric=args.metric, ensemble=not args.no_ensemble, enforce_eager=args.enforce_eager,
         )
-        result = predict(frame, run_settings, deadline)
-        meta = write_outputs(result, pred_path)
+        result = predict(rows, run_settings, deadline)
+        meta = write_outputs(result, args.pred_path)
     except (DataError, FileNotFoundError) as error:
-        fail(str(error))
+        return fail(str(error))
     info = result.meta
-    typer.echo(f"wrote {len(result.ids)} predictions to {pred_path} ({info['strategy']}, {info['engine']}, "
-               f"{info['fallback_rows']} fallbacks; meta: {meta})", err=True)
+    print(f"wrote {len(result.ids)} predictions to {args.pred_path} ({info['strategy']}, {info['engine']}, "
+          f"{info['fallback_rows']} fallbacks; meta: {meta})", file=sys.stderr)
+    return 0
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Console-script entry point."""
-    app(args=argv if argv is not None else sys.argv[1:], prog_name="run_optimized.py")
+def main(argv: list[str] | None = None, prog: str = "run_optimized.py") -> None:
+    """Console-script entry point: parse, run, exit with its status (2 for a usage error)."""
+    args = build_parser(prog).parse_args(argv if argv is not None else sys.argv[1:])
+    sys.exit(run(args))

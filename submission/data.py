@@ -2,66 +2,127 @@
 
 Every problem a user can cause raises :class:`DataError` with one line naming the file, the row and the fix.
 Row numbers are 1-based data rows (the header is row 0), as a spreadsheet would show them minus one.
+Parsing and every check use the standard library (the runtime's path: :func:`read_test_rows`,
+:func:`write_predictions`); the train/gold/predictions readers hand the checked columns to the training and grading
+tools as pandas DataFrames, importing pandas only when called.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import os
+import sys
 import tempfile
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
-import pandas as pd
-
 from submission.sections import ALL_LABELS
+
+# A prompt cell can be far longer than the csv module's default 128 KiB field cap.
+csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
 
 
 class DataError(ValueError):
     """A user-fixable problem with an input or output file; the message is one line."""
 
 
-def _read_csv(path: str | os.PathLike) -> pd.DataFrame:
+@dataclass
+class Table:
+    """A CSV read as strings: stripped column names and one list per column (all the same length)."""
+
+    path: Path
+    columns: dict[str, list[str]]
+
+    def __len__(self) -> int:
+        return len(next(iter(self.columns.values()), []))
+
+
+@dataclass
+class PromptRows:
+    """The runtime's view of a test CSV: ids (stripped strings, unique, non-empty) and prompts, in file order."""
+
+    ids: list[str]
+    prompts: list[str]
+
+    def __getitem__(self, column: str) -> list[str]:
+        """``rows["id"]`` / ``rows["prompt"]``: the same access a DataFrame of the file gives."""
+        return {"id": self.ids, "prompt": self.prompts}[column]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+def _read_table(path: str | os.PathLike) -> Table:
+    """Parse with the stdlib csv module: BOM stripped, quoted multi-line cells kept, blank lines skipped."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: file not found")
     try:
-        # utf-8-sig strips a BOM when present; the C parser handles quoted multi-line fields; ids stay strings.
-        frame = pd.read_csv(path, encoding="utf-8-sig", dtype=str, keep_default_na=False, na_filter=False)
+        text = path.read_bytes().decode("utf-8-sig")
     except UnicodeDecodeError as err:
         raise DataError(f"{path}: not valid UTF-8 (byte {err.start}); save the file as UTF-8") from None
-    except pd.errors.EmptyDataError:
-        raise DataError(f"{path}: the file is empty; expected a header line") from None
-    except pd.errors.ParserError as err:
+    try:
+        records = [r for r in csv.reader(io.StringIO(text, newline="")) if r]
+    except csv.Error as err:
         raise DataError(f"{path}: not a readable CSV ({str(err).splitlines()[0]})") from None
-    frame.columns = [str(c).strip() for c in frame.columns]
-    return frame
+    if not records:
+        raise DataError(f"{path}: the file is empty; expected a header line")
+    header = [name.strip() for name in records[0]]
+    width = len(header)
+    for line, record in enumerate(records[1:], start=1):
+        if len(record) > width:
+            raise DataError(f"{path}: not a readable CSV (row {line}: expected {width} fields, saw {len(record)})")
+    rows = [r + [""] * (width - len(r)) for r in records[1:]]
+    columns: dict[str, list[str]] = {}
+    for k, name in enumerate(header):
+        columns.setdefault(name, [r[k] for r in rows])  # a repeated column name: the first one counts
+    return Table(path, columns)
 
 
-def _require_columns(frame: pd.DataFrame, path: Path, columns: Sequence[str]) -> None:
-    missing = [c for c in columns if c not in frame.columns]
+def _require_columns(table: Table, columns: Sequence[str]) -> None:
+    missing = [c for c in columns if c not in table.columns]
     if missing:
-        have = ",".join(frame.columns) or "(none)"
-        raise DataError(f"{path}: missing column(s) {','.join(missing)}; found {have}; expected {','.join(columns)}")
+        have = ",".join(table.columns) or "(none)"
+        raise DataError(f"{table.path}: missing column(s) {','.join(missing)}; found {have}; expected {','.join(columns)}")
 
 
-def _check_ids(frame: pd.DataFrame, path: Path) -> None:
-    ids = frame["id"].str.strip()
-    empty = ids.eq("")
-    if empty.any():
-        raise DataError(f"{path}: row {int(empty.to_numpy().argmax()) + 1}: empty id")
-    dup = ids.duplicated()
-    if dup.any():
-        row = int(dup.to_numpy().argmax())
-        first = int(ids.eq(ids.iloc[row]).to_numpy().argmax())
-        raise DataError(f"{path}: row {row + 1}: duplicate id {ids.iloc[row]!r} (first seen at row {first + 1})")
-    frame["id"] = ids
+def _check_ids(table: Table) -> list[str]:
+    """Stripped ids; DataError on the first empty or repeated one."""
+    ids = [i.strip() for i in table.columns["id"]]
+    first: dict[str, int] = {}
+    for row, value in enumerate(ids):
+        if not value:
+            raise DataError(f"{table.path}: row {row + 1}: empty id")
+        if value in first:
+            raise DataError(f"{table.path}: row {row + 1}: duplicate id {value!r} (first seen at row {first[value] + 1})")
+        first[value] = row
+    return ids
 
 
-def _check_prompts(frame: pd.DataFrame, path: Path) -> None:
-    empty = frame["prompt"].str.strip().eq("")
-    if empty.any():
-        row = int(empty.to_numpy().argmax())
-        raise DataError(f"{path}: row {row + 1}: empty prompt (id {frame['id'].iloc[row]!r})")
+def _check_prompts(table: Table, ids: list[str]) -> None:
+    for row, prompt in enumerate(table.columns["prompt"]):
+        if not prompt.strip():
+            raise DataError(f"{table.path}: row {row + 1}: empty prompt (id {ids[row]!r})")
+
+
+def _check_scores(table: Table, ids: list[str], with_id: bool) -> list[int]:
+    scores = []
+    for row, raw in enumerate(table.columns["score"]):
+        score = parse_score(raw)
+        if score not in ALL_LABELS:
+            where = f" (id {ids[row]!r})" if with_id else ""
+            raise DataError(f"{table.path}: row {row + 1}: score {raw!r} is not one of -1,0,1,2,3{where}")
+        scores.append(score)
+    return scores
+
+
+def _frame(columns: dict):
+    """A pandas DataFrame of checked columns, for the training and grading tools (never the runtime's path)."""
+    import pandas as pd
+
+    return pd.DataFrame(columns)
 
 
 def parse_score(value: str) -> int | None:
@@ -76,55 +137,39 @@ def parse_score(value: str) -> int | None:
     return int(number)
 
 
-def read_train_csv(path: str | os.PathLike) -> pd.DataFrame:
+def read_train_csv(path: str | os.PathLike):
     """Train CSV -> DataFrame[id:str, prompt:str, score:int]; raises DataError on any contract breach."""
-    path = Path(path)
-    frame = _read_csv(path)
-    _require_columns(frame, path, ("id", "prompt", "score"))
-    _check_ids(frame, path)
-    _check_prompts(frame, path)
-    scores = frame["score"].map(parse_score)
-    bad = scores.map(lambda s: s not in ALL_LABELS)
-    if bad.any():
-        row = int(bad.to_numpy().argmax())
-        raise DataError(
-            f"{path}: row {row + 1}: score {frame['score'].iloc[row]!r} is not one of -1,0,1,2,3 (id {frame['id'].iloc[row]!r})"
-        )
-    frame["score"] = scores.astype(int)
-    return frame[["id", "prompt", "score"]].reset_index(drop=True)
+    table = _read_table(path)
+    _require_columns(table, ("id", "prompt", "score"))
+    ids = _check_ids(table)
+    _check_prompts(table, ids)
+    scores = _check_scores(table, ids, with_id=True)
+    return _frame({"id": ids, "prompt": table.columns["prompt"], "score": scores})
 
 
-def read_test_csv(path: str | os.PathLike) -> pd.DataFrame:
-    """Test CSV -> DataFrame[id:str, prompt:str]. Extra columns (a score, say) are ignored.
+def read_test_rows(path: str | os.PathLike) -> PromptRows:
+    """Test CSV -> :class:`PromptRows` with the standard library only (the runtime's reader). Extra columns are ignored.
 
     Empty prompts are a row-level problem, not a file-level one: they are kept (the runtime scores them by
-    fallback and counts them) unless ``strict`` checks are wanted, see :func:`check_test_prompts`.
+    fallback and counts them).
     """
-    path = Path(path)
-    frame = _read_csv(path)
-    _require_columns(frame, path, ("id", "prompt"))
-    _check_ids(frame, path)
-    return frame[["id", "prompt"]].reset_index(drop=True)
+    table = _read_table(path)
+    _require_columns(table, ("id", "prompt"))
+    return PromptRows(_check_ids(table), table.columns["prompt"])
 
 
-def check_test_prompts(frame: pd.DataFrame, path: str | os.PathLike) -> None:
-    """Raise DataError on the first empty prompt (for tools that cannot fall back, e.g. training)."""
-    _check_prompts(frame, Path(path))
+def read_test_csv(path: str | os.PathLike):
+    """Test CSV -> DataFrame[id:str, prompt:str] (the same checks as :func:`read_test_rows`), for tools and tests."""
+    rows = read_test_rows(path)
+    return _frame({"id": rows.ids, "prompt": rows.prompts})
 
 
-def read_gold_csv(path: str | os.PathLike) -> pd.DataFrame:
-    """Gold labels ``id,score`` (a train-format file works too)."""
-    path = Path(path)
-    frame = _read_csv(path)
-    _require_columns(frame, path, ("id", "score"))
-    _check_ids(frame, path)
-    scores = frame["score"].map(parse_score)
-    bad = scores.map(lambda s: s not in ALL_LABELS)
-    if bad.any():
-        row = int(bad.to_numpy().argmax())
-        raise DataError(f"{path}: row {row + 1}: score {frame['score'].iloc[row]!r} is not one of -1,0,1,2,3")
-    frame["score"] = scores.astype(int)
-    return frame[["id", "score"]].reset_index(drop=True)
+def read_gold_csv(path: str | os.PathLike):
+    """Gold labels ``id,score`` (a train-format file works too) -> DataFrame[id:str, score:int]."""
+    table = _read_table(path)
+    _require_columns(table, ("id", "score"))
+    ids = _check_ids(table)
+    return _frame({"id": ids, "score": _check_scores(table, ids, with_id=False)})
 
 
 def validate_predictions(
@@ -148,11 +193,12 @@ def write_predictions(path: str | os.PathLike, ids: Sequence[str], scores: Seque
     """Write ``id,score`` atomically: a temp file in the same folder, then a rename. Never leaves a partial file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    frame = pd.DataFrame({"id": list(ids), "score": [int(s) for s in scores]})
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            frame.to_csv(handle, index=False)
+            writer = csv.writer(handle, lineterminator="\n")
+            writer.writerow(["id", "score"])
+            writer.writerows([i, int(s)] for i, s in zip(ids, scores, strict=True))
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
@@ -161,15 +207,12 @@ def write_predictions(path: str | os.PathLike, ids: Sequence[str], scores: Seque
         raise
 
 
-def read_predictions_csv(path: str | os.PathLike) -> pd.DataFrame:
-    """Predictions ``id,score`` as written by :func:`write_predictions` (strictly ints)."""
-    path = Path(path)
-    frame = _read_csv(path)
-    _require_columns(frame, path, ("id", "score"))
-    bad = frame["score"].map(lambda v: not str(v).strip().lstrip("-").isdigit())
-    if bad.any():
-        row = int(bad.to_numpy().argmax())
-        raise DataError(f"{path}: row {row + 1}: score {frame['score'].iloc[row]!r} is not an integer")
-    frame["score"] = frame["score"].astype(int)
-    frame["id"] = frame["id"].str.strip()
-    return frame[["id", "score"]]
+def read_predictions_csv(path: str | os.PathLike):
+    """Predictions ``id,score`` as written by :func:`write_predictions` (strictly ints) -> DataFrame."""
+    table = _read_table(path)
+    _require_columns(table, ("id", "score"))
+    for row, value in enumerate(table.columns["score"]):
+        if not value.strip().lstrip("-").isdigit():
+            raise DataError(f"{table.path}: row {row + 1}: score {value!r} is not an integer")
+    return _frame({"id": [i.strip() for i in table.columns["id"]],
+                   "score": [int(v) for v in table.columns["score"]]})

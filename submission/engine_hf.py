@@ -63,6 +63,18 @@ def resolve_device(device: str | None = None) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def preferred_dtype(device: str) -> str:
+    """``bfloat16`` on a GPU that supports it, ``float16`` on older GPUs (T4, V100), ``float32`` on the CPU.
+
+    One rule for both engines: vLLM takes the name, transformers the torch dtype of the same name.
+    """
+    if not device.startswith("cuda"):
+        return "float32"
+    import torch
+
+    return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+
+
 def load_causal_lm(model_dir: str | Path, device: str, dtype=None):
     """Model from safetensors only (never pickles, never remote code), in eval mode on ``device``."""
     import torch
@@ -72,7 +84,7 @@ def load_causal_lm(model_dir: str | Path, device: str, dtype=None):
     if not any(model_dir.glob("*.safetensors")):
         raise FileNotFoundError(f"{model_dir}: no *.safetensors weights (pickled weights are refused)")
     if dtype is None:
-        dtype = torch.bfloat16 if device.startswith("cuda") and torch.cuda.is_bf16_supported() else torch.float32
+        dtype = getattr(torch, preferred_dtype(device))
     model = AutoModelForCausalLM.from_pretrained(
         model_dir, dtype=dtype, use_safetensors=True, trust_remote_code=False, low_cpu_mem_usage=True
     )

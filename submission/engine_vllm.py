@@ -1,4 +1,4 @@
-"""vLLM scoring engine (GPU): one generated token per prompt, label probabilities from its top-20 logprobs.
+"""vLLM scoring engine (GPU): one generated token per prompt, the exact logprobs of the five label tokens.
 
 vLLM is imported only here and only when this engine is built (:func:`load_vllm_api`), so CPU machines and tests
 never need it; tests replace :func:`load_vllm_api` with fakes that return the same output structure.
@@ -7,10 +7,14 @@ API facts used (vLLM ``vllm/entrypoints/llm.py``, ``class LLM.__init__``): ``mod
 ``gpu_memory_utilization``, ``enforce_eager`` and ``skip_tokenizer_init`` are named parameters; ``max_model_len``,
 ``max_num_seqs``, ``max_num_batched_tokens`` and ``enable_prefix_caching`` travel through ``**kwargs`` to
 ``EngineArgs``. ``LLM.generate(prompts, sampling_params, use_tqdm=...)`` returns ``list[RequestOutput]`` in input
-order; ``TokensPrompt`` (``vllm/inputs/__init__.py``, a TypedDict) carries ``prompt_token_ids``. With
-``SamplingParams(max_tokens=1, temperature=0, logprobs=20)`` each ``RequestOutput.outputs[0].logprobs`` is a list
-(one per generated token) of ``{token_id: Logprob(logprob, rank, decoded_token)}`` with 20 entries plus the sampled
-token (shared/tools/VLLM_OFFLINE_GPU.md, measured with 0.26.0).
+order; ``TokensPrompt`` (``vllm/inputs/__init__.py``, a TypedDict) carries ``prompt_token_ids``.
+``SamplingParams.logprob_token_ids`` (``vllm/sampling_params.py``: "logprobs for exactly these token IDs will be
+returned, in addition to the sampled token"; at most 128 ids; ``logprobs``, when set, must equal their number, as
+vLLM's own generative-scoring endpoint sets it) makes each ``RequestOutput.outputs[0].logprobs`` a list (one per
+generated token) of ``{token_id: Logprob(logprob, rank, decoded_token)}`` holding the five label ids plus the
+sampled token: exact label probabilities, no top-k guess. ``detokenize=False``: nothing is decoded (we run without
+vLLM's tokenizer). A vLLM without ``logprob_token_ids`` gets the old request, the top-20 logprobs with labels
+missing from them floored (:func:`submission.scoring.label_logprobs`).
 """
 
 from __future__ import annotations
@@ -24,8 +28,8 @@ from types import SimpleNamespace
 import numpy as np
 
 from submission import settings
-from submission.engine_hf import release_accelerator_memory
-from submission.scoring import LABELS, label_logprobs, label_token_ids
+from submission.engine_hf import preferred_dtype, release_accelerator_memory
+from submission.scoring import LABELS, exact_label_logprobs, label_logprobs, label_token_ids
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +80,7 @@ class VllmEngine:
             length = min(length or max_model_len, max_model_len)
             kwargs = {
                 "model": str(self.model_dir),
-                "dtype": "bfloat16",
+                "dtype": preferred_dtype("cuda"),  # bf16 where the GPU has it, else fp16 (T4, V100)
                 "seed": seed,
                 "gpu_memory_utilization": memory,
                 "max_model_len": length,
@@ -96,6 +100,7 @@ class VllmEngine:
                 release_accelerator_memory()
                 continue
             self.settings = kwargs
+            self.score_params, self.exact_labels = self._label_params()
             # One token is generated after the prompt, so a prompt may use all but one position.
             self.max_prompt_tokens = length - 1
             return
@@ -104,23 +109,34 @@ class VllmEngine:
     def _prompts(self, prompts: Sequence[Sequence[int]]) -> list:
         return [self.api.TokensPrompt(prompt_token_ids=list(p)) for p in prompts]
 
+    def _label_params(self):
+        """Sampling parameters for scoring and whether they ask for the exact label ids (False: top-k fallback)."""
+        try:
+            params = self.api.SamplingParams(max_tokens=1, temperature=0.0, logprobs=len(self.label_ids),
+                                             logprob_token_ids=list(self.label_ids), detokenize=False)
+        except TypeError as error:  # a vLLM older than logprob_token_ids
+            log.warning("vLLM has no logprob_token_ids (%s); label probabilities from the top-%d logprobs",
+                        error, settings.VLLM_TOP_LOGPROBS)
+            return self.api.SamplingParams(max_tokens=1, temperature=0.0, logprobs=settings.VLLM_TOP_LOGPROBS,
+                                           detokenize=False), False
+        return params, True
+
     def label_logits(self, prompts: Sequence[Sequence[int]]) -> np.ndarray:
-        """[N, 5] label logprobs (LABELS order, missing labels floored) for token-id prompts, in input order."""
+        """[N, 5] label logprobs (LABELS order) for token-id prompts, in input order; exact unless on the fallback."""
         if not prompts:
             return np.zeros((0, len(LABELS)))
-        params = self.api.SamplingParams(max_tokens=1, temperature=0.0, logprobs=settings.VLLM_TOP_LOGPROBS)
         start = time.perf_counter()
-        outputs = self.llm.generate(self._prompts(prompts), params, use_tqdm=False)
-        top = [(o.outputs[0].logprobs or [{}])[0] for o in outputs]
+        outputs = self.llm.generate(self._prompts(prompts), self.score_params, use_tqdm=False)
+        first = [(o.outputs[0].logprobs or [{}])[0] for o in outputs]
         self.seconds += time.perf_counter() - start
         self.tokens_scored += sum(len(p) for p in prompts)
-        return label_logprobs(top, self.label_ids)
+        return exact_label_logprobs(first, self.label_ids) if self.exact_labels else label_logprobs(first, self.label_ids)
 
     def generate_texts(self, prompts: Sequence[Sequence[int]], max_new_tokens: int) -> list[str]:
         """Greedy continuations decoded with our tokenizer (vLLM runs without one)."""
         if not prompts:
             return []
-        params = self.api.SamplingParams(max_tokens=max_new_tokens, temperature=0.0)
+        params = self.api.SamplingParams(max_tokens=max_new_tokens, temperature=0.0, detokenize=False)
         start = time.perf_counter()
         outputs = self.llm.generate(self._prompts(prompts), params, use_tqdm=False)
         self.seconds += time.perf_counter() - start

@@ -1,165 +1,40 @@
-"""Every metric we report, from one function with one JSON-serialisable result.
+"""Metric names and directions (standard library only): what ranks models in the runtime, bundler and reports.
 
-The contest metric is unknown (DESIGN.md §6), so reports carry all of them and model selection names one.
-Numeric metrics (MAE, RMSE, correlations, QWK) treat -1 as the ordinal value -1: predicting -1 for a 3 costs 4.
+The numbers themselves are computed at evaluation time by :mod:`trainer.metrics` (scipy/scikit-learn) and stored in
+``validation_report.json``; the runtime only reads them, so it needs neither library.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
-
-import numpy as np
-from scipy.stats import pearsonr, spearmanr
-from sklearn.metrics import (
-    accuracy_score,
-    cohen_kappa_score,
-    confusion_matrix,
-    f1_score,
-    mean_absolute_error,
-    mean_squared_error,
-    precision_recall_fscore_support,
-)
-
-LABELS: tuple[int, ...] = (-1, 0, 1, 2, 3)
 METRIC_NAMES: tuple[str, ...] = (
     "accuracy", "macro_f1", "weighted_f1", "mae", "rmse", "spearman", "pearson", "qwk",
 )
 _LOWER_IS_BETTER = {"mae", "rmse"}
 
 
-def _clean(value) -> float | None:
-    value = float(value)
-    return None if math.isnan(value) or math.isinf(value) else value
+class UnknownMetric(KeyError):
+    """A metric name that is not one of METRIC_NAMES; ``str()`` is one line naming the valid ones."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
 
 
-def _correlation(fn, y_true: np.ndarray, y_pred: np.ndarray) -> float | None:
-    if len(y_true) < 2 or np.all(y_true == y_true[0]) or np.all(y_pred == y_pred[0]):
-        return None
-    return _clean(fn(y_true, y_pred)[0])
-
-
-def _qwk(y_true: np.ndarray, y_pred: np.ndarray) -> float | None:
-    values = set(y_true.tolist()) | set(y_pred.tolist())
-    if len(values) < 2:
-        return None
-    # sklearn weights by a label's position in `labels`: a contiguous range makes position distance = score distance.
-    labels = list(range(min(values), max(values) + 1))
-    return _clean(cohen_kappa_score(y_true, y_pred, weights="quadratic", labels=labels))
-
-
-def _scalar_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict:
-    present = sorted(set(y_true.tolist()) | set(y_pred.tolist()))
-    return {
-        "accuracy": _clean(accuracy_score(y_true, y_pred)),
-        "macro_f1": _clean(f1_score(y_true, y_pred, labels=present, average="macro", zero_division=0)),
-        "weighted_f1": _clean(f1_score(y_true, y_pred, labels=present, average="weighted", zero_division=0)),
-        "mae": _clean(mean_absolute_error(y_true, y_pred)),
-        "rmse": _clean(math.sqrt(mean_squared_error(y_true, y_pred))),
-        "spearman": _correlation(spearmanr, y_true, y_pred),
-        "pearson": _correlation(pearsonr, y_true, y_pred),
-        "qwk": _qwk(y_true, y_pred),
-    }
-
-
-def compute_metrics(
-    y_true: Sequence[int],
-    y_pred: Sequence[int],
-    families: Sequence[str] | None = None,
-    labels: Sequence[int] = LABELS,
-) -> dict:
-    """All metrics for integer scores; ``families`` (one per row) adds a per-family breakdown.
-
-    Undefined values (a correlation of constant predictions, say) are None, never NaN, so the result always
-    survives ``json.dumps``. F1 averages run over the labels present in truth or predictions.
-    """
-    y_true = np.asarray([int(v) for v in y_true])
-    y_pred = np.asarray([int(v) for v in y_pred])
-    if y_true.shape != y_pred.shape:
-        raise ValueError(f"{len(y_true)} true labels but {len(y_pred)} predictions")
-    if len(y_true) == 0:
-        raise ValueError("no rows to score")
-    labels = list(labels)
-    report: dict = {"n": int(len(y_true)), **_scalar_metrics(y_true, y_pred)}
-    precision, recall, f1, support = precision_recall_fscore_support(
-        y_true, y_pred, labels=labels, zero_division=0
-    )
-    report["per_class"] = {
-        str(label): {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
-        for label, p, r, f, s in zip(labels, precision, recall, f1, support, strict=True)
-    }
-    report["confusion_matrix"] = {
-        "labels": labels,
-        "matrix": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
-    }
-    if families is not None:
-        families = np.asarray(list(families))
-        if families.shape != y_true.shape:
-            raise ValueError(f"{len(families)} families for {len(y_true)} rows")
-        report["per_family"] = {}
-        for family in sorted(set(families.tolist())):
-            rows = families == family
-            scalars = _scalar_metrics(y_true[rows], y_pred[rows])
-            report["per_family"][family] = {"n": int(rows.sum())} | {
-                k: scalars[k] for k in ("accuracy", "macro_f1", "mae", "qwk")
-            }
-    return report
+def check_metric(name: str) -> str:
+    """``name`` if it is a metric we report, else UnknownMetric with one line naming the valid ones."""
+    if name not in METRIC_NAMES:
+        raise UnknownMetric(f"unknown metric {name!r}; choose one of {', '.join(METRIC_NAMES)}")
+    return name
 
 
 def higher_is_better(name: str) -> bool:
-    """False for error metrics (mae, rmse), True for the rest."""
-    if name not in METRIC_NAMES:
-        raise KeyError(f"unknown metric {name!r}; choose one of {', '.join(METRIC_NAMES)}")
-    return name not in _LOWER_IS_BETTER
+    """False for error metrics (mae, rmse), True for the rest; UnknownMetric for a name we do not report."""
+    return check_metric(name) not in _LOWER_IS_BETTER
 
 
 def metric_value(report: dict, name: str) -> float | None:
     """One scalar metric from a report (None when undefined); raises KeyError naming the valid metrics."""
-    higher_is_better(name)  # validates the name
+    check_metric(name)
     if name not in report:
         raise KeyError(f"report has no {name!r}; it has {', '.join(k for k in METRIC_NAMES if k in report)}")
     value = report[name]
     return None if value is None else float(value)
-
-
-def format_table(report: dict) -> str:
-    """A short text table of the main metrics, then one line per task family."""
-    def fmt(value):
-        return "  n/a" if value is None else f"{value:6.3f}"
-
-    lines = [f"{'metric':<12} value", *(f"{name:<12} {fmt(report.get(name))}" for name in METRIC_NAMES)]
-    lines.append(f"{'rows':<12} {report['n']}")
-    families = report.get("per_family") or {}
-    if families:
-        lines.append("")
-        lines.append(f"{'family':<18} {'n':>5} {'acc':>6} {'macroF1':>7} {'mae':>6} {'qwk':>6}")
-        for family, row in families.items():
-            lines.append(
-                f"{family:<18} {row['n']:>5} {fmt(row['accuracy'])} {fmt(row['macro_f1']):>7} "
-                f"{fmt(row['mae'])} {fmt(row['qwk'])}"
-            )
-    return "\n".join(lines)
-
-
-def plot_confusion_matrix(report: dict, path) -> None:
-    """Write the report's confusion matrix as a PNG (matplotlib is imported here, off the runtime path)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    labels = report["confusion_matrix"]["labels"]
-    matrix = np.asarray(report["confusion_matrix"]["matrix"])
-    fig, ax = plt.subplots(figsize=(4.5, 4))
-    ax.imshow(matrix, cmap="Blues")
-    ax.set_xticks(range(len(labels)), labels)
-    ax.set_yticks(range(len(labels)), labels)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    for (i, j), value in np.ndenumerate(matrix):
-        ax.text(j, i, str(value), ha="center", va="center", color="black" if value < matrix.max() / 2 else "white")
-    acc = report.get("accuracy")
-    ax.set_title(f"n={report['n']}  accuracy={acc:.3f}" if acc is not None else f"n={report['n']}")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)

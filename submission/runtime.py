@@ -368,6 +368,15 @@ def score_model(model: OpenModel, rows: list[int], deadline: Deadline, run: RunS
             probs[chunk] = probabilities_from_label_logits(out, [allowed[i] for i in chunk])
             done[chunk] = True
         model.processed.update(chunk)
+        log_progress(model, len(model.processed), len(model.processed | set(rows)), deadline)
+
+
+def log_progress(model: OpenModel, done_rows: int, total_rows: int, deadline: Deadline) -> None:
+    """One stderr line per scored chunk: rows done / total, tokens/s, elapsed, time left before --time-limit."""
+    tps = measured_throughput(model.engine)
+    log.info("%s: %d/%d rows (%.0f%%), %s tokens/s, elapsed %.1fs, %.1fs left before --time-limit",
+             display_name(model.candidate.path), done_rows, total_rows, 100.0 * done_rows / max(total_rows, 1),
+             f"{tps:,.0f}" if tps else "n/a", deadline.elapsed(), max(deadline.remaining() + deadline.margin_s, 0.0))
 
 
 def _score_chunk(model: OpenModel, chunk: list[int], generate: bool):
@@ -415,12 +424,13 @@ def sigterm_interrupts(deadline: Deadline):
 
 
 def predict(frame, run: RunSettings, deadline: Deadline | None = None) -> RunResult:
-    """Scores for a test frame (``id``, ``prompt``): always one valid score per row, the meta says how."""
+    """Scores for test rows (``frame["id"]``, ``frame["prompt"]``: PromptRows or a DataFrame): always one valid
+    score per row, the meta says how."""
     from submission.sections import parse_prompt
 
     deadline = deadline or Deadline(run.time_limit_s)
-    ids = frame["id"].tolist()
-    prompts = [p if isinstance(p, str) else "" for p in frame["prompt"].tolist()]
+    ids = [str(i) for i in frame["id"]]
+    prompts = [p if isinstance(p, str) else "" for p in frame["prompt"]]
     n = len(ids)
     sections = [parse_prompt(p) for p in prompts]
     allowed = [s.allowed for s in sections]

@@ -18,6 +18,7 @@ import numpy as np
 
 LABELS: tuple[int, ...] = (-1, 0, 1, 2, 3)
 LABEL_TOKENS: dict[int, str] = {-1: "-", 0: "0", 1: "1", 2: "2", 3: "3"}
+_IMPOSSIBLE_LOGPROB = -1e4  # stands in for -inf: exp() is 0 next to any real logprob, yet never NaN on its own
 _ORDINAL = np.array([0.0, 0.0, 1.0, 2.0, 3.0])  # expected score ignores -1 (it is "not applicable", not "below 0")
 
 
@@ -98,6 +99,23 @@ def label_logprobs(
         finite = [v for v in values.values() if math.isfinite(v)]
         floor = (min(finite) if finite else 0.0) - floor_margin
         rows.append([values.get(t, floor) if math.isfinite(values.get(t, floor)) else floor for t in label_ids])
+    return np.array(rows, dtype=np.float64).reshape(-1, len(LABELS))
+
+
+def exact_label_logprobs(entries: Sequence[Mapping[int, object]], label_ids: Sequence[int]) -> np.ndarray:
+    """Logprob dicts that hold every label id (vLLM ``logprob_token_ids``) -> [N, 5] label logprobs, LABELS order.
+
+    No guessing: a label id missing from an entry raises ValueError (the engine did not honour the request). A
+    logprob of -inf (a masked token) becomes a finite value far below any real one so that a row whose allowed
+    labels are all -inf comes out uniform instead of NaN.
+    """
+    rows = []
+    for entry in entries:
+        values = {int(k): _logprob_value(v) for k, v in (entry or {}).items()}
+        missing = [t for t in label_ids if t not in values]
+        if missing:
+            raise ValueError(f"no logprob returned for label token id(s) {missing}")
+        rows.append([values[t] if math.isfinite(values[t]) else _IMPOSSIBLE_LOGPROB for t in label_ids])
     return np.array(rows, dtype=np.float64).reshape(-1, len(LABELS))
 
 

@@ -38,7 +38,8 @@ MAX_PROMPT_TOKENS = 4096
 # Work is submitted in chunks of about this many prompt tokens so the deadline is checked between chunks.
 CHUNK_TOKENS = {"cuda": 400_000, "cpu": 16_384}
 
-# vLLM: one generated token, top-20 logprobs (DESIGN.md §4).
+# vLLM: one generated token with the label ids' logprobs (logprob_token_ids); a vLLM without that parameter falls
+# back to the top-20 logprobs (DESIGN.md §4).
 VLLM_TOP_LOGPROBS = 20
 # Start-up attempts, first that starts wins: (gpu_memory_utilization, max_num_seqs, max_model_len or None = as asked).
 VLLM_START_LADDER: tuple[tuple[float, int, int | None], ...] = (

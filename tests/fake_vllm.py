@@ -16,20 +16,32 @@ class Logprob:  # vllm.logprobs.Logprob fields
 
 
 @dataclass
-class SamplingParams:
+class SamplingParams:  # the vllm.sampling_params.SamplingParams fields the engine may set, with vLLM's defaults
     max_tokens: int = 16
     temperature: float = 1.0
     logprobs: int | None = None
+    logprob_token_ids: list[int] | None = None
+    detokenize: bool = True
+
+
+@dataclass
+class SamplingParamsBeforeTokenIds:  # a vLLM without logprob_token_ids: the engine must fall back to the top k
+    max_tokens: int = 16
+    temperature: float = 1.0
+    logprobs: int | None = None
+    detokenize: bool = True
 
 
 def TokensPrompt(**kwargs):  # a TypedDict in vLLM: calling it builds a plain dict
     return dict(**kwargs)
 
 
-def fake_api(model, fail_starts: int = 0, calls: dict | None = None, lift_ids=()):
-    """A vLLM stand-in whose LLM answers with the real tiny model's top-20 logprobs + the sampled token.
+def fake_api(model, fail_starts: int = 0, calls: dict | None = None, lift_ids=(), token_ids_param: bool = True):
+    """A vLLM stand-in answering with the real tiny model's logprobs, shaped as vLLM 0.26 returns them.
 
-    ``lift_ids`` get the same logit bonus (label ratios unchanged) so that they all show in the top 20.
+    With ``logprob_token_ids`` set: exactly those ids plus the sampled token (vllm/sampling_params.py); else the
+    top ``logprobs`` plus the sampled token. ``lift_ids`` get the same logit bonus (label ratios unchanged) so that
+    they all show in a top 20. ``token_ids_param=False`` fakes a vLLM whose SamplingParams lacks the field.
     """
     calls = calls if calls is not None else {}
 
@@ -55,12 +67,15 @@ def fake_api(model, fail_starts: int = 0, calls: dict | None = None, lift_ids=()
                     logits = model(input_ids=ids).logits[0, -1].double()
                     logits[list(lift_ids)] += 50.0
                     logp = torch.log_softmax(logits, -1)
-                top = torch.topk(logp, params.logprobs)
-                entry = {int(t): Logprob(float(v), r + 1) for r, (v, t) in enumerate(zip(top.values, top.indices, strict=True))}
-                sampled = int(top.indices[0])
+                ranks = torch.argsort(torch.argsort(logp, descending=True)) + 1
+                sampled = int(torch.argmax(logp))
+                wanted = getattr(params, "logprob_token_ids", None)
+                chosen = [int(t) for t in wanted] if wanted else torch.topk(logp, params.logprobs).indices.tolist()
+                entry = {t: Logprob(float(logp[t]), int(ranks[t])) for t in chosen}
                 entry.setdefault(sampled, Logprob(float(logp[sampled]), 1))
                 completion = SimpleNamespace(token_ids=[sampled], logprobs=[entry], text="")
                 outs.append(SimpleNamespace(outputs=[completion], prompt_token_ids=prompt["prompt_token_ids"]))
             return outs
 
-    return SimpleNamespace(LLM=LLM, SamplingParams=SamplingParams, TokensPrompt=TokensPrompt), calls
+    params_class = SamplingParams if token_ids_param else SamplingParamsBeforeTokenIds
+    return SimpleNamespace(LLM=LLM, SamplingParams=params_class, TokensPrompt=TokensPrompt), calls

@@ -15,13 +15,15 @@ def test_bundle_layout_manifest_and_best_pick(bundle_runs, tmp_path):
     out = tmp_path / "dist" / "submission.zip"
     manifest = bundle.make_bundle(bundle_runs, out)
     names = zipfile.ZipFile(out).namelist()
-    assert {"run.sh", "Dockerfile", "manifest.json", "submission/run_optimized.py"} <= set(names)
+    assert {"run.sh", "run.py", "Dockerfile", "manifest.json", "submission/run_optimized.py"} <= set(names)
     assert any(n.startswith("models/strong/") and n.endswith(".safetensors") for n in names)
     assert not any(n.startswith(("models/weak/", "trainer/", "build/", "tests/")) for n in names)
     assert manifest["runs"] == [{"name": "strong", "metric": "qwk", "value": 0.8}]
     stored = json.loads(zipfile.ZipFile(out).read("manifest.json"))
     assert stored["files"]["run.sh"]["sha256"] == bundle._sha256(bundle.ROOT / "run.sh")
-    assert zipfile.ZipFile(out).getinfo("run.sh").external_attr >> 16 & 0o111  # stays executable
+    for entry in ("run.sh", "run.py"):
+        assert zipfile.ZipFile(out).getinfo(entry).external_attr >> 16 & 0o111  # stays executable
+        assert entry in stored["files"]
 
 
 def test_ensemble_members_are_shipped_with_bundle_paths(bundle_runs, tmp_path):

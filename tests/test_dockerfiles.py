@@ -32,9 +32,27 @@ def test_contracts(name):
 
 def test_submission_image_copies_only_the_runtime():
     copies = re.findall(r"^COPY (?:--\S+ )*(.+) \S+$", (ROOT / "Dockerfile").read_text(), re.M)
-    assert copies == ["run.sh ensemble.jso[n]", "submission/", "models/"]  # the glob: ensemble.json when present
+    assert copies == ["run.sh run.py ensemble.jso[n]", "submission/", "models/"]  # the glob: ensemble.json if present
     ignore = (ROOT / ".dockerignore").read_text().splitlines()
-    assert ignore[1] == "*" and "!ensemble.json" in ignore  # allowlist
+    assert ignore[1] == "*" and "!ensemble.json" in ignore and "!run.py" in ignore  # allowlist
+
+
+def test_submission_image_checks_the_runtime_before_the_models_are_copied():
+    """A base that cannot import the runtime (or has a too-old transformers) fails `docker build`, early."""
+    text = (ROOT / "Dockerfile").read_text()
+    check = text.index('RUN "${PYTHON}" -m submission.selfcheck')
+    assert text.index("COPY --chown=10001:10001 submission/") < check < text.index("models/ models/")
+
+
+def test_selfcheck_passes_here_and_names_what_is_too_old():
+    from submission import selfcheck
+
+    proc = subprocess.run([sys.executable, "-m", "submission.selfcheck"], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "torch 2." in proc.stdout and "transformers 5." in proc.stdout and "vllm" in proc.stdout
+    old = selfcheck.problems({"torch": "2.11.0+cu128", "transformers": "5.5.2", "numpy": "2.1.0"})
+    assert old == ["transformers 5.5.2 is older than the runtime accepts (>= 5.5.3)"]
+    assert selfcheck.problems({"torch": "2.11.0", "transformers": "5.5.3", "numpy": "2.1.0"}) == []
 
 
 def test_training_image_holds_the_base_torch_and_takes_extras():

@@ -41,6 +41,20 @@ def test_good_bundle_is_valid_and_scored(good_bundle, grade_data, tmp_path):
     assert report["valid"], report["problems"]
     assert report["metrics"]["n"] == 12 and "qwk" in report["metrics"]
     assert json.loads((tmp_path / "out" / "grade_report.json").read_text())["valid"]
+    # Both entry points were smoke-tested, each from a clean slate, and scored the same rows the same way.
+    assert set(report["entries"]) == {"run.sh", "run.py"} and all(e["valid"] for e in report["entries"].values())
+    assert report["entries_agree"] == 1.0
+
+
+def test_entry_flag_picks_one_entry_point(good_bundle, grade_data, tmp_path):
+    report = grade.grade(good_bundle, grade_data / "test.csv", grade_data / "gold.csv", 300, "none", tmp_path / "o",
+                         entry="run.py")
+    assert report["valid"] and list(report["entries"]) == ["run.py"]
+
+
+def test_a_bundle_without_run_py_fails_the_organisers_call(grade_data, tmp_path):
+    report = run_grade(fake_bundle(tmp_path / "b.zip", "cp test.csv predictions.csv\n"), grade_data, tmp_path)
+    assert not report["valid"] and "run.py: the bundle has no run.py at its root" in report["problems"]
 
 
 def test_late_run_is_rejected(grade_data, tmp_path):
@@ -86,11 +100,14 @@ def test_bundle_without_weights_fails(grade_data, tmp_path):
     with zipfile.ZipFile(tmp_path / "b.zip", "w") as archive:
         for path in sorted((grade.ROOT / "submission").glob("*.py")):
             archive.write(path, f"submission/{path.name}")
+        archive.write(grade.ROOT / "run.py", "run.py")
         info = zipfile.ZipInfo("run.sh")
         info.external_attr = 0o100755 << 16
         archive.writestr(info, (grade.ROOT / "run.sh").read_text())
     report = run_grade(tmp_path / "b.zip", grade_data, tmp_path)
     assert not report["valid"] and report["returncode"] == 2
+    assert {name: e["returncode"] for name, e in report["entries"].items()} == {"run.sh": 2, "run.py": 2}
+    assert "no model folder" in report["log_tail"]
 
 
 @pytest.mark.skipif(not grade.netns_available(), reason="unshare --net is not available")

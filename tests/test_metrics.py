@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from submission.metrics import (
+from trainer.metrics import (
     METRIC_NAMES,
     compute_metrics,
     format_table,

@@ -19,11 +19,15 @@ def frame(synth_dir):
     return read_test_csv(synth_dir / "test.csv").head(16).reset_index(drop=True)
 
 
-def test_vllm_path_matches_transformers_where_labels_are_in_the_top_20(tiny_model_dir, tiny_model, frame, monkeypatch):
+def test_vllm_requests_exactly_the_label_ids_and_matches_transformers(tiny_model_dir, tiny_model, frame, monkeypatch):
+    """No lifting: the random tiny model rarely ranks a label in its top 20, the exact request still gets all five."""
+    import torch
+
     from submission.engine_hf import load_tokenizer
 
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: True)
     label_ids = engine_vllm.label_token_ids(load_tokenizer(tiny_model_dir))
-    api, calls = fake_api(tiny_model, lift_ids=label_ids)
+    api, calls = fake_api(tiny_model)
     monkeypatch.setattr(engine_vllm, "load_vllm_api", lambda: api)
     hf = predict(frame, RunSettings(model_dir=tiny_model_dir, device="cpu", engine="hf"))
     got = predict(frame, RunSettings(model_dir=tiny_model_dir, device="cpu", engine="vllm"))
@@ -31,19 +35,54 @@ def test_vllm_path_matches_transformers_where_labels_are_in_the_top_20(tiny_mode
     (kwargs,) = calls["init"]
     assert kwargs["skip_tokenizer_init"] is True and kwargs["enforce_eager"] is False
     assert kwargs["max_model_len"] == 4097 and kwargs["dtype"] == "bfloat16"
-    assert {(p.max_tokens, p.temperature, p.logprobs) for p in calls["params"]} == {(1, 0.0, 20)}
+    assert {(p.max_tokens, p.temperature, p.logprobs, tuple(p.logprob_token_ids), p.detokenize)
+            for p in calls["params"]} == {(1, 0.0, 5, tuple(label_ids), False)}
     assert all(set(p) == {"prompt_token_ids"} for p in calls["prompts"])
-    # Renormalised label probabilities are the same from logits or from logprobs when every label is shown.
     np.testing.assert_allclose(got.probabilities, hf.probabilities, atol=1e-6)
     assert got.scores == hf.scores
 
 
-def test_labels_missing_from_the_top_20_get_a_floor_not_zero(tiny_model_dir, tiny_model, frame, monkeypatch):
-    api, _ = fake_api(tiny_model)  # random tiny model: the label tokens are rarely in its top 20
+def test_vllm_runs_fp16_on_a_gpu_without_bf16(tiny_model_dir, tiny_model, monkeypatch):
+    import torch
+
+    from submission.engine_hf import load_tokenizer
+
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: False)
+    api, calls = fake_api(tiny_model)
+    monkeypatch.setattr(engine_vllm, "load_vllm_api", lambda: api)
+    engine_vllm.VllmEngine(tiny_model_dir, load_tokenizer(tiny_model_dir), max_model_len=512)
+    assert calls["init"][0]["dtype"] == "float16"
+
+
+def test_transformers_engine_picks_fp16_on_cuda_without_bf16_and_fp32_on_cpu(monkeypatch):
+    import torch
+
+    from submission.engine_hf import preferred_dtype
+
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: False)
+    assert (preferred_dtype("cuda"), preferred_dtype("cuda:1"), preferred_dtype("cpu")) == ("float16", "float16", "float32")
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: True)
+    assert preferred_dtype("cuda") == "bfloat16"
+
+
+def test_a_vllm_without_logprob_token_ids_falls_back_to_top_20_with_a_floor(tiny_model_dir, tiny_model, frame,
+                                                                             monkeypatch):
+    api, calls = fake_api(tiny_model, token_ids_param=False)  # random tiny model: labels rarely in its top 20
     monkeypatch.setattr(engine_vllm, "load_vllm_api", lambda: api)
     got = predict(frame, RunSettings(model_dir=tiny_model_dir, device="cpu", engine="vllm"))
+    assert got.meta["engine"] == "vllm"
+    assert {(p.logprobs, p.detokenize) for p in calls["params"]} == {(20, False)}
     allowed = np.array([[p > 0 for p in row] for row in got.probabilities])
     assert np.isfinite(got.probabilities).all() and allowed.sum(axis=1).min() >= 2
+
+
+def test_a_missing_label_logprob_is_an_error_not_a_guess():
+    from submission.scoring import exact_label_logprobs
+
+    with pytest.raises(ValueError, match="no logprob returned for label token id"):
+        exact_label_logprobs([{1: -0.5, 2: -1.0}], [1, 2, 3, 4, 5])
+    row = exact_label_logprobs([{1: -0.5, 2: float("-inf"), 3: -2.0, 4: -3.0, 5: -4.0, 9: -0.1}], [1, 2, 3, 4, 5])
+    assert row.shape == (1, 5) and np.isfinite(row).all() and row[0, 0] == -0.5 and row[0, 1] < -1000
 
 
 def test_vllm_is_not_imported_on_the_transformers_path(tiny_model_dir, frame):

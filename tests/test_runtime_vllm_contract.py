@@ -50,12 +50,28 @@ def test_llm_accepts_every_keyword_the_engine_passes(vllm_wheel, recorded):
 def test_sampling_params_and_generate_take_what_we_pass(vllm_wheel, recorded):
     fields = class_fields(find_class(vllm_wheel, "vllm/sampling_params.py", "SamplingParams"))
     used = {f.name for p in recorded["params"] for f in dataclasses.fields(p) if getattr(p, f.name) != f.default}
-    assert used == {"max_tokens", "temperature", "logprobs"} and used <= fields
+    assert used == {"max_tokens", "temperature", "logprobs", "logprob_token_ids", "detokenize"}
+    assert used <= fields, f"vllm=={pinned('vllm')} SamplingParams has no {sorted(used - fields)}"
     generate = explicit_params(find_function(vllm_wheel, "vllm/entrypoints/llm.py", "LLM.generate"))
     calls = [n for n in ast.walk(ast.parse(Path(engine_vllm.__file__).read_text(encoding="utf-8")))
              if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and n.func.attr == "generate"]
     assert calls and all(len(c.args) == 2 and {k.arg for k in c.keywords} <= generate for c in calls)
     assert {"prompts", "sampling_params", "use_tqdm"} <= generate
+
+
+def test_logprob_token_ids_means_what_the_engine_assumes(vllm_wheel, recorded):
+    """The pinned source documents exact ids + the sampled token, caps the list at 128 and wants logprobs == len."""
+    source = vllm_wheel.read("vllm/sampling_params.py").decode()
+    assert "logprobs for exactly these token IDs will be returned" in source
+    assert "logprobs must equal len(logprob_token_ids)" in source
+    cap = int(source.split("MAX_LOGPROB_TOKEN_IDS = ")[1].split()[0])
+    (scoring,) = [p for p in recorded["params"] if p.logprob_token_ids]
+    assert scoring.logprobs == len(scoring.logprob_token_ids) == 5 <= cap
+    assert scoring.detokenize is False and scoring.max_tokens == 1
+    # vLLM's own scoring endpoint makes the same request (max_tokens=1, logprobs=len(ids), logprob_token_ids=ids).
+    serving = vllm_wheel.read("vllm/entrypoints/generate/generative_scoring/serving.py").decode()
+    assert "logprob_token_ids=request.label_token_ids" in serving
+    assert "logprobs=len(request.label_token_ids)" in serving
 
 
 def test_the_fake_has_the_shapes_of_the_real_outputs(vllm_wheel, recorded):

@@ -191,8 +191,8 @@ def evaluate(
 ) -> None:
     """Score RUN_DIR/merged with the runtime's scorer; write validation_report.json and PNG plots."""
     from submission.data import DataError
-    from submission.metrics import format_table
     from trainer.evaluate import evaluate_run
+    from trainer.metrics import format_table
 
     if not (run_dir / "training_config.json").is_file():
         _fail(f"{run_dir}: not a run folder (no training_config.json)")
@@ -210,7 +210,14 @@ def report(
     metric: str = typer.Option(None, "--metric", help="Metric to rank by (default: each run's configured metric)."),
 ) -> None:
     """One table across runs: metric, size, time, config deltas; the best is marked."""
+    from submission.metrics import UnknownMetric, check_metric
     from trainer.report import collect_runs, format_report
+
+    if metric is not None:
+        try:
+            check_metric(metric)
+        except UnknownMetric as err:
+            _fail(f"--metric: {err}")
 
     dirs = sorted(p.parent for p in runs.glob("*/training_config.json"))
     if not dirs:

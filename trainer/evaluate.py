@@ -51,7 +51,7 @@ def score_rows(model_dir: Path, prompts, max_tokens: int, device: str | None = N
 
 def metric_objective(metric: str):
     """objective(y_true, y_pred) -> float to MAXIMISE (error metrics negated; undefined -> -inf)."""
-    from submission.metrics import compute_metrics, higher_is_better, metric_value
+    from trainer.metrics import compute_metrics, higher_is_better, metric_value
 
     sign = 1.0 if higher_is_better(metric) else -1.0
 
@@ -64,8 +64,8 @@ def metric_objective(metric: str):
 
 def build_report(probs, allowed, families, y_true, metric: str, class_prior: dict | None, model_dir: Path) -> dict:
     """compute_metrics output + decision (fitted for ``metric``), metric, class_prior, rows, created, model_dir."""
-    from submission.metrics import compute_metrics
     from submission.scoring import decide, fit_thresholds
+    from trainer.metrics import compute_metrics
 
     decision, _ = fit_thresholds(probs, list(y_true), allowed, metric_objective(metric))
     y_pred = decide(probs, allowed, decision)
@@ -115,8 +115,8 @@ def plot_loss_curve(metrics_path: Path, out: Path) -> Path | None:
 def evaluate_run(run_dir: str | Path, data_path: str | Path | None = None, device: str | None = None) -> dict:
     """Evaluate ``RUN_DIR/merged`` on ``data_path`` (default: the run's train CSV, validation ids only)."""
     from submission.data import read_train_csv
-    from submission.metrics import plot_confusion_matrix
     from trainer.merge import MERGED, write_model_card
+    from trainer.metrics import plot_confusion_matrix
     from trainer.train import CONFIG_NAME, METRICS_NAME, PRIOR_NAME, write_json
 
     run_dir = Path(run_dir)

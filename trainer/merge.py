@@ -104,7 +104,7 @@ def write_model_card(run_dir: Path) -> Path:
     ]
     report_path = run_dir / "validation_report.json"
     if report_path.is_file():
-        from submission.metrics import format_table
+        from trainer.metrics import format_table
 
         report = json.loads(report_path.read_text(encoding="utf-8"))
         lines += ["", "## Validation", "", f"decision: `{json.dumps(report.get('decision'))}`", "", "```",

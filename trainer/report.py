@@ -23,6 +23,8 @@ def collect_runs(run_dirs) -> list[dict]:
         report = json.loads(report_path.read_text(encoding="utf-8")) if report_path.is_file() else {}
         rows.append({
             "run": run_dir.name,
+            "report": report,
+            "report_mtime": report_path.stat().st_mtime if report_path.is_file() else 0.0,
             "config": record["config"],
             "metric": record["config"].get("metric", "qwk"),
             "metrics": {k: report.get(k) for k in ("accuracy", "macro_f1", "weighted_f1", "mae", "rmse", "qwk",
@@ -42,13 +44,13 @@ def config_deltas(configs: list[dict]) -> list[dict]:
 
 
 def pick_best_run(rows: list[dict], metric: str) -> int | None:
-    from submission.metrics import higher_is_better
+    """Index of the best run by the runtime's own rule (submission.autopick.rank_order), None when none has ``metric``."""
+    from submission.autopick import rank_order
 
-    scored = [(i, r["metrics"].get(metric)) for i, r in enumerate(rows) if r["metrics"].get(metric) is not None]
-    if not scored:
+    if not rows:
         return None
-    sign = 1 if higher_is_better(metric) else -1
-    return max(scored, key=lambda item: sign * item[1])[0]
+    best = rank_order([r.get("report", {}) for r in rows], metric, [r.get("report_mtime", 0.0) for r in rows])[0]
+    return best if rows[best]["metrics"].get(metric) is not None else None
 
 
 def format_report(rows: list[dict], metric: str | None = None) -> str:
