@@ -25,6 +25,7 @@ sys.path.insert(0, str(ROOT))  # "best" is the runtime's own ranking (submission
 
 from submission.autopick import rank_candidates  # noqa: E402
 from submission.metrics import UnknownMetric, check_metric  # noqa: E402
+from trainer.rundir import RunDir  # noqa: E402  (trainer/ owns the run-folder layout)
 
 RUNTIME_FILES = ("run.sh", "run.py", "Dockerfile")
 EXECUTABLES = ("run.sh", "run.py")
@@ -73,7 +74,7 @@ def check_file(path: Path) -> None:
 
 def run_metric(run_dir: Path, metric: str) -> float | None:
     """The run's ``metric`` as the runtime will read it (the shipped merged/validation_report.json), or None."""
-    return rank_candidates([run_dir / "merged"], metric)[0].value
+    return rank_candidates([RunDir(run_dir).merged], metric)[0].value
 
 
 def choose_runs(runs_dir: Path, pick: list[str], metric: str) -> list[Path]:
@@ -86,11 +87,11 @@ def choose_runs(runs_dir: Path, pick: list[str], metric: str) -> list[Path]:
             if not run.is_dir():
                 raise BundleError(f"--pick {run.name}: no such run in {runs_dir}")
         return chosen
-    merged = [r for r in sorted(runs_dir.iterdir()) if (r / "merged" / "config.json").is_file()]
+    merged = [r for r in sorted(runs_dir.iterdir()) if RunDir(r).has_merged_weights()]
     if not merged:
         raise BundleError(f"{runs_dir}: no run has merged weights (run `python -m trainer merge RUN_DIR`)")
     # The runtime's rule on the folders that ship: same direction, missing values last, ties to the newer report.
-    return [rank_candidates([r / "merged" for r in merged], metric)[0].path.parent]
+    return [rank_candidates([RunDir(r).merged for r in merged], metric)[0].path.parent]
 
 
 def _ensemble_runs(ensemble: Path, runs: list[Path]) -> tuple[list[Path], dict]:
@@ -101,7 +102,8 @@ def _ensemble_runs(ensemble: Path, runs: list[Path]) -> tuple[list[Path], dict]:
     members = []
     for member in data.get("members", []):
         model = (ensemble.parent / member["model"]).resolve()
-        run = model.parent if model.name == "merged" else model
+        run_of_model = RunDir.of_model_dir(model)
+        run = run_of_model.path if run_of_model else model
         if run not in [r.resolve() for r in runs]:
             runs = [*runs, run]
         members.append({**member, "model": f"models/{run.name}"})
@@ -124,9 +126,8 @@ def collect_files(runs: list[Path], ensemble: Path | None) -> dict[str, Path]:
     for path in sorted((ROOT / "submission").rglob("*.py")):
         files[str(path.relative_to(ROOT))] = path
     for run in runs:
-        merged = run / "merged"
-        weights = list(merged.glob("*.safetensors"))
-        if not (merged / "config.json").is_file() or not weights:
+        merged = RunDir(run).merged
+        if not RunDir(run).has_merged_weights():
             raise BundleError(f"{run}: no merged safetensors weights in {merged} (adapter-only runs are not shipped)")
         for path in sorted(p for p in merged.rglob("*") if p.is_file()):
             files[f"models/{run.name}/{path.relative_to(merged)}"] = path

@@ -9,12 +9,13 @@ Unsloth, bitsandbytes and xformers are only imported inside the CUDA branch.
 Loss: batches are LEFT-padded (as the inference engine pads), so every row's target (score tokens + <|im_end|>) sits
 at the end; the forward asks the model for logits at the last few positions only (``logits_to_keep``), i.e. the
 lm_head runs only where labels are (plus at most a couple of masked slots), never over the 151k vocab x sequence.
-Going through the model's own forward keeps DDP, PEFT and Unsloth wrappers in the loop.
+Going through the model's own forward keeps DDP, PEFT and Unsloth wrappers in the loop. The loss is a mean per
+labelled token over the whole optimizer step (all accumulated micro-batches on all ranks): each micro-batch's summed
+loss is divided by the Trainer's ``num_items_in_batch``, so batch 8 x accumulation 1 and 2 x 4 give the same step.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import platform
@@ -24,13 +25,9 @@ import time
 from pathlib import Path
 
 from trainer.config import TrainConfig
+from trainer.rundir import RunDir
 
 log = logging.getLogger("trainer.train")
-
-CONFIG_NAME = "training_config.json"
-METRICS_NAME = "metrics.jsonl"
-PRIOR_NAME = "class_prior.json"
-SECRET_ENV = ("WANDB_API_KEY", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
 
 
 # -- provenance -------------------------------------------------------------------------------------------------
@@ -54,19 +51,6 @@ def git_sha() -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return result.stdout.strip() or None
-
-
-def scrub_secrets(text: str) -> str:
-    """Replace the value of any secret environment variable found in ``text`` (defence in depth for logs/configs)."""
-    for name in SECRET_ENV:
-        value = os.environ.get(name)
-        if value and len(value) >= 4:
-            text = text.replace(value, f"<{name}>")
-    return text
-
-
-def write_json(path: Path, data) -> None:
-    path.write_text(scrub_secrets(json.dumps(data, ensure_ascii=False, indent=2)) + "\n", encoding="utf-8")
 
 
 # -- devices and precision --------------------------------------------------------------------------------------
@@ -157,11 +141,25 @@ class LeftPadCollator:
         }
 
 
-def labelled_loss(model, inputs: dict):
-    """Weighted mean cross-entropy over labelled tokens; logits only for the trailing labelled window."""
-    import torch
-    import torch.nn.functional as F
+class LabelledWindow:
+    """The model's logits over the trailing window that holds every labelled target of a left-padded batch.
 
+    ``logits`` is ``[B, W, V]`` (float32), ``targets`` ``[B, W]`` with -100 where a position carries no label,
+    ``row_weight`` ``[B]`` (class weights; 1.0 by default). Loss terms read this and return a per-token or per-row
+    tensor; :func:`labelled_loss` sums the terms and divides by one normaliser.
+    """
+
+    def __init__(self, logits, targets, row_weight):
+        self.logits, self.targets, self.row_weight = logits, targets, row_weight
+
+    @property
+    def labelled(self):
+        """``[B, W]`` bool: where a target token is."""
+        return self.targets != -100
+
+
+def labelled_window(model, inputs: dict) -> LabelledWindow:
+    """One forward through the model's own ``forward`` (DDP/PEFT/Unsloth stay in the loop), logits only at the end."""
     labels = inputs["labels"]
     targets = labels[:, 1:]  # position t predicts token t+1
     has_label = (targets != -100).any(dim=0)
@@ -175,15 +173,41 @@ def labelled_loss(model, inputs: dict):
         use_cache=False,
     )
     logits = out.logits[:, :-1, :].float()  # [B, window, V]: predictions for targets[:, first:]
-    window_targets = targets[:, first:]
+    return LabelledWindow(logits, targets[:, first:], inputs["weight"].to(logits.device))
+
+
+def token_cross_entropy(window: LabelledWindow):
+    """``[B, W]`` class-weighted cross-entropy of each labelled target token, 0 elsewhere."""
+    import torch.nn.functional as F
+
+    targets = window.targets
     token_loss = F.cross_entropy(
-        logits.reshape(-1, logits.shape[-1]), window_targets.reshape(-1), ignore_index=-100, reduction="none"
-    ).view_as(window_targets)
-    valid = (window_targets != -100).float()
-    weight = inputs["weight"].to(token_loss.device).unsqueeze(1) * valid
-    loss = (token_loss * weight).sum() / weight.sum().clamp(min=1e-8)
-    tokens = torch.as_tensor(int(inputs["attention_mask"].sum()))
-    return loss, tokens
+        window.logits.reshape(-1, window.logits.shape[-1]), targets.reshape(-1), ignore_index=-100, reduction="none"
+    ).view_as(targets)
+    return token_loss * window.row_weight.unsqueeze(1) * window.labelled
+
+
+def labelled_token_count(inputs: dict) -> int:
+    """Labelled target tokens in one batch (what transformers counts into ``num_items_in_batch``)."""
+    return int((inputs["labels"][:, 1:] != -100).sum())
+
+
+def labelled_loss(model, inputs: dict, normaliser=None):
+    """(loss, tokens): summed weighted cross-entropy of the labelled tokens divided by ``normaliser``.
+
+    ``normaliser`` is the number of labelled tokens the loss is a mean over: the whole accumulated (and, under DDP,
+    all-rank) batch during training, this batch's own count when None. Dividing every micro-batch by the same global
+    count makes any split of the same rows (batch x accumulation x ranks) give the same loss and gradients. Class
+    weights (mean 1 over the rows) scale each row's tokens, they do not change the normaliser. ``tokens`` counts the
+    batch's real (unpadded) tokens for throughput.
+    """
+    import torch
+
+    window = labelled_window(model, inputs)
+    summed = token_cross_entropy(window).sum()
+    count = labelled_token_count(inputs) if normaliser is None else normaliser
+    loss = summed / torch.as_tensor(count, dtype=summed.dtype, device=summed.device).clamp(min=1)
+    return loss, torch.as_tensor(int(inputs["attention_mask"].sum()))
 
 
 # -- model ------------------------------------------------------------------------------------------------------
@@ -259,15 +283,25 @@ def _make_trainer_class():
 
         tokens_seen = 0
 
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            # Our compute_loss consumes num_items_in_batch, so the Trainer must always count it and must never
+            # divide by the accumulation steps itself (training_step skips that division exactly when this is True).
+            self.model_accepts_loss_kwargs = True
+
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            loss, tokens = labelled_loss(model, inputs)
+            loss, tokens = labelled_loss(model, inputs, normaliser=num_items_in_batch)
+            if num_items_in_batch is not None:
+                # num_items_in_batch is the all-rank count (average_tokens_across_devices) while DDP averages the
+                # ranks' gradients: undo that average so the step is the mean over every labelled token.
+                loss = loss * self.accelerator.num_processes
             self.tokens_seen += int(tokens)
             return (loss, None) if return_outputs else loss
 
     return JudgeTrainer
 
 
-def _make_progress_callback(metrics_path: Path):
+def _make_progress_callback(run: RunDir):
     from transformers import TrainerCallback
 
     class ProgressCallback(TrainerCallback):
@@ -307,8 +341,7 @@ def _make_progress_callback(metrics_path: Path):
             elapsed = time.perf_counter() - self.start
             record = {"step": state.global_step, "epoch": state.epoch, **logs, "elapsed_s": round(elapsed, 3)}
             record["tokens_per_s"] = round(getattr(self.trainer, "tokens_seen", 0) / max(elapsed, 1e-9), 1)
-            with open(metrics_path, "a", encoding="utf-8") as handle:
-                handle.write(scrub_secrets(json.dumps(record)) + "\n")
+            run.append_metrics(record)
             if self.bar is None:
                 log.info(self._line(state))
 
@@ -319,7 +352,7 @@ def _make_progress_callback(metrics_path: Path):
     return ProgressCallback()
 
 
-def training_arguments(config: TrainConfig, run_dir: Path, precision: str, batch_size: int, grad_accum: int):
+def training_arguments(config: TrainConfig, checkpoints: Path, precision: str, batch_size: int, grad_accum: int):
     from transformers import TrainingArguments
 
     scheduler_kwargs = {"min_lr_rate": config.min_lr_ratio} if config.scheduler == "cosine_with_min_lr" else {}
@@ -332,7 +365,7 @@ def training_arguments(config: TrainConfig, run_dir: Path, precision: str, batch
     return TrainingArguments(
         **distributed_cpu,
         dataloader_pin_memory=not cpu,
-        output_dir=str(run_dir / "checkpoints"),
+        output_dir=str(checkpoints),
         per_device_train_batch_size=batch_size,
         gradient_accumulation_steps=grad_accum,
         learning_rate=config.learning_rate,
@@ -358,6 +391,7 @@ def training_arguments(config: TrainConfig, run_dir: Path, precision: str, batch
         train_sampling_strategy="sequential" if config.curriculum else "random",
         dataloader_num_workers=0,
         ddp_find_unused_parameters=False,
+        average_tokens_across_devices=True,  # num_items_in_batch = labelled tokens over all ranks (compute_loss)
     )
 
 
@@ -365,28 +399,43 @@ def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
-def train_run(config: TrainConfig, resume: bool = False, callbacks=()) -> Path:
-    """Train one config into ``config.run_dir()``; returns the run dir (merge/evaluate are separate steps)."""
+def split_rows(frame, config: TrainConfig, run: RunDir, resume: bool, validation_ids=None):
+    """(train, validation) frames: the given validation ids, else the run's saved split when resuming, else a new one."""
+    from trainer import split
+
+    if validation_ids is not None:
+        ids = set(map(str, validation_ids))
+        log.info("validation split: the %d given ids (the other %d rows train)", len(ids), len(frame) - len(ids))
+        mask = frame["id"].isin(ids)
+        return frame[~mask].reset_index(drop=True), frame[mask].reset_index(drop=True)
+    if resume and run.val_ids_path.is_file():
+        log.info("validation split: reusing %s (resumed run)", run.val_ids_path)
+        return split.split_by_ids(frame, run.val_ids_path)
+    return split.stratified_split(frame, config.val_fraction, config.seed)
+
+
+def train_run(config: TrainConfig, resume: bool = False, callbacks=(), validation_ids=None) -> Path:
+    """Train one config into ``config.run_dir()``; returns the run dir (merge/evaluate are separate steps).
+
+    ``resume``: continue from the run's last checkpoint with its saved validation split. ``validation_ids``: hold
+    exactly these ids out (k-fold) instead of a seeded stratified split.
+    """
     from submission.data import read_train_csv
     from submission.prompting import PromptRenderer
     from trainer import split
 
-    run_dir = config.run_dir()
-    run_dir.mkdir(parents=True, exist_ok=True)
+    run = RunDir(config.run_dir())
+    run.path.mkdir(parents=True, exist_ok=True)
     frame = read_train_csv(config.train_path)
-    val_path = run_dir / split.VAL_IDS
-    if resume and val_path.is_file():
-        train_frame, val_frame = split.split_by_ids(frame, val_path)
-    else:
-        train_frame, val_frame = split.stratified_split(frame, config.val_fraction, config.seed)
+    train_frame, val_frame = split_rows(frame, config, run, resume, validation_ids)
     precision = pick_precision(config)
     unsloth = use_unsloth(config)
     if config.wandb_project:
         os.environ["WANDB_PROJECT"] = config.wandb_project  # WANDB_MODE=offline from the caller is honoured
     if is_main_process():
-        split.save_val_ids(val_frame, val_path)
-        write_json(run_dir / PRIOR_NAME, split.class_prior(train_frame))
-        record = {
+        run.write_val_ids(val_frame["id"])
+        run.write_prior(split.class_prior(train_frame))
+        run.write_record({
             "config": config.model_dump(),
             "backend": "unsloth" if unsloth else "peft",
             "precision": precision,
@@ -396,10 +445,9 @@ def train_run(config: TrainConfig, resume: bool = False, callbacks=()) -> Path:
             "rows": {"train": len(train_frame), "val": len(val_frame)},
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "world_size": int(os.environ.get("WORLD_SIZE", "1")),
-        }
-        write_json(run_dir / CONFIG_NAME, record)
+        })
         if not resume:
-            (run_dir / METRICS_NAME).write_text("", encoding="utf-8")
+            run.start_metrics()
 
     if unsloth:
         from trainer import backend_unsloth
@@ -425,18 +473,17 @@ def train_run(config: TrainConfig, resume: bool = False, callbacks=()) -> Path:
     batch_size, grad_accum = config.batch_size, config.grad_accum
     started = time.perf_counter()
     while True:
-        args = training_arguments(config, run_dir, precision, batch_size, grad_accum)
+        args = training_arguments(config, run.checkpoints, precision, batch_size, grad_accum)
         trainer = _make_trainer_class()(
             model=model, args=args, train_dataset=dataset, data_collator=LeftPadCollator(pad_id)
         )
-        progress = _make_progress_callback(run_dir / METRICS_NAME)
+        progress = _make_progress_callback(run)
         progress.trainer = trainer
         trainer.add_callback(progress)
         for callback in callbacks:
             trainer.add_callback(callback)
-        checkpoint = resume and any((run_dir / "checkpoints").glob("checkpoint-*"))
         try:
-            trainer.train(resume_from_checkpoint=True if checkpoint else None)
+            trainer.train(resume_from_checkpoint=True if resume and run.has_checkpoint() else None)
             break
         except Exception as error:  # noqa: BLE001 - only CUDA OOM is retried
             from submission.engine_hf import is_out_of_memory
@@ -452,31 +499,37 @@ def train_run(config: TrainConfig, resume: bool = False, callbacks=()) -> Path:
 
     seconds = time.perf_counter() - started
     if is_main_process():
-        save_trained(trainer.model, tokenizer, config, run_dir, unsloth)
-        record = json.loads((run_dir / CONFIG_NAME).read_text(encoding="utf-8"))
-        record["train_seconds"] = round(seconds, 2)
-        record["effective_batch"] = {"per_device": batch_size, "grad_accum": grad_accum}
-        record["global_steps"] = trainer.state.global_step
-        record["world_size"] = trainer.args.world_size  # what the Trainer actually ran with
-        record["parallel_mode"] = str(trainer.args.parallel_mode.value)
-        write_json(run_dir / CONFIG_NAME, record)
+        merged_by = save_trained(trainer.model, tokenizer, config, run, unsloth)
+        run.update_record(
+            train_seconds=round(seconds, 2),
+            effective_batch={"per_device": batch_size, "grad_accum": grad_accum},
+            global_steps=trainer.state.global_step,
+            world_size=trainer.args.world_size,  # what the Trainer actually ran with
+            parallel_mode=str(trainer.args.parallel_mode.value),
+            merged_by=merged_by,
+        )
     trainer.accelerator.wait_for_everyone()
-    return run_dir
+    return run.path
 
 
-def save_trained(model, tokenizer, config: TrainConfig, run_dir: Path, unsloth: bool) -> None:
-    """LoRA: ``adapter/`` (merge later). Full FT: straight to ``merged/`` in fp16/bf16. Unsloth: its own merge."""
+def save_trained(model, tokenizer, config: TrainConfig, run: RunDir, unsloth: bool) -> str | None:
+    """Save what training made; returns who wrote ``merged/`` (None: a LoRA adapter that ``merge_run`` merges).
+
+    PEFT LoRA: ``adapter/`` only. Full fine-tuning: ``merged/`` in fp16 directly ("full_finetuning"). Unsloth LoRA:
+    ``adapter/`` plus Unsloth's own fp16 merge ("unsloth"), which ``merge_run`` then keeps instead of merging again.
+    """
     from trainer.merge import save_merged_model
 
     model = getattr(model, "module", model)
     if unsloth and config.is_lora:
         from trainer import backend_unsloth
 
-        model.save_pretrained(str(run_dir / "adapter"))
-        backend_unsloth.save_merged(model, tokenizer, run_dir / "merged")
-        return
+        model.save_pretrained(str(run.adapter))
+        backend_unsloth.save_merged(model, tokenizer, run.merged)
+        return "unsloth"
     if config.is_lora:
-        model.save_pretrained(str(run_dir / "adapter"), safe_serialization=True)
-        tokenizer.save_pretrained(str(run_dir / "adapter"))
-        return
-    save_merged_model(model, tokenizer, run_dir / "merged")
+        model.save_pretrained(str(run.adapter), safe_serialization=True)
+        tokenizer.save_pretrained(str(run.adapter))
+        return None
+    save_merged_model(model, tokenizer, run.merged)
+    return "full_finetuning"
