@@ -75,6 +75,30 @@ def test_batch_split_and_accumulation_give_the_same_loss_and_gradients(
             assert torch.allclose(grad, reference["grads"][name], rtol=1e-4, atol=1e-7), (split, name)
 
 
+@pytest.fixture(scope="module")
+def sixteen_rows(synth_dir):
+    """16 rows (a step of every preset 1-4: 8 x 2 or 4 x 4) with 3- and 2-token targets spread unevenly."""
+    frame = pd.read_csv(synth_dir / "train.csv", dtype={"id": str})
+    rows = pd.concat([frame[frame.score == -1].head(3), frame[frame.score != -1].head(13)]).reset_index(drop=True)
+    assert len(rows) == 16 and (rows.score == -1).sum() == 3
+    return rows
+
+
+def test_presets_log_the_loss_per_labelled_token(tiny_model_dir, sixteen_rows, tmp_path):
+    from trainer.config import EXPERIMENTS, resolve_config
+
+    expected = per_token_cross_entropy(tiny_model_dir, sixteen_rows)
+    splits = set()
+    for experiment in ("1", "2", "3", "4"):
+        preset = resolve_config(experiment)
+        assert preset.batch_size * preset.grad_accum == len(sixteen_rows), EXPERIMENTS[experiment]
+        splits.add((preset.method, preset.batch_size, preset.grad_accum))
+    assert len(splits) >= 3 and any(accum > 1 for _, _, accum in splits)
+    for method, batch, accum in sorted(splits):
+        step = one_step(tiny_model_dir, sixteen_rows, method, batch, accum, tmp_path / f"{method}{batch}x{accum}")
+        assert step["loss"] == pytest.approx(expected, rel=1e-4), (method, batch, accum)
+
+
 @pytest.mark.slow
 def test_two_ddp_ranks_give_the_single_process_loss_and_gradient_norm(
     tiny_model_dir, eight_rows, expected_loss, tmp_path
