@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from submission.data import read_gold_csv, read_test_csv, read_train_csv
 from submission.sections import FAMILIES, classify_family, parse_prompt
 from trainer.cli import app
-from trainer.synth import ENGLISH_FILLER, ENGLISH_SHARE, FAMILY_CRITERIA, make_synthetic
+from trainer.synth import ENGLISH_FILLER, ENGLISH_SHARE, FAMILY_CRITERIA, NOT_APPLICABLE_CRITERIA, make_synthetic
 
 _RUSSIAN_WORD = re.compile(r"[А-Яа-яЁё]+")
 _ENGLISH = set(ENGLISH_FILLER)
@@ -149,9 +149,13 @@ def test_minus_one_test_rows_carry_a_criterion_of_another_family_and_the_minus_o
     labelled = pd.concat([train, test.merge(gold, on="id")], ignore_index=True)
     for prompt, score in zip(labelled["prompt"], labelled["score"], strict=True):
         sections = parse_prompt(prompt)
-        own = FAMILY_CRITERIA[_true_family(sections)]
+        family = _true_family(sections)
+        own = FAMILY_CRITERIA[family]
         if score == -1:
             assert sections.criterion not in own and -1 in sections.allowed, prompt
+            # Another family's own criterion, never a generic text one (those fit any written answer).
+            assert sections.criterion in NOT_APPLICABLE_CRITERIA[family], prompt
+            assert sections.criterion not in FAMILY_CRITERIA["generative"], prompt
             assert sections.answer, "the answer is an ordinary one; only the criterion makes the row not applicable"
         else:
             assert sections.criterion in own, prompt

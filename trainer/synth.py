@@ -23,7 +23,9 @@ and sets how often train rows get it (0: none, like the real train file):
     -1:        the criterion and its scale belong to another task family than the task (a tool-call criterion on
                an arithmetic task, an arithmetic one on a story), always with the ``-1: …`` line in the scale;
                the answer is an ordinary one of the task's family (any share of English), so only the mismatch
-               between task and criterion tells -1 apart
+               between task and criterion tells -1 apart. Only a family's own criteria are used (arithmetic answer
+               and format, tool call): the generative family's text criteria (coherence, task compliance, grammar)
+               apply to any written answer, an arithmetic explanation too, so they never make a row -1
 
 Of the rows whose scale has the -1 line, a share of SHARE in train and 0.4 in test are scored -1 this way; every
 other row is built exactly as above (its own family's criterion, the English-share label). Without the option the
@@ -138,11 +140,16 @@ _SCALES = {
     ],
 }
 _GENERATIVE_CRITERIA = ("Связность текста", "Соответствие заданию", "Грамотность")
-# Criteria of each family; a criterion of another family is "not applicable" under the --train-minus-one rule.
+# Criteria of each family. Under the --train-minus-one rule a -1 row takes a criterion specific to another family;
+# the generative ones are generic text criteria (they fit an arithmetic explanation as well) and never mark -1.
 FAMILY_CRITERIA: dict[str, tuple[str, ...]] = {
     "static": ("Правильность ответа и формата",),
     "function_calling": ("Корректность вызова инструмента",),
     "generative": _GENERATIVE_CRITERIA,
+}
+NOT_APPLICABLE_CRITERIA: dict[str, tuple[str, ...]] = {
+    family: tuple(c for other in ("static", "function_calling") if other != family for c in FAMILY_CRITERIA[other])
+    for family in FAMILY_CRITERIA
 }
 
 
@@ -284,8 +291,7 @@ def _make_row(rng: random.Random, family: str, counts: Counter, split: str,
     if score == -1 and foreign_share is None:
         answer = ""
     elif score == -1:
-        other = rng.choice([f for f in FAMILY_CRITERIA if f != family])
-        criterion = rng.choice(FAMILY_CRITERIA[other])
+        criterion = rng.choice(NOT_APPLICABLE_CRITERIA[family])
     prompt = render_prompt_text(task, reference, answer, criterion, _scale_text(criterion, top, not_applicable))
     return _Row(prompt=prompt, score=score)
 
