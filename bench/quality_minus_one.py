@@ -46,14 +46,15 @@ def test_scores(run_dir: Path, data_dir: Path) -> dict:
     from submission.data import read_gold_csv, read_test_csv
     from submission.metrics import compute_metrics
     from submission.scoring import Decision, decide
-    from trainer.evaluate import score_rows
+    from trainer.evaluate import save_predictions, score_rows
 
     report = json.loads((run_dir / "validation_report.json").read_text(encoding="utf-8"))
     config = json.loads((run_dir / "training_config.json").read_text(encoding="utf-8"))["config"]
     test = read_test_csv(data_dir / "test.csv").merge(read_gold_csv(data_dir / "gold.csv"), on="id")
     probs, allowed, _ = score_rows(run_dir / "merged", test["prompt"], config["max_tokens"])
+    save_predictions(run_dir / "test_predictions.csv", test["id"], probs, test["score"])  # for later analysis
     gold = test["score"].astype(int).to_numpy()
-    out = {"validation": report.get("not_applicable"), "decision": report["decision"]}
+    out = {"validation": report.get("not_applicable"), "rule": report["decision"]}
     for name, decision in [("decision", Decision.from_dict(report["decision"])), ("argmax", Decision())]:
         pred = np.asarray(decide(probs, allowed, decision))
         hits = int(((pred == -1) & (gold == -1)).sum())
@@ -78,7 +79,7 @@ def table(results: list[dict]) -> str:
     for r in results:
         for name in ("decision", "argmax"):
             t = r[name]
-            rule = json.dumps(r["decision"].get("minus_one_threshold")) if name == "decision" else "argmax"
+            rule = json.dumps(r["rule"].get("minus_one_threshold")) if name == "decision" else "argmax"
             lines.append(f"| {r['seed']} | {r['augment']:g} | {name} (P(-1) cut {rule}) | "
                          f"{fmt(t['minus_one_precision'])} | {fmt(t['minus_one_recall'])} | "
                          f"{t['minus_one_predicted']} / {t['minus_one_gold']} | {fmt(t['accuracy_0_3'])} | "
@@ -144,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
             results.append({"seed": seed, "augment": share, "train_seconds": time.perf_counter() - started,
                             **test_scores(run_dir, data)})
             results_path.write_text(json.dumps(results, indent=1), encoding="utf-8")
-            print(f"seed {seed} augment {share:g}: {json.dumps(results[-1]['decision'])}", file=sys.stderr, flush=True)
+            print(f"seed {seed} augment {share:g}: {json.dumps(results[-1])}", file=sys.stderr, flush=True)
     print(table(results))
     return 0
 
