@@ -171,7 +171,7 @@ def auto_ensemble(ranked: list[Candidate], metric: str, tolerance: float, max_me
 
     None unless at least two qualify; at most ``max_members`` (best first). The decision rule: the mean of the
     members' thresholds when every member has thresholds (the expected score of averaged probabilities is the
-    average of the members' expected scores), else argmax.
+    average of the members' expected scores), else argmax; likewise the mean P(-1) threshold when every member has one.
     """
     scored = [c for c in ranked if c.value is not None and c.mode == "score"]
     if len(scored) < 2 or max_members < 2:
@@ -186,6 +186,9 @@ def auto_ensemble(ranked: list[Candidate], metric: str, tolerance: float, max_me
         decision = {"rule": "thresholds", "thresholds": mean}
     else:
         decision = {"rule": "argmax", "thresholds": []}
+    cuts = [d.get("minus_one_threshold") for d in decisions]
+    if all(c is not None for c in cuts):  # P(-1) of averaged probabilities is the members' mean P(-1)
+        decision["minus_one_threshold"] = sum(float(c) for c in cuts) / len(cuts)
     names = ", ".join(f"{display_name(c.path)}={c.value:.4g}" for c in close)
     reason = (f"{len(close)} models within {tolerance:g} {metric} of the best ({names}; at most {max_members}), "
               f"equal weights, {decision['rule']}")

@@ -130,18 +130,23 @@ def expected_score(probs: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Decision:
-    """How probabilities become scores: ``argmax``, or ``thresholds`` on the expected score.
+    """How probabilities become scores: ``argmax``, or ``thresholds`` on the expected score, plus an optional P(-1) cut.
 
     With thresholds ``[t1, t2, t3]`` the expected score e maps to 0 below t1, 1 below t2, 2 below t3, else 3.
-    In both rules -1 wins when its probability is the largest; the result is then moved to the nearest label the
-    rubric allows.
+    Without ``minus_one_threshold`` -1 wins when its probability is the largest. With it, a row whose rubric allows
+    -1 gets -1 exactly when P(-1) >= the threshold, and every other row its best 0..3 score by the rule. The result is
+    then moved to the nearest label the rubric allows.
     """
 
     rule: str = "argmax"
     thresholds: tuple[float, ...] = field(default_factory=tuple)
+    minus_one_threshold: float | None = None
 
     def to_dict(self) -> dict:
-        return {"rule": self.rule, "thresholds": [float(t) for t in self.thresholds]}
+        out = {"rule": self.rule, "thresholds": [float(t) for t in self.thresholds]}
+        if self.minus_one_threshold is not None:  # absent = argmax for -1, as in reports written before the field
+            out["minus_one_threshold"] = float(self.minus_one_threshold)
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping | None) -> Decision:
@@ -153,18 +158,24 @@ class Decision:
         thresholds = tuple(float(t) for t in data.get("thresholds", ()))
         if rule == "thresholds" and (len(thresholds) != 3 or list(thresholds) != sorted(thresholds)):
             raise ValueError(f"thresholds must be 3 increasing numbers, got {thresholds}")
-        return cls(rule, thresholds)
+        minus_one = data.get("minus_one_threshold")
+        if minus_one is not None and not 0.0 <= float(minus_one) <= 1.0:
+            raise ValueError(f"minus_one_threshold must be a probability in 0..1, got {minus_one}")
+        return cls(rule, thresholds, None if minus_one is None else float(minus_one))
 
 
 def decide(probs: np.ndarray, allowed: Sequence[Iterable[int]], decision: Decision = Decision()) -> list[int]:
     """Probabilities [N, 5] -> one allowed int score per row."""
     probs = np.asarray(probs, dtype=np.float64)
-    if decision.rule == "argmax":
-        raw = [LABELS[i] for i in probs.argmax(axis=1)]
-    else:
-        scores = np.searchsorted(np.asarray(decision.thresholds), expected_score(probs), side="right")
+    if decision.minus_one_threshold is None:
         minus = probs.argmax(axis=1) == 0
-        raw = [-1 if m else int(s) for m, s in zip(minus, scores, strict=True)]
+    else:
+        minus = _masks(allowed)[:, 0] & (probs[:, 0] >= decision.minus_one_threshold)
+    if decision.rule == "argmax":
+        ordinal = [LABELS[1 + i] for i in probs[:, 1:].argmax(axis=1)]
+    else:
+        ordinal = np.searchsorted(np.asarray(decision.thresholds), expected_score(probs), side="right").tolist()
+    raw = [-1 if m else int(s) for m, s in zip(minus, ordinal, strict=True)]
     return [_nearest_allowed(s, a) for s, a in zip(raw, allowed, strict=True)]
 
 
@@ -206,6 +217,37 @@ def fit_thresholds(
     if current > best_value:
         return Decision("thresholds", tuple(thresholds)), float(current)
     return best, float(best_value)
+
+
+def fit_minus_one_threshold(
+    probs: np.ndarray, y_true: Sequence[int], allowed: Sequence[Iterable[int]], decision: Decision = Decision()
+) -> tuple[Decision, float]:
+    """``decision`` with the P(-1) threshold that maximises -1 F1 on the rows whose rubric allows -1, or unchanged.
+
+    The rows must hold gold -1 examples (on the contest's data: validation rows made by the not-applicable
+    augmentation, never test rows). The current rule for -1 (argmax, or ``decision``'s own threshold) wins unless
+    a threshold beats it; among equally good thresholds the middle one is taken. Returns (decision, -1 F1).
+    """
+    probs = np.asarray(probs, dtype=np.float64)
+    rows = _masks(allowed)[:, 0]
+    truth = np.asarray([int(y) == -1 for y in y_true])[rows]
+    p_minus = probs[rows, 0]
+
+    def f1(predicted: np.ndarray) -> float:
+        hits = int((predicted & truth).sum())
+        return 2.0 * hits / (int(predicted.sum()) + int(truth.sum())) if hits else 0.0
+
+    current = f1(np.asarray(decide(probs, allowed, decision))[rows] == -1)
+    if not truth.any() or truth.all():
+        return decision, current
+    values = np.unique(p_minus)
+    cuts = (values[:-1] + values[1:]) / 2.0
+    scores = np.array([f1(p_minus >= cut) for cut in cuts])
+    if not len(cuts) or scores.max() <= current:
+        return decision, current
+    best = np.flatnonzero(scores == scores.max())
+    cut = float(cuts[best[len(best) // 2]])
+    return Decision(decision.rule, decision.thresholds, cut), float(scores.max())
 
 
 _RESULT_RE = [

@@ -246,3 +246,32 @@ def test_ensemble_is_decided_on_the_first_chunks_measured_throughput(two_models,
     assert result.meta["strategy"] == ensemble["strategy"] == expected
     assert "at 10 tokens/s (first chunk)" in ensemble["why"]
     assert len(result.meta["model_dirs"]) == (1 if expected == "single" else 2)
+
+
+def test_runtime_applies_a_stored_minus_one_threshold_only_where_the_rubric_allows_minus_one(tiny_model_dir, frame,
+                                                                                             tmp_path):
+    old = place(tiny_model_dir, tmp_path / "old", qwk=0.5, decision={"rule": "argmax", "thresholds": []})
+    new = place(tiny_model_dir, tmp_path / "new", qwk=0.5,
+                decision={"rule": "argmax", "thresholds": [], "minus_one_threshold": 0.0})
+    before = predict(frame, RunSettings(model_dir=old, device="cpu"))
+    after = predict(frame, RunSettings(model_dir=new, device="cpu"))
+    allows = [-1 in parse_prompt(p).allowed for p in frame["prompt"]]
+    assert any(allows) and not all(allows)
+    # A cut at P(-1) >= 0: every row whose rubric has the -1 line says -1, no other row does, the rest is unchanged.
+    assert [s == -1 for s in after.scores] == allows
+    assert [a for a, m in zip(after.scores, allows, strict=True) if not m] == \
+           [b for b, m in zip(before.scores, allows, strict=True) if not m]
+    assert after.meta["decision"]["minus_one_threshold"] == 0.0 and "minus_one_threshold" not in before.meta["decision"]
+
+
+def test_auto_ensemble_averages_the_members_minus_one_thresholds(tmp_path):
+    from submission.autopick import Candidate, auto_ensemble
+
+    def candidate(name, value, cut):
+        decision = {**THRESHOLDS_A, **({"minus_one_threshold": cut} if cut is not None else {})}
+        return Candidate(tmp_path / name, {"qwk": value, "decision": decision}, value)
+
+    both = auto_ensemble([candidate("a", 0.6, 0.2), candidate("b", 0.6, 0.4)], "qwk", 0.02, 2)
+    assert both.decision["minus_one_threshold"] == pytest.approx(0.3)
+    one = auto_ensemble([candidate("a", 0.6, 0.2), candidate("b", 0.6, None)], "qwk", 0.02, 2)
+    assert "minus_one_threshold" not in one.decision  # a member without a cut: argmax decides -1

@@ -12,6 +12,7 @@ from submission.scoring import (
     decide,
     expected_score,
     extract_score_from_text,
+    fit_minus_one_threshold,
     fit_thresholds,
     probabilities_from_label_logits,
     probabilities_from_logits,
@@ -88,6 +89,68 @@ def test_fit_thresholds_beats_argmax_when_probabilities_are_biased():
     assert decision.rule == "thresholds"
     assert value > argmax_acc + 0.3
     assert accuracy_score(y, decide(probs, [LABELS] * 400, decision)) == pytest.approx(value)
+
+
+WITH_MINUS = (-1, 0, 1, 2, 3)
+WITHOUT_MINUS = (0, 1, 2, 3)
+
+
+def test_minus_one_threshold_says_minus_one_below_argmax_and_only_where_the_rubric_allows_it():
+    probs = np.array([
+        [0.40, 0.05, 0.05, 0.10, 0.40],  # P(-1) ties the top: argmax picks -1 (first), the cut too
+        [0.35, 0.05, 0.05, 0.05, 0.50],  # P(-1) not the largest, but above the cut: -1
+        [0.35, 0.05, 0.05, 0.05, 0.50],  # same probabilities, rubric without -1: never -1
+        [0.60, 0.05, 0.25, 0.05, 0.05],  # largest P(-1) yet under a 0.7 cut: the best 0..3 label (1)
+    ])
+    allowed = [WITH_MINUS, WITH_MINUS, WITHOUT_MINUS, WITH_MINUS]
+    assert decide(probs, allowed) == [-1, 3, 3, -1]
+    assert decide(probs, allowed, Decision(minus_one_threshold=0.3)) == [-1, -1, 3, -1]
+    assert decide(probs, allowed, Decision(minus_one_threshold=0.7)) == [3, 3, 3, 1]
+    thresholds = Decision("thresholds", (0.5, 1.5, 2.5), minus_one_threshold=0.3)
+    assert decide(probs, allowed, thresholds) == [-1, -1, 3, -1]
+
+
+def test_decision_without_the_minus_one_field_reads_as_before_and_the_field_round_trips():
+    old = {"rule": "thresholds", "thresholds": [0.5, 1.5, 2.5]}  # a report written before the field existed
+    assert Decision.from_dict(old).minus_one_threshold is None
+    assert Decision.from_dict(old).to_dict() == old
+    cut = Decision("argmax", (), 0.25)
+    assert Decision.from_dict(cut.to_dict()) == cut and cut.to_dict()["minus_one_threshold"] == 0.25
+    with pytest.raises(ValueError, match="probability"):
+        Decision.from_dict({"rule": "argmax", "minus_one_threshold": 1.5})
+
+
+def _minus_one_rows(rng, n, p_minus_gold, p_minus_other):
+    """Rows allowing -1: half gold -1 with P(-1) around p_minus_gold, half gold 2 with P(-1) around p_minus_other."""
+    y = np.array([-1] * (n // 2) + [2] * (n // 2))
+    p_minus = np.where(y == -1, p_minus_gold, p_minus_other) + rng.uniform(-0.05, 0.05, n)
+    probs = np.zeros((n, 5))
+    probs[:, 0] = p_minus
+    probs[:, 3] = 1 - p_minus
+    return probs, y.tolist()
+
+
+def test_minus_one_threshold_is_fitted_when_argmax_misses_the_minus_one_rows():
+    probs, y = _minus_one_rows(np.random.default_rng(0), 200, 0.30, 0.08)  # -1 never the argmax, yet separable
+    allowed = [WITH_MINUS] * len(y)
+    assert -1 not in decide(probs, allowed)
+    decision, f1 = fit_minus_one_threshold(probs, y, allowed)
+    assert 0.13 < decision.minus_one_threshold < 0.25 and f1 == pytest.approx(1.0)
+    assert decide(probs, allowed, decision) == y
+
+
+def test_argmax_is_kept_when_it_already_finds_the_minus_one_rows():
+    probs, y = _minus_one_rows(np.random.default_rng(1), 200, 0.80, 0.10)
+    decision, f1 = fit_minus_one_threshold(probs, y, [WITH_MINUS] * len(y), Decision("thresholds", (0.5, 1.5, 2.5)))
+    assert decision == Decision("thresholds", (0.5, 1.5, 2.5)) and f1 == pytest.approx(1.0)
+
+
+def test_minus_one_threshold_ignores_rows_whose_rubric_has_no_minus_one():
+    probs, y = _minus_one_rows(np.random.default_rng(2), 200, 0.30, 0.08)
+    noise = np.tile([0.9, 0.0, 0.0, 0.1, 0.0], (50, 1))  # high P(-1) on rubrics without -1: not evidence either way
+    decision, _ = fit_minus_one_threshold(np.vstack([probs, noise]), y + [2] * 50,
+                                          [WITH_MINUS] * len(y) + [WITHOUT_MINUS] * 50)
+    assert 0.13 < decision.minus_one_threshold < 0.25
 
 
 @pytest.mark.parametrize("text, allowed, expected", [

@@ -13,9 +13,9 @@ import pytest
 from typer.testing import CliRunner
 
 from submission.data import read_gold_csv, read_test_csv, read_train_csv
-from submission.sections import FAMILIES, parse_prompt
+from submission.sections import FAMILIES, classify_family, parse_prompt
 from trainer.cli import app
-from trainer.synth import ENGLISH_FILLER, ENGLISH_SHARE, make_synthetic
+from trainer.synth import ENGLISH_FILLER, ENGLISH_SHARE, FAMILY_CRITERIA, NOT_APPLICABLE_CRITERIA, make_synthetic
 
 _RUSSIAN_WORD = re.compile(r"[А-Яа-яЁё]+")
 _ENGLISH = set(ENGLISH_FILLER)
@@ -126,3 +126,50 @@ def test_python_dash_m_trainer_lists_the_commands():
 def test_family_mix_covers_each_family_in_train(frames):
     counts = Counter(parse_prompt(p).family for p in frames[0]["prompt"])
     assert min(counts[f] for f in FAMILIES) >= 0.2 * len(frames[0])
+
+
+@pytest.fixture(scope="module")
+def minus_one_frames():
+    return make_synthetic(600, 5, train_minus_one=0)
+
+
+def _true_family(sections) -> str:
+    # The generator's family: the reference is left out because a generative task may carry one (read as static).
+    return classify_family(sections.task, None, sections.answer)
+
+
+def test_train_minus_one_zero_writes_no_minus_one_in_train_but_some_in_test(minus_one_frames):
+    train, _, gold = minus_one_frames
+    assert not (train["score"] == -1).any()
+    assert (gold["score"] == -1).sum() >= 0.03 * len(gold)
+
+
+def test_minus_one_test_rows_carry_a_criterion_of_another_family_and_the_minus_one_line(minus_one_frames):
+    train, test, gold = minus_one_frames
+    labelled = pd.concat([train, test.merge(gold, on="id")], ignore_index=True)
+    for prompt, score in zip(labelled["prompt"], labelled["score"], strict=True):
+        sections = parse_prompt(prompt)
+        family = _true_family(sections)
+        own = FAMILY_CRITERIA[family]
+        if score == -1:
+            assert sections.criterion not in own and -1 in sections.allowed, prompt
+            # Another family's own criterion, never a generic text one (those fit any written answer).
+            assert sections.criterion in NOT_APPLICABLE_CRITERIA[family], prompt
+            assert sections.criterion not in FAMILY_CRITERIA["generative"], prompt
+            assert sections.answer, "the answer is an ordinary one; only the criterion makes the row not applicable"
+        else:
+            assert sections.criterion in own, prompt
+
+
+def test_train_minus_one_share_gives_train_rows_by_the_same_rule():
+    train, _, _ = make_synthetic(600, 5, train_minus_one=1.0)
+    minus = [parse_prompt(p) for p in train.loc[train["score"] == -1, "prompt"]]
+    assert minus and all(s.criterion not in FAMILY_CRITERIA[_true_family(s)] for s in minus)
+
+
+def test_cli_synth_train_minus_one_zero_and_its_bounds(tmp_path):
+    result = CliRunner().invoke(app, ["synth", str(tmp_path), "--rows", "200", "--seed", "4", "--train-minus-one", "0"])
+    assert result.exit_code == 0, result.output
+    assert not (read_train_csv(tmp_path / "train.csv")["score"] == -1).any()
+    bad = CliRunner().invoke(app, ["synth", str(tmp_path), "--rows", "20", "--seed", "4", "--train-minus-one", "1.5"])
+    assert bad.exit_code == 2

@@ -5,6 +5,10 @@
 - ``hard_negative``: corrupt a top-scored answer (drop the second half, or shuffle its words) and lower the score by
   the rubric: a cut answer loses half the scale, a scrambled one the lowest allowed ordinal score. Only rows whose
   score is the scale's maximum are used, so the new label is never an upgrade.
+- ``not_applicable_rows``: new rows labelled -1 ("критерий неприменим"): one row's task, reference and answer with
+  the criterion and scale of a row from another task family, the ``-1: критерий неприменим`` line added to the scale
+  when it lacks one. Only pairings that are certainly not applicable: the families differ (``classify_family``)
+  and the criterion is never seen with the receiving row's family in the frame. Originals are never relabelled.
 """
 
 from __future__ import annotations
@@ -90,3 +94,77 @@ def augment_frame(frame: pd.DataFrame, seed: int, copies: int = 1, hard_negative
                 extra.append({"id": f"{row.id}#neg", "prompt": negative[0], "score": negative[1]})
     rows.append(pd.DataFrame(extra, columns=["id", "prompt", "score"]))
     return pd.concat(rows, ignore_index=True)
+
+
+NOT_APPLICABLE_LINE = "-1: критерий неприменим"
+NOT_APPLICABLE_SUFFIX = "#na"  # id of a not-applicable row: the id of the row whose task and answer it carries + this
+_CRITERION_HEADER = re.compile(r"^[ \t]*#{2,4}[ \t]*критерий оценки[ \t]*:?[ \t]*$", re.MULTILINE | re.IGNORECASE)
+_SCALE_HEADER = re.compile(r"^[ \t]*#{2,4}[ \t]*шкала оценивания по критерию[ \t]*:?[ \t]*$",
+                           re.MULTILINE | re.IGNORECASE)
+
+
+def _split_rubric(prompt: str) -> tuple[str, str] | None:
+    """(task + reference + answer part, criterion + scale part) at the real criterion header (as parse_prompt reads it)."""
+    text = prompt.replace("\r\n", "\n").replace("\r", "\n")
+    scales = list(_SCALE_HEADER.finditer(text))
+    if not scales:
+        return None
+    criteria = [m for m in _CRITERION_HEADER.finditer(text) if m.start() < scales[-1].start()]
+    if not criteria:
+        return None
+    return text[: criteria[-1].start()], text[criteria[-1].start():]
+
+
+def _with_not_applicable_line(rubric: str, allowed: tuple[int, ...]) -> str:
+    scale_header = list(_SCALE_HEADER.finditer(rubric))[-1]
+    if -1 in allowed and re.search(r"^[ \t]*-1[ \t]*[:.)]", rubric[scale_header.end():], re.MULTILINE):
+        return rubric
+    return f"{rubric[: scale_header.end()]}\n{NOT_APPLICABLE_LINE}{rubric[scale_header.end():]}"
+
+
+def not_applicable_rows(frame: pd.DataFrame, share: float, seed: int) -> pd.DataFrame:
+    """About ``share * len(frame)`` new rows scored -1; the frame's own rows are only read, never returned.
+
+    Each new row takes a distinct row's task/reference/answer (id ``<id>#na``) and a donor row's criterion and scale
+    where the donor's family differs and the donor's criterion never occurs with the receiver's family in ``frame``
+    (so a criterion shared across families, say grammar, is never used). Receivers with no such donor are skipped.
+    Pass only one split's rows: donors and receivers both come from ``frame``.
+    """
+    from submission.sections import parse_prompt
+
+    if share <= 0:
+        return pd.DataFrame(columns=["id", "prompt", "score"])
+    rng = random.Random(seed)
+    rows = []
+    for row in frame.itertuples(index=False):
+        sections = parse_prompt(row.prompt)
+        parts = _split_rubric(row.prompt) if sections.parsed else None
+        if parts:
+            rows.append((str(row.id), sections, parts))
+    criteria_seen: dict[str, set[str]] = {}
+    for _, sections, _ in rows:
+        criteria_seen.setdefault(sections.family, set()).add(sections.criterion)
+    wanted = min(len(rows), round(share * len(frame)))
+    out = []
+    for row_id, sections, (head, _) in rng.sample(rows, len(rows)):
+        if len(out) == wanted:
+            break
+        donors = [(s, rubric) for _, s, (_, rubric) in rows
+                  if s.family != sections.family and s.criterion not in criteria_seen[sections.family]]
+        if not donors:
+            continue
+        donor, rubric = rng.choice(donors)
+        prompt = head + _with_not_applicable_line(rubric, donor.allowed)
+        check = parse_prompt(prompt)
+        if (check.task, check.answer, check.criterion) != (sections.task, sections.answer, donor.criterion) \
+                or -1 not in check.allowed:
+            continue  # the pasted rubric would not read back as intended: skip rather than guess
+        out.append({"id": f"{row_id}{NOT_APPLICABLE_SUFFIX}", "prompt": prompt, "score": -1})
+    return pd.DataFrame(out, columns=["id", "prompt", "score"])
+
+
+def add_not_applicable(frame: pd.DataFrame, share: float, seed: int) -> pd.DataFrame:
+    """``frame`` unchanged followed by :func:`not_applicable_rows` of it (nothing added when ``share`` is 0)."""
+    if share <= 0:
+        return frame
+    return pd.concat([frame, not_applicable_rows(frame, share, seed)], ignore_index=True)

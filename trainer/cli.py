@@ -51,14 +51,20 @@ def synth(
     rows: int = typer.Option(..., "--rows", min=1, help="Number of train rows."),
     seed: int = typer.Option(..., "--seed", help="Seed; the same rows and seed give the same files."),
     test_rows: int | None = typer.Option(None, "--test-rows", min=1, help="Number of test rows (default: a quarter of --rows)."),
+    train_minus_one: float | None = typer.Option(
+        None, "--train-minus-one", min=0.0, max=1.0,
+        help="-1 means 'criterion not applicable' (a criterion of another task family); this share of the train rows "
+             "whose scale has a -1 line get it (0: no -1 in train, like the real split; test keeps 0.4). "
+             "Default: the legacy files (-1 = empty answer, rare in train)."),
 ) -> None:
     """Write synthetic judge data in the contest format; the label is learnable from word statistics.
 
-    Score: all-Russian answer 3, a quarter English 2, half 1, all English 0, empty -1 (rule: trainer/synth.py).
+    Score: all-Russian answer 3, a quarter English 2, half 1, all English 0, empty -1; with --train-minus-one,
+    -1 is a criterion of another task family instead (rules: trainer/synth.py).
     """
     from trainer.synth import write_synthetic
 
-    paths = write_synthetic(out_dir, rows=rows, seed=seed, test_rows=test_rows)
+    paths = write_synthetic(out_dir, rows=rows, seed=seed, test_rows=test_rows, train_minus_one=train_minus_one)
     log.info("synthetic data: %d train rows, seed %d", rows, seed)
     for path in paths.values():
         typer.echo(str(path))

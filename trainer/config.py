@@ -65,6 +65,10 @@ class TrainConfig(BaseModel):
     augment: bool = False  # label-preserving variants + hard negatives of the TRAIN split (trainer/augment.py)
     augment_copies: int = Field(1, ge=0)
     hard_negatives: bool = True
+    # Adds this share (of the train split's size) of rows labelled -1: a train row's task + answer with a criterion and
+    # scale of another task family (trainer/augment.py); validation gets the same from its own rows to fit the P(-1)
+    # threshold. 0 = off. For train data without -1 (the real split), else the judge can never say -1.
+    augment_not_applicable: float = Field(0.0, ge=0.0, le=1.0)
     curriculum: bool = False  # train easy -> hard (base model's loss on the target), no shuffling
     val_fraction: float = Field(0.1, gt=0.0, lt=1.0)
     seed: int = 42

@@ -6,6 +6,11 @@ Rows: when the CSV holds every id of the run's ``val_ids.csv`` only those rows a
 split); otherwise every row is. Scoring is PromptRenderer -> TransformersEngine.label_logits ->
 probabilities_from_label_logits -> decide, exactly as submission/runtime.py does; thresholds are fitted here, on
 these rows, for the configured metric (argmax unless beaten).
+
+When the run used ``augment_not_applicable``, the same augmentation is applied to these rows (never to train or test
+rows) and the P(-1) threshold is fitted on them plus the rows whose rubric allows -1 (argmax for -1 unless beaten);
+the report's ``not_applicable`` block gives -1 precision and recall on those rows. The other metrics stay on the
+original rows.
 """
 
 from __future__ import annotations
@@ -57,12 +62,38 @@ def metric_objective(metric: str):
     return objective
 
 
-def build_report(probs, allowed, families, y_true, metric: str, class_prior: dict | None, model_dir: Path) -> dict:
-    """compute_metrics output + decision (fitted for ``metric``), metric, class_prior, rows, created, model_dir."""
-    from submission.scoring import decide, fit_thresholds
+def _minus_one_scores(y_true, y_pred) -> dict:
+    truth = np.asarray(y_true) == -1
+    said = np.asarray(y_pred) == -1
+    hits = int((truth & said).sum())
+    return {"precision": hits / int(said.sum()) if said.any() else None,
+            "recall": hits / int(truth.sum()) if truth.any() else None,
+            "predicted": int(said.sum()), "support": int(truth.sum())}
+
+
+def build_report(probs, allowed, families, y_true, metric: str, class_prior: dict | None, model_dir: Path,
+                 not_applicable: tuple | None = None) -> dict:
+    """compute_metrics output + decision (fitted for ``metric``), metric, class_prior, rows, created, model_dir.
+
+    ``not_applicable`` = (probabilities, allowed) of augmented validation rows, all gold -1: the P(-1) threshold is
+    fitted on them with the original rows whose rubric allows -1, and ``not_applicable`` reports -1 precision/recall.
+    """
     from trainer.metrics import compute_metrics
+    from submission.scoring import decide, fit_minus_one_threshold, fit_thresholds
 
     decision, _ = fit_thresholds(probs, list(y_true), allowed, metric_objective(metric))
+    minus_one_block = None
+    if not_applicable is not None and len(not_applicable[0]):
+        all_probs = np.concatenate([np.asarray(probs), np.asarray(not_applicable[0])])
+        all_allowed = [*allowed, *not_applicable[1]]
+        all_true = [*map(int, y_true), *[-1] * len(not_applicable[0])]
+        before = decision
+        decision, _ = fit_minus_one_threshold(all_probs, all_true, all_allowed, decision)
+        minus_one_block = {
+            "rows": len(all_true), "augmented_rows": len(not_applicable[0]),
+            "decision": _minus_one_scores(all_true, decide(all_probs, all_allowed, decision)),
+            "argmax": _minus_one_scores(all_true, decide(all_probs, all_allowed, before)),
+        }
     y_pred = decide(probs, allowed, decision)
     report = compute_metrics(list(y_true), y_pred, families=families)
     argmax = compute_metrics(list(y_true), decide(probs, allowed), families=None)
@@ -75,6 +106,8 @@ def build_report(probs, allowed, families, y_true, metric: str, class_prior: dic
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "model_dir": str(model_dir),
     })
+    if minus_one_block is not None:
+        report["not_applicable"] = minus_one_block
     return report
 
 
@@ -109,6 +142,7 @@ def plot_loss_curve(run: RunDir, out: Path) -> Path | None:
 def evaluate_run(run_dir: str | Path, data_path: str | Path | None = None, device: str | None = None) -> dict:
     """Evaluate ``RUN_DIR/merged`` on ``data_path`` (default: the run's train CSV, validation ids only)."""
     from submission.data import read_train_csv
+    from trainer.augment import not_applicable_rows
     from trainer.merge import write_model_card
     from trainer.metrics import plot_confusion_matrix
 
@@ -117,11 +151,14 @@ def evaluate_run(run_dir: str | Path, data_path: str | Path | None = None, devic
     if not run.has_merged_weights():
         raise FileNotFoundError(f"{run.merged}: no merged model; run `python -m trainer merge {run.path}` first")
     frame = select_rows(read_train_csv(data_path or config["train_path"]), run)
-    probs, allowed, families = score_rows(run.merged, frame["prompt"], config["max_tokens"], device)
-    report = build_report(probs, allowed, families, frame["score"].astype(int).tolist(), config["metric"],
-                          run.read_prior(), run.merged)
+    augmented = not_applicable_rows(frame, config.get("augment_not_applicable", 0.0), config["seed"])
+    probs, allowed, families = score_rows(run.merged, [*frame["prompt"], *augmented["prompt"]], config["max_tokens"],
+                                          device)
+    n = len(frame)
+    report = build_report(probs[:n], allowed[:n], families[:n], frame["score"].astype(int).tolist(), config["metric"],
+                          run.read_prior(), run.merged, (probs[n:], allowed[n:]) if len(augmented) else None)
     run.write_report(report)
-    save_predictions(run.val_predictions_path, frame["id"].tolist(), probs, frame["score"].astype(int).tolist())
+    save_predictions(run.val_predictions_path, frame["id"].tolist(), probs[:n], frame["score"].astype(int).tolist())
     run.plots.mkdir(exist_ok=True)
     plot_confusion_matrix(report, run.plots / "confusion_matrix.png")
     plot_loss_curve(run, run.plots / "loss_curve.png")

@@ -16,6 +16,20 @@ reference) with a fixed share of its Russian words swapped for English filler wo
 
 Scores are assigned least-used-first, so the classes stay balanced (majority share about 1/4). Train rows get -1
 only rarely (the real train data has none); test rows get it more often. Everything is a function of the seed.
+
+``--train-minus-one SHARE`` (``train_minus_one``) switches -1 to what the rubric line says, "критерий неприменим",
+and sets how often train rows get it (0: none, like the real train file):
+
+    -1:        the criterion and its scale belong to another task family than the task (a tool-call criterion on
+               an arithmetic task, an arithmetic one on a story), always with the ``-1: …`` line in the scale;
+               the answer is an ordinary one of the task's family (any share of English), so only the mismatch
+               between task and criterion tells -1 apart. Only a family's own criteria are used (arithmetic answer
+               and format, tool call): the generative family's text criteria (coherence, task compliance, grammar)
+               apply to any written answer, an arithmetic explanation too, so they never make a row -1
+
+Of the rows whose scale has the -1 line, a share of SHARE in train and 0.4 in test are scored -1 this way; every
+other row is built exactly as above (its own family's criterion, the English-share label). Without the option the
+files are the legacy ones, byte for byte.
 """
 
 from __future__ import annotations
@@ -126,6 +140,17 @@ _SCALES = {
     ],
 }
 _GENERATIVE_CRITERIA = ("Связность текста", "Соответствие заданию", "Грамотность")
+# Criteria of each family. Under the --train-minus-one rule a -1 row takes a criterion specific to another family;
+# the generative ones are generic text criteria (they fit an arithmetic explanation as well) and never mark -1.
+FAMILY_CRITERIA: dict[str, tuple[str, ...]] = {
+    "static": ("Правильность ответа и формата",),
+    "function_calling": ("Корректность вызова инструмента",),
+    "generative": _GENERATIVE_CRITERIA,
+}
+NOT_APPLICABLE_CRITERIA: dict[str, tuple[str, ...]] = {
+    family: tuple(c for other in ("static", "function_calling") if other != family for c in FAMILY_CRITERIA[other])
+    for family in FAMILY_CRITERIA
+}
 
 
 def _scale_text(criterion: str, top: int, not_applicable: bool) -> str:
@@ -236,15 +261,20 @@ def _pick_score(allowed: list[int], counts: Counter, rng: random.Random) -> int:
     return rng.choice([s for s in allowed if counts[s] == low])
 
 
-def _make_row(rng: random.Random, family: str, counts: Counter, split: str) -> _Row:
+def _make_row(rng: random.Random, family: str, counts: Counter, split: str,
+              foreign_share: float | None = None) -> _Row:
+    """One row; ``foreign_share`` None is the legacy empty-answer -1, else the share of -1 by a foreign criterion."""
     top = 2 if rng.random() < _TWO_POINT_SCALE_SHARE else 3
     not_applicable = rng.random() < _NOT_APPLICABLE_SHARE
-    if not_applicable and rng.random() < _MINUS_ONE_SHARE[split]:
+    minus_one_share = _MINUS_ONE_SHARE[split] if foreign_share is None else foreign_share
+    if not_applicable and rng.random() < minus_one_share:
         score = -1
     else:
         score = _pick_score(list(range(top + 1)), counts, rng)
     counts[score] += 1
     share = ENGLISH_SHARE.get((top, score), 0.0)
+    if score == -1 and foreign_share is not None:
+        share = ENGLISH_SHARE[(top, rng.randint(0, top))]
 
     if family == "static":
         task, reference, source = _static_item(rng)
@@ -258,30 +288,38 @@ def _make_row(rng: random.Random, family: str, counts: Counter, split: str) -> _
         task, reference, source = _generative_item(rng)
         criterion = rng.choice(_GENERATIVE_CRITERIA)
         answer = _swap_text(source, share, rng)
-    if score == -1:
+    if score == -1 and foreign_share is None:
         answer = ""
+    elif score == -1:
+        criterion = rng.choice(NOT_APPLICABLE_CRITERIA[family])
     prompt = render_prompt_text(task, reference, answer, criterion, _scale_text(criterion, top, not_applicable))
     return _Row(prompt=prompt, score=score)
 
 
-def _make_rows(n: int, rng: random.Random, split: str) -> list[_Row]:
+def _make_rows(n: int, rng: random.Random, split: str, foreign_share: float | None = None) -> list[_Row]:
     families = ["static", "function_calling", "generative"]
     counts: Counter = Counter()
-    return [_make_row(rng, families[i % 3], counts, split) for i in range(n)]
+    return [_make_row(rng, families[i % 3], counts, split, foreign_share) for i in range(n)]
 
 
-def make_synthetic(rows: int, seed: int, test_rows: int | None = None) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+def make_synthetic(
+    rows: int, seed: int, test_rows: int | None = None, train_minus_one: float | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Train ``id,prompt,score``, test ``id,prompt`` and gold ``id,score`` frames; same arguments, same frames.
 
     ``rows`` is the train size; ``test_rows`` defaults to a quarter of it (at least 1). Ids run on from train into
-    test (``synth-000001`` ...), so they are unique across the three frames' union.
+    test (``synth-000001`` ...), so they are unique across the three frames' union. ``train_minus_one`` (0..1)
+    selects the not-applicable -1 rule of the module docstring and its train share; None keeps the legacy files.
     """
     if rows < 1:
         raise ValueError(f"rows must be >= 1, got {rows}")
+    if train_minus_one is not None and not 0.0 <= train_minus_one <= 1.0:
+        raise ValueError(f"train_minus_one must be within 0..1, got {train_minus_one}")
     test_rows = max(1, rows // 4) if test_rows is None else test_rows
     rng = random.Random(seed)
-    train = _make_rows(rows, rng, "train")
-    test = _make_rows(test_rows, rng, "test")
+    test_minus_one = None if train_minus_one is None else _MINUS_ONE_SHARE["test"]
+    train = _make_rows(rows, rng, "train", train_minus_one)
+    test = _make_rows(test_rows, rng, "test", test_minus_one)
     train_ids = [f"{ID_PREFIX}{i:06d}" for i in range(1, rows + 1)]
     test_ids = [f"{ID_PREFIX}{i:06d}" for i in range(rows + 1, rows + test_rows + 1)]
     train_df = pd.DataFrame({"id": train_ids, "prompt": [r.prompt for r in train], "score": [r.score for r in train]})
@@ -290,11 +328,12 @@ def make_synthetic(rows: int, seed: int, test_rows: int | None = None) -> tuple[
     return train_df, test_df, gold_df
 
 
-def write_synthetic(out_dir: str | Path, rows: int, seed: int, test_rows: int | None = None) -> dict[str, Path]:
+def write_synthetic(out_dir: str | Path, rows: int, seed: int, test_rows: int | None = None,
+                    train_minus_one: float | None = None) -> dict[str, Path]:
     """Write ``train.csv``, ``test.csv`` and ``gold.csv`` (UTF-8) into ``out_dir``; returns the paths by name."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    frames = dict(zip(("train", "test", "gold"), make_synthetic(rows, seed, test_rows), strict=True))
+    frames = dict(zip(("train", "test", "gold"), make_synthetic(rows, seed, test_rows, train_minus_one), strict=True))
     paths = {}
     for name, frame in frames.items():
         paths[name] = out / f"{name}.csv"

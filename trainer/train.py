@@ -461,6 +461,15 @@ def train_run(config: TrainConfig, resume: bool = False, callbacks=(), validatio
         from trainer.augment import augment_frame
 
         fit_frame = augment_frame(fit_frame, config.seed, config.augment_copies, config.hard_negatives)
+    if config.augment_not_applicable:
+        import pandas as pd
+
+        from trainer.augment import not_applicable_rows
+
+        # Built from the train split only: validation makes its own (trainer/evaluate.py), test never.
+        extra = not_applicable_rows(train_frame, config.augment_not_applicable, config.seed)
+        fit_frame = pd.concat([fit_frame, extra], ignore_index=True)
+        log.info("not-applicable augmentation: %d rows labelled -1 added to %d train rows", len(extra), len(train_frame))
     if config.balance == "oversample":
         fit_frame = split.oversample(fit_frame, config.seed)
     weights = split.class_weights(train_frame["score"]) if config.balance == "class_weights" else None
