@@ -78,8 +78,8 @@ def build_report(probs, allowed, families, y_true, metric: str, class_prior: dic
     ``not_applicable`` = (probabilities, allowed) of augmented validation rows, all gold -1: the P(-1) threshold is
     fitted on them with the original rows whose rubric allows -1, and ``not_applicable`` reports -1 precision/recall.
     """
-    from trainer.metrics import compute_metrics
     from submission.scoring import decide, fit_minus_one_threshold, fit_thresholds
+    from trainer.metrics import compute_metrics
 
     decision, _ = fit_thresholds(probs, list(y_true), allowed, metric_objective(metric))
     minus_one_block = None
