@@ -220,31 +220,31 @@ def fit_thresholds(
 
 
 def fit_minus_one_threshold(
-    probs: np.ndarray, y_true: Sequence[int], allowed: Sequence[Iterable[int]], decision: Decision = Decision()
+    probs: np.ndarray,
+    y_true: Sequence[int],
+    allowed: Sequence[Iterable[int]],
+    objective: Callable[[Sequence[int], Sequence[int]], float],
+    decision: Decision = Decision(),
 ) -> tuple[Decision, float]:
-    """``decision`` with the P(-1) threshold that maximises -1 F1 on the rows whose rubric allows -1, or unchanged.
+    """``decision`` with the P(-1) cut that maximises ``objective(y_true, y_pred)`` over all rows, or unchanged.
 
     The rows must hold gold -1 examples (on the contest's data: validation rows made by the not-applicable
-    augmentation, never test rows). The current rule for -1 (argmax, or ``decision``'s own threshold) wins unless
-    a threshold beats it; among equally good thresholds the middle one is taken. Returns (decision, -1 F1).
+    augmentation, never test rows) beside ordinary ones, so a cut pays for the -1 rows it finds with the ordinary
+    rows it turns into -1. Candidate cuts lie between the P(-1) values of rows whose rubric allows -1. The current
+    rule for -1 (argmax, or ``decision``'s own cut) wins unless a cut beats it; among equally good cuts the middle
+    one is taken. Returns (decision, objective value).
     """
     probs = np.asarray(probs, dtype=np.float64)
-    rows = _masks(allowed)[:, 0]
-    truth = np.asarray([int(y) == -1 for y in y_true])[rows]
-    p_minus = probs[rows, 0]
-
-    def f1(predicted: np.ndarray) -> float:
-        hits = int((predicted & truth).sum())
-        return 2.0 * hits / (int(predicted.sum()) + int(truth.sum())) if hits else 0.0
-
-    current = f1(np.asarray(decide(probs, allowed, decision))[rows] == -1)
-    if not truth.any() or truth.all():
-        return decision, current
-    values = np.unique(p_minus)
+    y_true = [int(y) for y in y_true]
+    current = objective(y_true, decide(probs, allowed, decision))
+    values = np.unique(probs[_masks(allowed)[:, 0], 0])
     cuts = (values[:-1] + values[1:]) / 2.0
-    scores = np.array([f1(p_minus >= cut) for cut in cuts])
-    if not len(cuts) or scores.max() <= current:
-        return decision, current
+    if -1 not in y_true or not len(cuts):
+        return decision, float(current)
+    scores = np.array([objective(y_true, decide(probs, allowed, Decision(decision.rule, decision.thresholds, c)))
+                       for c in cuts])
+    if scores.max() <= current:
+        return decision, float(current)
     best = np.flatnonzero(scores == scores.max())
     cut = float(cuts[best[len(best) // 2]])
     return Decision(decision.rule, decision.thresholds, cut), float(scores.max())

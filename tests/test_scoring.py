@@ -134,23 +134,34 @@ def test_minus_one_threshold_is_fitted_when_argmax_misses_the_minus_one_rows():
     probs, y = _minus_one_rows(np.random.default_rng(0), 200, 0.30, 0.08)  # -1 never the argmax, yet separable
     allowed = [WITH_MINUS] * len(y)
     assert -1 not in decide(probs, allowed)
-    decision, f1 = fit_minus_one_threshold(probs, y, allowed)
-    assert 0.13 < decision.minus_one_threshold < 0.25 and f1 == pytest.approx(1.0)
+    decision, value = fit_minus_one_threshold(probs, y, allowed, accuracy_score)
+    assert 0.13 < decision.minus_one_threshold < 0.25 and value == pytest.approx(1.0)
     assert decide(probs, allowed, decision) == y
 
 
 def test_argmax_is_kept_when_it_already_finds_the_minus_one_rows():
     probs, y = _minus_one_rows(np.random.default_rng(1), 200, 0.80, 0.10)
-    decision, f1 = fit_minus_one_threshold(probs, y, [WITH_MINUS] * len(y), Decision("thresholds", (0.5, 1.5, 2.5)))
-    assert decision == Decision("thresholds", (0.5, 1.5, 2.5)) and f1 == pytest.approx(1.0)
+    start = Decision("thresholds", (0.5, 1.5, 2.5))
+    decision, value = fit_minus_one_threshold(probs, y, [WITH_MINUS] * len(y), accuracy_score, start)
+    assert decision == start and value == pytest.approx(1.0)
+
+
+def test_a_cut_that_costs_more_ordinary_rows_than_it_finds_minus_one_rows_is_not_taken():
+    # 10 gold -1 rows at P(-1) 0.30, 40 ordinary rows at 0.25-0.35: any cut low enough to find them mislabels more.
+    rng = np.random.default_rng(3)
+    p_minus = np.concatenate([np.full(10, 0.30), rng.uniform(0.25, 0.35, 40)])
+    probs = np.column_stack([p_minus, np.zeros(50), np.zeros(50), 1 - p_minus, np.zeros(50)])
+    y = [-1] * 10 + [2] * 40
+    decision, value = fit_minus_one_threshold(probs, y, [WITH_MINUS] * 50, accuracy_score)
+    assert decision.minus_one_threshold is None and value == pytest.approx(0.8)
 
 
 def test_minus_one_threshold_ignores_rows_whose_rubric_has_no_minus_one():
     probs, y = _minus_one_rows(np.random.default_rng(2), 200, 0.30, 0.08)
-    noise = np.tile([0.9, 0.0, 0.0, 0.1, 0.0], (50, 1))  # high P(-1) on rubrics without -1: not evidence either way
-    decision, _ = fit_minus_one_threshold(np.vstack([probs, noise]), y + [2] * 50,
-                                          [WITH_MINUS] * len(y) + [WITHOUT_MINUS] * 50)
-    assert 0.13 < decision.minus_one_threshold < 0.25
+    noise = np.tile([0.9, 0.0, 0.0, 0.1, 0.0], (50, 1))  # high P(-1) on rubrics without -1: never turned into -1
+    decision, value = fit_minus_one_threshold(np.vstack([probs, noise]), y + [2] * 50,
+                                              [WITH_MINUS] * len(y) + [WITHOUT_MINUS] * 50, accuracy_score)
+    assert 0.13 < decision.minus_one_threshold < 0.25 and value == pytest.approx(1.0)
 
 
 @pytest.mark.parametrize("text, allowed, expected", [

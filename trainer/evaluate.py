@@ -8,7 +8,7 @@ probabilities_from_label_logits -> decide, exactly as submission/runtime.py does
 these rows, for the configured metric (argmax unless beaten).
 
 When the run used ``augment_not_applicable``, the same augmentation is applied to these rows (never to train or test
-rows) and the P(-1) threshold is fitted on them plus the rows whose rubric allows -1 (argmax for -1 unless beaten);
+rows) and the P(-1) cut is fitted for the metric on them plus these rows (argmax for -1 unless beaten);
 the report's ``not_applicable`` block gives -1 precision and recall on those rows. The other metrics stay on the
 original rows.
 """
@@ -75,8 +75,9 @@ def build_report(probs, allowed, families, y_true, metric: str, class_prior: dic
                  not_applicable: tuple | None = None) -> dict:
     """compute_metrics output + decision (fitted for ``metric``), metric, class_prior, rows, created, model_dir.
 
-    ``not_applicable`` = (probabilities, allowed) of augmented validation rows, all gold -1: the P(-1) threshold is
-    fitted on them with the original rows whose rubric allows -1, and ``not_applicable`` reports -1 precision/recall.
+    ``not_applicable`` = (probabilities, allowed) of augmented validation rows, all gold -1: the P(-1) cut is fitted
+    for ``metric`` on them together with the original rows (a false -1 costs as much as a missed one), and
+    ``not_applicable`` reports -1 precision/recall on both.
     """
     from submission.scoring import decide, fit_minus_one_threshold, fit_thresholds
     from trainer.metrics import compute_metrics
@@ -88,7 +89,7 @@ def build_report(probs, allowed, families, y_true, metric: str, class_prior: dic
         all_allowed = [*allowed, *not_applicable[1]]
         all_true = [*map(int, y_true), *[-1] * len(not_applicable[0])]
         before = decision
-        decision, _ = fit_minus_one_threshold(all_probs, all_true, all_allowed, decision)
+        decision, _ = fit_minus_one_threshold(all_probs, all_true, all_allowed, metric_objective(metric), decision)
         minus_one_block = {
             "rows": len(all_true), "augmented_rows": len(not_applicable[0]),
             "decision": _minus_one_scores(all_true, decide(all_probs, all_allowed, decision)),
