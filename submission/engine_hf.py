@@ -182,3 +182,40 @@ class TransformersEngine:
         self.seconds += time.perf_counter() - start
         self.tokens_scored += sum(len(p) for p in prompts)
         return texts
+
+    def sample_texts(self, prompts: Sequence[Sequence[int]], max_new_tokens: int, samples: int, temperature: float,
+                     seed: int = 0) -> list[list[str]]:
+        """``samples`` continuations per prompt drawn at ``temperature`` with no top-k/top-p cut (new text only).
+
+        For a free-text teacher's score distribution (trainer/distill.py); seeded, so a rerun draws the same texts.
+        """
+        import torch
+
+        texts = []
+        start = time.perf_counter()
+        generator_state = torch.random.get_rng_state()
+        torch.manual_seed(seed)
+        try:
+            for row in prompts:
+                input_ids = torch.as_tensor([list(row)], dtype=torch.long, device=self.device)
+                with torch.inference_mode():
+                    out = self.model.generate(
+                        input_ids=input_ids,
+                        attention_mask=torch.ones_like(input_ids),
+                        max_new_tokens=max_new_tokens,
+                        do_sample=True,
+                        temperature=float(temperature),
+                        top_k=0,
+                        top_p=1.0,
+                        num_return_sequences=samples,
+                        eos_token_id=self.tokenizer.eos_token_id,
+                        pad_token_id=self.pad_id,
+                    )
+                texts.append([self.tokenizer.decode(o[input_ids.shape[1]:].tolist(), skip_special_tokens=True)
+                              for o in out])
+        finally:
+            torch.random.set_rng_state(generator_state)
+        self.seconds += time.perf_counter() - start
+        self.tokens_scored += sum(len(p) for p in prompts) * samples
+        return texts
+

@@ -23,20 +23,21 @@ log = logging.getLogger("trainer.advanced")
 
 
 def kfold(config: TrainConfig, k: int) -> Path:
-    """K stratified folds; fold i trains on the rest and scores fold i. Writes ``oof_predictions.csv`` by id."""
-    from sklearn.model_selection import StratifiedKFold
+    """K stratified folds; fold i trains on the rest and scores fold i. Writes ``oof_predictions.csv`` by id.
 
+    With ``split_by`` (criterion/family) the folds are grouped too: no group is on both sides of a fold.
+    """
     from submission.data import read_train_csv
     from trainer.evaluate import evaluate_run, save_predictions, score_rows
     from trainer.merge import merge_run
+    from trainer.split import fold_indices
     from trainer.train import train_run
 
     frame = read_train_csv(config.train_path)
     base_dir = config.run_dir().with_name(f"{config.resolved_run_name()}_kfold{k}")
     base_dir.mkdir(parents=True, exist_ok=True)
-    folds = StratifiedKFold(n_splits=k, shuffle=True, random_state=config.seed)
     parts = []
-    for i, (_, held) in enumerate(folds.split(frame, frame["score"])):
+    for i, (_, held) in enumerate(fold_indices(frame, k, config.seed, config.split_by)):
         fold_dir = base_dir / f"fold{i}"
         fold_dir.mkdir(exist_ok=True)
         frame.iloc[held][["id"]].to_csv(fold_dir / "val_ids.csv", index=False)

@@ -83,6 +83,35 @@ def build_report(probs, allowed, families, y_true, metric: str, class_prior: dic
     return report
 
 
+def seen_unseen_metrics(prompts, y_true, y_pred, split: dict) -> dict:
+    """Metrics on rows whose group (criterion or family) the run trained on vs rows of groups it never saw.
+
+    ``split`` is ``training_config.json``'s ``split`` record (``split_by``, ``train_groups``); per group too.
+    """
+    from submission.metrics import compute_metrics
+    from trainer.split import row_groups
+
+    keys = ("accuracy", "macro_f1", "mae", "qwk")
+    groups = np.asarray(row_groups(prompts, split["split_by"]))
+    y_true, y_pred = np.asarray(list(y_true)), np.asarray(list(y_pred))
+    seen = np.isin(groups, list(split["train_groups"]))
+
+    def metrics(mask) -> dict | None:
+        if not mask.any():
+            return None
+        found = compute_metrics(y_true[mask], y_pred[mask])
+        return {"n": int(mask.sum()), **{k: found[k] for k in keys}}
+
+    return {
+        "split_by": split["split_by"],
+        "seen": metrics(seen),
+        "unseen": metrics(~seen),
+        "unseen_groups": sorted(set(groups[~seen].tolist())),
+        "per_group": {g: {"seen": bool(g in split["train_groups"]), **metrics(groups == g)}
+                      for g in sorted(set(groups.tolist()))},
+    }
+
+
 def plot_loss_curve(metrics_path: Path, out: Path) -> Path | None:
     """Training loss and learning rate against step, from metrics.jsonl (None when nothing was logged)."""
     if not metrics_path.is_file():
@@ -131,6 +160,11 @@ def evaluate_run(run_dir: str | Path, data_path: str | Path | None = None, devic
     prior = json.loads(prior_path.read_text(encoding="utf-8")) if prior_path.is_file() else {}
     report = build_report(probs, allowed, families, frame["score"].astype(int).tolist(), config["metric"], prior,
                           model_dir)
+    if record.get("split"):
+        from submission.scoring import Decision, decide
+
+        y_pred = decide(probs, allowed, Decision.from_dict(report["decision"]))
+        report["groups"] = seen_unseen_metrics(frame["prompt"], frame["score"].astype(int), y_pred, record["split"])
     write_json(run_dir / REPORT_NAME, report)
     write_json(model_dir / REPORT_NAME, report)
     save_predictions(run_dir / "val_predictions.csv", frame["id"].tolist(), probs,

@@ -117,15 +117,46 @@ class ExampleDataset:
         return self.rows[index]
 
 
+NO_GOLD = -100  # ``gold`` of a row that only has a teacher's soft label
+
+
 def tokenise(frame, renderer, max_tokens: int, weights: dict[int, float] | None = None) -> ExampleDataset:
-    """Rows -> training examples from the runtime's own renderer (only score + end token carry labels)."""
+    """Rows -> training examples from the runtime's own renderer (only score + end token carry labels).
+
+    A row without a score (soft label only) is its prompt alone: no labels, its answer position is the last token.
+    Optional columns: ``p_-1``..``p_3`` (teacher's soft label), ``row_weight`` (multiplies the loss weight).
+    """
+    import math
+
+    from submission.scoring import LABELS, allowed_mask
+    from submission.sections import parse_prompt
+
+    soft_columns = [f"p_{label}" for label in LABELS]
+    has_soft_columns = all(c in frame.columns for c in soft_columns)
     rows = []
-    for prompt, score in zip(frame["prompt"], frame["score"], strict=True):
-        example = renderer.training_example(prompt, int(score), max_tokens)
+    for index, (prompt, score) in enumerate(zip(frame["prompt"], frame["score"], strict=True)):
+        labelled = not (isinstance(score, float) and math.isnan(score))
+        if labelled:
+            example = renderer.training_example(prompt, int(score), max_tokens)
+            input_ids, labels = example.input_ids, example.labels
+        else:
+            input_ids = renderer.render(prompt, max_tokens).input_ids
+            labels = [-100] * len(input_ids)
+        soft = [float(frame[c].iloc[index]) for c in soft_columns] if has_soft_columns else [math.nan] * len(LABELS)
+        has_soft = not any(math.isnan(v) for v in soft)
+        weight = float(weights.get(int(score), 1.0)) if weights and labelled else 1.0
+        if "row_weight" in frame.columns:
+            weight *= float(frame["row_weight"].iloc[index])
         rows.append({
-            "input_ids": example.input_ids,
-            "labels": example.labels,
-            "weight": float(weights.get(int(score), 1.0)) if weights else 1.0,
+            "input_ids": input_ids,
+            "labels": labels,
+            "weight": weight,
+            # tokens after the answer position (the one whose next-token logits hold the label distribution)
+            "answer_offset": sum(label != -100 for label in labels),
+            "allowed": allowed_mask(parse_prompt(prompt).allowed).tolist(),
+            "soft": soft if has_soft else [0.0] * len(LABELS),
+            "has_soft": has_soft,
+            "gold": int(score) if labelled else NO_GOLD,
         })
     return ExampleDataset(rows)
 
@@ -148,13 +179,22 @@ class LeftPadCollator:
             ids[i, longest - n :] = torch.as_tensor(row["input_ids"])
             labels[i, longest - n :] = torch.as_tensor(row["labels"])
             mask[i, longest - n :] = 1
-        return {
+        batch = {
             "input_ids": ids,
             "attention_mask": mask,
             "position_ids": (mask.cumsum(dim=1) - 1).clamp(min=0),
             "labels": labels,
             "weight": torch.tensor([r["weight"] for r in rows], dtype=torch.float32),
         }
+        if all("answer_offset" in r for r in rows):
+            batch.update({
+                "answer_offset": torch.tensor([r["answer_offset"] for r in rows], dtype=torch.long),
+                "allowed": torch.tensor([r["allowed"] for r in rows], dtype=torch.bool),
+                "soft": torch.tensor([r["soft"] for r in rows], dtype=torch.float32),
+                "has_soft": torch.tensor([r["has_soft"] for r in rows], dtype=torch.bool),
+                "gold": torch.tensor([r["gold"] for r in rows], dtype=torch.long),
+            })
+        return batch
 
 
 def labelled_loss(model, inputs: dict):
@@ -365,20 +405,19 @@ def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
-def train_run(config: TrainConfig, resume: bool = False, callbacks=()) -> Path:
-    """Train one config into ``config.run_dir()``; returns the run dir (merge/evaluate are separate steps)."""
-    from submission.data import read_train_csv
+def train_run(config: TrainConfig, resume: bool = False, callbacks=(), row_weights: dict[str, float] | None = None) -> Path:
+    """Train one config into ``config.run_dir()``; returns the run dir (merge/evaluate are separate steps).
+
+    ``row_weights`` (by id) multiply rows' loss weights (hard-example rounds, trainer/hard_examples.py).
+    """
     from submission.prompting import PromptRenderer
-    from trainer import split
+    from trainer import split, training_data
 
     run_dir = config.run_dir()
     run_dir.mkdir(parents=True, exist_ok=True)
-    frame = read_train_csv(config.train_path)
     val_path = run_dir / split.VAL_IDS
-    if resume and val_path.is_file():
-        train_frame, val_frame = split.split_by_ids(frame, val_path)
-    else:
-        train_frame, val_frame = split.stratified_split(frame, config.val_fraction, config.seed)
+    rows = training_data.load_and_split(config, val_path, reuse_saved_split=resume)
+    train_frame, val_frame = rows.train, rows.val
     precision = pick_precision(config)
     unsloth = use_unsloth(config)
     if config.wandb_project:
@@ -393,7 +432,8 @@ def train_run(config: TrainConfig, resume: bool = False, callbacks=()) -> Path:
             "versions": library_versions(),
             "git_sha": git_sha(),
             "data_sha256": split.data_hash(config.train_path),
-            "rows": {"train": len(train_frame), "val": len(val_frame)},
+            "rows": {"train": len(train_frame), "val": len(val_frame), "soft_only": len(rows.unlabelled)},
+            "split": training_data.split_record(config, rows),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "world_size": int(os.environ.get("WORLD_SIZE", "1")),
         }
@@ -408,13 +448,7 @@ def train_run(config: TrainConfig, resume: bool = False, callbacks=()) -> Path:
     else:
         model, tokenizer = build_peft_model(config, precision)
 
-    fit_frame = train_frame
-    if config.augment:
-        from trainer.augment import augment_frame
-
-        fit_frame = augment_frame(fit_frame, config.seed, config.augment_copies, config.hard_negatives)
-    if config.balance == "oversample":
-        fit_frame = split.oversample(fit_frame, config.seed)
+    fit_frame = training_data.fit_rows(config, rows, row_weights)
     weights = split.class_weights(train_frame["score"]) if config.balance == "class_weights" else None
     renderer = PromptRenderer(tokenizer, max_tokens=config.max_tokens)
     dataset = tokenise(fit_frame, renderer, config.max_tokens, weights)
