@@ -9,7 +9,9 @@ Unsloth, bitsandbytes and xformers are only imported inside the CUDA branch.
 Loss: batches are LEFT-padded (as the inference engine pads), so every row's target (score tokens + <|im_end|>) sits
 at the end; the forward asks the model for logits at the last few positions only (``logits_to_keep``), i.e. the
 lm_head runs only where labels are (plus at most a couple of masked slots), never over the 151k vocab x sequence.
-Going through the model's own forward keeps DDP, PEFT and Unsloth wrappers in the loop.
+Going through the model's own forward keeps DDP, PEFT and Unsloth wrappers in the loop. The loss is a mean per
+labelled token over the whole optimizer step (all accumulated micro-batches on all ranks): each micro-batch's summed
+loss is divided by the Trainer's ``num_items_in_batch``, so batch 8 x accumulation 1 and 2 x 4 give the same step.
 """
 
 from __future__ import annotations
@@ -197,11 +199,25 @@ class LeftPadCollator:
         return batch
 
 
-def labelled_loss(model, inputs: dict):
-    """Weighted mean cross-entropy over labelled tokens; logits only for the trailing labelled window."""
-    import torch
-    import torch.nn.functional as F
+class LabelledWindow:
+    """The model's logits over the trailing window that holds every labelled target of a left-padded batch.
 
+    ``logits`` is ``[B, W, V]`` (float32), ``targets`` ``[B, W]`` with -100 where a position carries no label,
+    ``row_weight`` ``[B]`` (class weights; 1.0 by default). Loss terms read this and return a per-token or per-row
+    tensor; :func:`labelled_loss` sums the terms and divides by one normaliser.
+    """
+
+    def __init__(self, logits, targets, row_weight):
+        self.logits, self.targets, self.row_weight = logits, targets, row_weight
+
+    @property
+    def labelled(self):
+        """``[B, W]`` bool: where a target token is."""
+        return self.targets != -100
+
+
+def labelled_window(model, inputs: dict) -> LabelledWindow:
+    """One forward through the model's own ``forward`` (DDP/PEFT/Unsloth stay in the loop), logits only at the end."""
     labels = inputs["labels"]
     targets = labels[:, 1:]  # position t predicts token t+1
     has_label = (targets != -100).any(dim=0)
@@ -215,15 +231,41 @@ def labelled_loss(model, inputs: dict):
         use_cache=False,
     )
     logits = out.logits[:, :-1, :].float()  # [B, window, V]: predictions for targets[:, first:]
-    window_targets = targets[:, first:]
+    return LabelledWindow(logits, targets[:, first:], inputs["weight"].to(logits.device))
+
+
+def token_cross_entropy(window: LabelledWindow):
+    """``[B, W]`` class-weighted cross-entropy of each labelled target token, 0 elsewhere."""
+    import torch.nn.functional as F
+
+    targets = window.targets
     token_loss = F.cross_entropy(
-        logits.reshape(-1, logits.shape[-1]), window_targets.reshape(-1), ignore_index=-100, reduction="none"
-    ).view_as(window_targets)
-    valid = (window_targets != -100).float()
-    weight = inputs["weight"].to(token_loss.device).unsqueeze(1) * valid
-    loss = (token_loss * weight).sum() / weight.sum().clamp(min=1e-8)
-    tokens = torch.as_tensor(int(inputs["attention_mask"].sum()))
-    return loss, tokens
+        window.logits.reshape(-1, window.logits.shape[-1]), targets.reshape(-1), ignore_index=-100, reduction="none"
+    ).view_as(targets)
+    return token_loss * window.row_weight.unsqueeze(1) * window.labelled
+
+
+def labelled_token_count(inputs: dict) -> int:
+    """Labelled target tokens in one batch (what transformers counts into ``num_items_in_batch``)."""
+    return int((inputs["labels"][:, 1:] != -100).sum())
+
+
+def labelled_loss(model, inputs: dict, normaliser=None):
+    """(loss, tokens): summed weighted cross-entropy of the labelled tokens divided by ``normaliser``.
+
+    ``normaliser`` is the number of labelled tokens the loss is a mean over: the whole accumulated (and, under DDP,
+    all-rank) batch during training, this batch's own count when None. Dividing every micro-batch by the same global
+    count makes any split of the same rows (batch x accumulation x ranks) give the same loss and gradients. Class
+    weights (mean 1 over the rows) scale each row's tokens, they do not change the normaliser. ``tokens`` counts the
+    batch's real (unpadded) tokens for throughput.
+    """
+    import torch
+
+    window = labelled_window(model, inputs)
+    summed = token_cross_entropy(window).sum()
+    count = labelled_token_count(inputs) if normaliser is None else normaliser
+    loss = summed / torch.as_tensor(count, dtype=summed.dtype, device=summed.device).clamp(min=1)
+    return loss, torch.as_tensor(int(inputs["attention_mask"].sum()))
 
 
 # -- model ------------------------------------------------------------------------------------------------------
@@ -299,8 +341,18 @@ def _make_trainer_class():
 
         tokens_seen = 0
 
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            # Our compute_loss consumes num_items_in_batch, so the Trainer must always count it and must never
+            # divide by the accumulation steps itself (training_step skips that division exactly when this is True).
+            self.model_accepts_loss_kwargs = True
+
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            loss, tokens = labelled_loss(model, inputs)
+            loss, tokens = labelled_loss(model, inputs, normaliser=num_items_in_batch)
+            if num_items_in_batch is not None:
+                # num_items_in_batch is the all-rank count (average_tokens_across_devices) while DDP averages the
+                # ranks' gradients: undo that average so the step is the mean over every labelled token.
+                loss = loss * self.accelerator.num_processes
             self.tokens_seen += int(tokens)
             return (loss, None) if return_outputs else loss
 
@@ -398,6 +450,7 @@ def training_arguments(config: TrainConfig, run_dir: Path, precision: str, batch
         train_sampling_strategy="sequential" if config.curriculum else "random",
         dataloader_num_workers=0,
         ddp_find_unused_parameters=False,
+        average_tokens_across_devices=True,  # num_items_in_batch = labelled tokens over all ranks (compute_loss)
     )
 
 
