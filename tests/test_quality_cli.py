@@ -91,3 +91,34 @@ def test_kfold_split_by_family_never_straddles(small_train, tiny_model_dir, tmp_
         val_ids = set(pd.read_csv(fold / "val_ids.csv", dtype=str)["id"])
         held, rest = frame[frame.id.isin(val_ids)], frame[~frame.id.isin(val_ids)]
         assert not set(row_groups(held.prompt, "family")) & set(row_groups(rest.prompt, "family"))
+
+
+def test_distill_then_train_on_soft_labels_with_unlabelled_rows_and_ce_mse(small_train, tiny_model_dir, tmp_path):
+    import math
+
+    soft = tmp_path / "soft.csv"
+    frame = pd.read_csv(small_train, dtype={"id": str})
+    frame[["id", "prompt"]].to_csv(tmp_path / "rows.csv", index=False)  # unlabelled input to the teacher
+    _cli(["distill", "--teacher", tiny_model_dir, "--data", tmp_path / "rows.csv", "--out", soft, "--max-tokens", 512])
+    mixed = tmp_path / "mixed.csv"
+    frame.assign(score=[str(s) if i < 40 else "" for i, s in enumerate(frame.score)]).to_csv(mixed, index=False)
+    run = _train(mixed, tiny_model_dir, tmp_path / "runs", "--soft-labels", soft, "--set", "distill_alpha=0.7",
+                 "--set", "loss=ce_mse", "--set", "logging_steps=1")
+    record = json.loads((run / "training_config.json").read_text())
+    assert record["rows"]["soft_only"] == 40 and record["config"]["loss"] == "ce_mse"
+    val_ids = set(pd.read_csv(run / "val_ids.csv", dtype=str)["id"])
+    assert val_ids <= set(frame.id[:40])  # validation rows always carry a gold score
+    losses = [json.loads(line)["loss"] for line in (run / "metrics.jsonl").read_text().splitlines() if '"loss"' in line]
+    assert losses and all(math.isfinite(v) for v in losses)
+    assert (run / "validation_report.json").is_file()
+
+
+def test_train_rejects_rows_with_neither_score_nor_soft_label(small_train, tiny_model_dir, tmp_path):
+    frame = pd.read_csv(small_train, dtype={"id": str})
+    soft = tmp_path / "soft.csv"
+    pd.DataFrame({"id": frame.id[:5], "p_-1": 0.0, "p_0": 0.0, "p_1": 0.0, "p_2": 0.0, "p_3": 1.0}).to_csv(soft, index=False)
+    mixed = tmp_path / "mixed.csv"
+    frame.assign(score="").to_csv(mixed, index=False)
+    result = _cli(["train", "--experiment", "demo", "--train-path", mixed, "--base-model", tiny_model_dir,
+                   "--output-dir", tmp_path, "--soft-labels", soft], code=2)
+    assert "no score and no soft label" in result.output

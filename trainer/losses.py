@@ -50,3 +50,55 @@ def squared_score_error(log_student: torch.Tensor, allowed: torch.Tensor, gold: 
     has_ordinal_gold = gold >= 0
     error = expected_ordinal_score(log_student, allowed) - gold.float().clamp(min=0)
     return torch.where(has_ordinal_gold, error.pow(2), torch.zeros_like(error))
+
+
+class Objective:
+    """Which terms a run's loss has, from its config: ``loss: ce | ce_mse`` and ``soft_labels`` + ``distill_alpha``.
+
+    ``label_ids`` are the student tokenizer's label tokens (LABELS order), read at the answer position.
+    """
+
+    def __init__(self, label_ids, distill_alpha: float | None = None, mse_weight: float = 0.0):
+        self.label_ids = list(label_ids)
+        self.distill_alpha = distill_alpha  # None: no soft labels, the CE term alone carries the gold labels
+        self.mse_weight = float(mse_weight)
+
+    @classmethod
+    def from_config(cls, config, label_ids) -> Objective | None:
+        """None when the loss is plain cross-entropy (nothing beyond the token CE to compute)."""
+        alpha = config.distill_alpha if config.soft_labels else None
+        mse = config.mse_weight if config.loss == "ce_mse" else 0.0
+        return None if alpha is None and not mse else cls(label_ids, alpha, mse)
+
+    def row_terms(self, label_logits: torch.Tensor, batch: dict) -> dict[str, torch.Tensor]:
+        """Per-row summed terms ``{"kl": [B], "se": [B]}`` (row-weighted, 0 where a row has no such term)."""
+        allowed = batch["allowed"]
+        log_student = student_log_probs(label_logits, allowed)
+        weight = batch["weight"].to(log_student.device)
+        terms = {}
+        if self.distill_alpha is not None:
+            kl = kl_teacher_student(batch["soft"], log_student, allowed)
+            terms["kl"] = torch.where(batch["has_soft"], kl, torch.zeros_like(kl)) * weight
+        if self.mse_weight:
+            terms["se"] = squared_score_error(log_student, allowed, batch["gold"]) * weight
+        return terms
+
+    def combine(self, token_ce: torch.Tensor, rows: dict[str, torch.Tensor], counts: dict[str, float]) -> torch.Tensor:
+        """(1 - alpha) * CE + alpha * KL (+ mse_weight * MSE), each the SUM over this micro-batch divided by its count
+        over the whole optimizer step (``counts``: tokens, soft rows, ordinal-gold rows), so the step is a mean."""
+        ce = token_ce / max(counts["tokens"], 1)
+        loss = ce if self.distill_alpha is None else (1 - self.distill_alpha) * ce
+        if "kl" in rows:
+            loss = loss + self.distill_alpha * rows["kl"].sum() / max(counts["soft"], 1)
+        if "se" in rows:
+            loss = loss + self.mse_weight * rows["se"].sum() / max(counts["ordinal_gold"], 1)
+        return loss
+
+
+def step_counts(batches: list[dict]) -> dict[str, int]:
+    """What each term is a mean over, counted over the micro-batches of one optimizer step (one rank)."""
+    return {
+        "tokens": sum(int((b["labels"][:, 1:] != -100).sum()) for b in batches),
+        "soft": sum(int(b["has_soft"].sum()) for b in batches if "has_soft" in b),
+        "ordinal_gold": sum(int((b["gold"] >= 0).sum()) for b in batches if "gold" in b),
+    }

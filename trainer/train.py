@@ -207,8 +207,18 @@ class LabelledWindow:
     tensor; :func:`labelled_loss` sums the terms and divides by one normaliser.
     """
 
-    def __init__(self, logits, targets, row_weight):
+    def __init__(self, logits, targets, row_weight, kept_logits=None):
         self.logits, self.targets, self.row_weight = logits, targets, row_weight
+        self.kept_logits = kept_logits  # [B, W + 1, V]: ``logits`` plus the last position (no target after it)
+
+    def answer_label_logits(self, answer_offset, label_ids):
+        """``[B, 5]`` label-token logits at each row's answer position, ``answer_offset`` tokens before the end
+        (the position whose next token is the score: where the runtime reads the label distribution)."""
+        import torch
+
+        kept = self.kept_logits
+        position = kept.shape[1] - 1 - answer_offset.to(kept.device)
+        return kept[torch.arange(kept.shape[0], device=kept.device), position][:, label_ids].float()
 
     @property
     def labelled(self):
@@ -231,7 +241,7 @@ def labelled_window(model, inputs: dict) -> LabelledWindow:
         use_cache=False,
     )
     logits = out.logits[:, :-1, :].float()  # [B, window, V]: predictions for targets[:, first:]
-    return LabelledWindow(logits, targets[:, first:], inputs["weight"].to(logits.device))
+    return LabelledWindow(logits, targets[:, first:], inputs["weight"].to(logits.device), out.logits)
 
 
 def token_cross_entropy(window: LabelledWindow):
@@ -250,7 +260,7 @@ def labelled_token_count(inputs: dict) -> int:
     return int((inputs["labels"][:, 1:] != -100).sum())
 
 
-def labelled_loss(model, inputs: dict, normaliser=None):
+def labelled_loss(model, inputs: dict, normaliser=None, objective=None, counts: dict | None = None):
     """(loss, tokens): summed weighted cross-entropy of the labelled tokens divided by ``normaliser``.
 
     ``normaliser`` is the number of labelled tokens the loss is a mean over: the whole accumulated (and, under DDP,
@@ -258,14 +268,24 @@ def labelled_loss(model, inputs: dict, normaliser=None):
     count makes any split of the same rows (batch x accumulation x ranks) give the same loss and gradients. Class
     weights (mean 1 over the rows) scale each row's tokens, they do not change the normaliser. ``tokens`` counts the
     batch's real (unpadded) tokens for throughput.
+
+    ``objective`` (trainer/losses.py, from ``soft_labels``/``loss: ce_mse``) adds per-row terms read at the answer
+    position, each a mean over its own rows of the step (``counts``; this batch's own when None).
     """
     import torch
 
     window = labelled_window(model, inputs)
     summed = token_cross_entropy(window).sum()
     count = labelled_token_count(inputs) if normaliser is None else normaliser
-    loss = summed / torch.as_tensor(count, dtype=summed.dtype, device=summed.device).clamp(min=1)
-    return loss, torch.as_tensor(int(inputs["attention_mask"].sum()))
+    tokens = torch.as_tensor(int(inputs["attention_mask"].sum()))
+    if objective is None:
+        loss = summed / torch.as_tensor(count, dtype=summed.dtype, device=summed.device).clamp(min=1)
+        return loss, tokens
+    from trainer.losses import step_counts
+
+    counts = dict(counts or step_counts([inputs]), tokens=float(count))
+    label_logits = window.answer_label_logits(inputs["answer_offset"], objective.label_ids)
+    return objective.combine(summed, objective.row_terms(label_logits, inputs), counts), tokens
 
 
 # -- model ------------------------------------------------------------------------------------------------------
@@ -341,14 +361,33 @@ def _make_trainer_class():
 
         tokens_seen = 0
 
-        def __init__(self, *args, **kwargs):
+        def __init__(self, *args, objective=None, **kwargs):
             super().__init__(*args, **kwargs)
+            self.objective = objective  # trainer/losses.py Objective, or None for plain cross-entropy
+            self.step_rows = None
             # Our compute_loss consumes num_items_in_batch, so the Trainer must always count it and must never
             # divide by the accumulation steps itself (training_step skips that division exactly when this is True).
             self.model_accepts_loss_kwargs = True
 
+        def get_batch_samples(self, epoch_iterator, num_batches, device):
+            """The step's micro-batches; with row-level loss terms also their row counts (over all ranks)."""
+            batches, num_items_in_batch = super().get_batch_samples(epoch_iterator, num_batches, device)
+            if self.objective is not None and batches:
+                import torch
+
+                from trainer.losses import step_counts
+
+                counts = step_counts(batches)
+                if self.args.world_size > 1:
+                    mine = torch.tensor([counts["soft"], counts["ordinal_gold"]], device=device)
+                    total = self.accelerator.gather(mine).view(-1, 2).sum(dim=0)
+                    counts.update(soft=int(total[0]), ordinal_gold=int(total[1]))
+                self.step_rows = counts
+            return batches, num_items_in_batch
+
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            loss, tokens = labelled_loss(model, inputs, normaliser=num_items_in_batch)
+            loss, tokens = labelled_loss(model, inputs, normaliser=num_items_in_batch, objective=self.objective,
+                                         counts=self.step_rows if num_items_in_batch is not None else None)
             if num_items_in_batch is not None:
                 # num_items_in_batch is the all-rank count (average_tokens_across_devices) while DDP averages the
                 # ranks' gradients: undo that average so the step is the mean over every labelled token.
@@ -509,12 +548,16 @@ def train_run(config: TrainConfig, resume: bool = False, callbacks=(), row_weigh
     if config.curriculum:
         dataset = curriculum_order(model, dataset, LeftPadCollator(pad_id))
 
+    from submission.scoring import label_token_ids
+    from trainer.losses import Objective
+
+    objective = Objective.from_config(config, label_token_ids(tokenizer))
     batch_size, grad_accum = config.batch_size, config.grad_accum
     started = time.perf_counter()
     while True:
         args = training_arguments(config, run_dir, precision, batch_size, grad_accum)
         trainer = _make_trainer_class()(
-            model=model, args=args, train_dataset=dataset, data_collator=LeftPadCollator(pad_id)
+            model=model, args=args, train_dataset=dataset, data_collator=LeftPadCollator(pad_id), objective=objective
         )
         progress = _make_progress_callback(run_dir / METRICS_NAME)
         progress.trainer = trainer
