@@ -154,7 +154,12 @@ def evaluate_run(run_dir: str | Path, data_path: str | Path | None = None, devic
     model_dir = run_dir / MERGED
     if not (model_dir / "config.json").is_file():
         raise FileNotFoundError(f"{model_dir}: no merged model; run `python -m trainer merge {run_dir}` first")
-    frame = select_rows(read_train_csv(data_path or config["train_path"]), run_dir)
+    if config.get("soft_labels"):  # its train CSV may hold rows without a score: they are not evaluated
+        from trainer.distill import read_gold_rows
+
+        frame = select_rows(read_gold_rows(data_path or config["train_path"]), run_dir)
+    else:
+        frame = select_rows(read_train_csv(data_path or config["train_path"]), run_dir)
     probs, allowed, families = score_rows(model_dir, frame["prompt"], config["max_tokens"], device)
     prior_path = run_dir / PRIOR_NAME
     prior = json.loads(prior_path.read_text(encoding="utf-8")) if prior_path.is_file() else {}
