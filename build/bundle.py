@@ -21,6 +21,10 @@ import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # run as a script outside the installed project: trainer/ owns the run-folder layout
+    sys.path.append(str(ROOT))
+from trainer.rundir import RunDir  # noqa: E402
+
 RUNTIME_FILES = ("run.sh", "Dockerfile")
 PICKLE_PATTERNS = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl", "*.pickle")
 SECRET_PATTERNS = (".env", "*.env", "*token*", "*secret*", ".netrc", "wandb-settings", "settings", "*.pem", "*.key",
@@ -66,12 +70,7 @@ def check_file(path: Path) -> None:
 
 
 def run_metric(run_dir: Path, metric: str) -> float | None:
-    report = run_dir / "merged" / "validation_report.json"
-    if not report.is_file():
-        report = run_dir / "validation_report.json"
-    if not report.is_file():
-        return None
-    value = json.loads(report.read_text(encoding="utf-8")).get(metric)
+    value = RunDir(run_dir).read_report().get(metric)
     return None if value is None else float(value)
 
 
@@ -86,7 +85,7 @@ def choose_runs(runs_dir: Path, pick: list[str], metric: str) -> list[Path]:
                 raise BundleError(f"--pick {run.name}: no such run in {runs_dir}")
         return chosen
     lower_is_better = metric in {"mae", "rmse"}
-    merged = [r for r in sorted(runs_dir.iterdir()) if (r / "merged" / "config.json").is_file()]
+    merged = [r for r in sorted(runs_dir.iterdir()) if RunDir(r).has_merged_weights()]
     if not merged:
         raise BundleError(f"{runs_dir}: no run has merged weights (run `python -m trainer merge RUN_DIR`)")
     scored = [(run_metric(r, metric), r) for r in merged]
@@ -104,7 +103,8 @@ def _ensemble_runs(ensemble: Path, runs: list[Path]) -> tuple[list[Path], dict]:
     members = []
     for member in data.get("members", []):
         model = (ensemble.parent / member["model"]).resolve()
-        run = model.parent if model.name == "merged" else model
+        run_of_model = RunDir.of_model_dir(model)
+        run = run_of_model.path if run_of_model else model
         if run not in [r.resolve() for r in runs]:
             runs = [*runs, run]
         members.append({**member, "model": f"models/{run.name}"})
@@ -127,9 +127,8 @@ def collect_files(runs: list[Path], ensemble: Path | None) -> dict[str, Path]:
     for path in sorted((ROOT / "submission").rglob("*.py")):
         files[str(path.relative_to(ROOT))] = path
     for run in runs:
-        merged = run / "merged"
-        weights = list(merged.glob("*.safetensors"))
-        if not (merged / "config.json").is_file() or not weights:
+        merged = RunDir(run).merged
+        if not RunDir(run).has_merged_weights():
             raise BundleError(f"{run}: no merged safetensors weights in {merged} (adapter-only runs are not shipped)")
         for path in sorted(p for p in merged.rglob("*") if p.is_file()):
             files[f"models/{run.name}/{path.relative_to(merged)}"] = path

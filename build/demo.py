@@ -20,6 +20,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # run as a script outside the installed project: trainer/ owns the run-folder layout
+    sys.path.append(str(ROOT))
+from trainer.rundir import RunDir  # noqa: E402
 
 
 def step(title: str, command: list[str], env: dict) -> str:
@@ -59,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
              "--base-model", str(base), "--output-dir", str(runs)]
     if args.fast:
         train += ["--set", "max_steps=120", "--set", "save_steps=1000"]
-    run_dir = Path(step("train + merge + evaluate", train, env).strip().splitlines()[-1])
+    run = RunDir(step("train + merge + evaluate", train, env).strip().splitlines()[-1])
     bundle = dist / "submission.zip"
     step("bundle", [py, "build/bundle.py", "--runs", str(runs), "--out", str(bundle)], env)
     isolation = isolation_mode()
@@ -69,9 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     report = json.loads((dist / "grade" / "grade_report.json").read_text(encoding="utf-8"))
     print("\n" + graded)
     print(f"demo finished in {time.perf_counter() - started:.0f} s")
-    for name, path in [("train/test/gold CSVs", data), ("tiny base model", base), ("run dir", run_dir),
-                       ("merged model", run_dir / "merged"), ("validation report", run_dir / "validation_report.json"),
-                       ("plots", run_dir / "plots"), ("submission zip", bundle),
+    for name, path in [("train/test/gold CSVs", data), ("tiny base model", base), ("run dir", run.path),
+                       ("merged model", run.merged), ("validation report", run.report_path),
+                       ("plot images", run.plots), ("submission zip", bundle),
                        ("grade report", dist / "grade" / "grade_report.json")]:
         print(f"  {name:<22} {path}")
     return 0 if report["valid"] else 1

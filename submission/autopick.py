@@ -16,6 +16,7 @@ from submission.metrics import higher_is_better, metric_value
 log = logging.getLogger(__name__)
 
 REPORT_NAME = "validation_report.json"
+MERGED_DIR = "merged"  # a training run's model folder (runs/<name>/merged); trainer/rundir.py reuses both names
 ENSEMBLE_NAME = "ensemble.json"
 JUDGE_NAME = "judge.json"
 
@@ -85,7 +86,7 @@ def candidate_model_dirs(roots: list[Path]) -> list[Path]:
         if not root.is_dir():
             continue
         options = [root, *sorted(p for p in root.iterdir() if p.is_dir())]
-        options += sorted(p for p in root.glob("*/merged") if p.is_dir())
+        options += sorted(p for p in root.glob(f"*/{MERGED_DIR}") if p.is_dir())
         for path in options:
             resolved = path.resolve()
             if resolved not in seen and is_model_dir(path):
@@ -118,7 +119,7 @@ def rank_candidates(dirs: list[Path], metric: str) -> list[Candidate]:
 
 def display_name(path: Path) -> str:
     """``runs/exp1/merged`` -> ``exp1``; ``models/a`` -> ``a``."""
-    return path.parent.name if path.name == "merged" else path.name
+    return path.parent.name if path.name == MERGED_DIR else path.name
 
 
 def pick_reason(ranked: list[Candidate], metric: str) -> str:

@@ -41,7 +41,6 @@ from submission.scoring import LABELS, Decision, decide, extract_score_from_text
 log = logging.getLogger(__name__)
 
 MODEL_DIR_ENV = "AIJ_MODEL_DIR"
-REPORT_NAME = "validation_report.json"
 # Test hook: seconds to sleep before each chunk, so a subprocess test can deliver SIGTERM mid-run.
 CHUNK_SLEEP_ENV = "AIJ_TEST_CHUNK_SLEEP_S"
 BUNDLE_ROOT = Path(__file__).resolve().parent.parent

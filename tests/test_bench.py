@@ -38,3 +38,67 @@ def test_bench_cli_runs_every_suite_on_cpu(tmp_path):
 def test_bench_rejects_an_unknown_suite():
     result = CliRunner().invoke(app, ["bench", "--suite", "speed"])
     assert result.exit_code == 2
+
+
+def test_training_step_backs_off_on_out_of_memory_and_trains_every_row():
+    """An injected OOM on micro-batches over 2 rows halves the budget until they fit; the step still sees all rows."""
+    import torch
+
+    from trainer.bench import MicroBatching, train_step
+
+    rows = [[1] * 10, [2] * 12, [3] * 9, [4] * 11, [5] * 10]
+    seen = []
+
+    def row_losses(part):
+        if len(part) > 2:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        seen.extend(part)
+        return weight.sum() * torch.ones(len(part))
+
+    weight = torch.nn.Parameter(torch.ones(3))
+    optimizer = torch.optim.SGD([weight], lr=0.1)
+    batching = MicroBatching(token_budget=60)  # 5 rows x 12 tokens: one micro-batch at first
+    train_step(rows, row_losses, optimizer, batching)
+    assert batching.backoffs == 1 and batching.token_budget == 30 and batching.steps == 1  # 2 rows of 12 fit
+    assert seen == rows  # the retried step covered every row once (failed attempts saw none)
+    assert torch.allclose(weight, torch.full((3,), 0.9))  # one step, mean loss per row: gradient 1 per weight
+
+
+def test_training_step_reraises_what_is_not_out_of_memory_or_cannot_shrink():
+    import pytest
+    import torch
+
+    from trainer.bench import MicroBatching, train_step
+
+    weight = torch.nn.Parameter(torch.ones(1))
+    optimizer = torch.optim.SGD([weight], lr=0.1)
+
+    def broken(part):
+        raise ValueError("a bug")
+
+    with pytest.raises(ValueError):
+        train_step([[1, 2]], broken, optimizer, MicroBatching(64))
+
+    def always_oom(part):
+        raise torch.OutOfMemoryError("CUDA out of memory")
+
+    batching = MicroBatching(64)
+    with pytest.raises(torch.OutOfMemoryError):
+        train_step([[1, 2], [3, 4]], always_oom, optimizer, batching)
+    assert batching.backoffs == 5  # 64 -> 2 tokens: one row of 2 per micro-batch, then it gives up
+
+
+def test_training_budget_follows_the_free_device_memory(monkeypatch):
+    import torch
+
+    from trainer.bench import MicroBatching, training_token_budget
+
+    assert training_token_budget("cpu", "tiny") == 4096
+    budgets = {}
+    for free_gb in (10, 80):
+        monkeypatch.setattr(torch.cuda, "mem_get_info", lambda free_gb=free_gb: (free_gb * 2**30, 80 * 2**30))
+        budgets[free_gb] = training_token_budget("cuda", "qwen3-0.6b")
+    assert budgets[80] > 7 * budgets[10]
+    longest = [[0] * 4000] * 8  # the workload's longest prompts: full logits over 151,936 labels per token
+    assert [len(p) for p in MicroBatching(budgets[80]).split(longest)] == [2, 2, 2, 2]
+    assert [len(p) for p in MicroBatching(budgets[10]).split(longest)] == [1] * 8

@@ -54,7 +54,7 @@ def test_reference_dropout_adds_copies_to_the_fit_rows(small_train, tiny_model_d
     from trainer.training_data import fit_rows, load_and_split
 
     config = resolve_config("demo", None, ["reference_dropout=1.0"], train_path=str(small_train))
-    rows = load_and_split(config, None, reuse_saved_split=False)
+    rows = load_and_split(config)
     fit = fit_rows(config, rows)
     copies = fit[fit.id.str.endswith("#noref")]
     assert len(copies) > 0 and set(copies.id.str.removesuffix("#noref")) <= set(rows.train.id)

@@ -78,12 +78,33 @@ def _cli(args):
     return Path(result.stdout.strip().splitlines()[-1])
 
 
-def test_kfold_saves_one_out_of_fold_prediction_per_id(tiny_model_dir, synth_dir, tmp_path):
+def test_kfold_scores_each_fold_once_and_saves_one_out_of_fold_prediction_per_id(
+    tiny_model_dir, synth_dir, tmp_path, monkeypatch
+):
+    from trainer import evaluate
+    from trainer.rundir import RunDir
+
+    scored = []
+    real_score_rows = evaluate.score_rows
+
+    def counting_score_rows(model_dir, prompts, *args, **kwargs):
+        scored.append((Path(model_dir), len(list(prompts))))
+        return real_score_rows(model_dir, prompts, *args, **kwargs)
+
+    monkeypatch.setattr(evaluate, "score_rows", counting_score_rows)
     out = _cli(["advanced", "--kfold", "2", "--experiment", "demo", "--train-path", synth_dir / "train.csv",
                 "--base-model", tiny_model_dir, "--output-dir", tmp_path, "--set", "max_steps=2"])
+    frame = _frame(synth_dir)
     oof = pd.read_csv(out / "oof_predictions.csv", dtype={"id": str})
-    assert sorted(oof.id) == sorted(_frame(synth_dir).id)
+    assert sorted(oof.id) == sorted(frame.id)
     assert np.allclose(oof[[c for c in oof.columns if c.startswith("p_")]].sum(axis=1), 1.0)
+    folds = [RunDir(out / f"fold{i}") for i in range(2)]
+    assert sorted(scored) == sorted((fold.merged, len(fold.read_val_ids())) for fold in folds)  # once per fold
+    assert sum(n for _, n in scored) == len(frame)
+    for fold in folds:  # each fold validated on exactly its held-out rows, and trained on the rest
+        assert fold.read_record()["rows"] == {"train": len(frame) - len(fold.read_val_ids()),
+                                              "val": len(fold.read_val_ids())}
+    assert not folds[0].read_val_ids() & folds[1].read_val_ids()
 
 
 def test_ensemble_json_is_what_the_runtime_reads(tiny_model_dir, synth_dir, tmp_path):

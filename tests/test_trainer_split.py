@@ -24,12 +24,15 @@ def test_split_is_stratified_seeded_and_disjoint(synth_dir):
 
 
 def test_val_ids_round_trip(synth_dir, tmp_path):
-    from trainer.split import save_val_ids, split_by_ids, stratified_split
+    from trainer.rundir import RunDir
+    from trainer.split import split_by_ids, stratified_split
 
     frame = _frame(synth_dir)
     _, val = stratified_split(frame, 0.2, seed=0)
-    save_val_ids(val, tmp_path / "val_ids.csv")
-    assert sorted(split_by_ids(frame, tmp_path / "val_ids.csv")[1].id) == sorted(val.id)
+    run = RunDir(tmp_path / "run")
+    run.write_val_ids(val["id"])
+    assert run.read_val_ids() == set(val.id)
+    assert sorted(split_by_ids(frame, run.val_ids_path)[1].id) == sorted(val.id)
 
 
 def test_oversample_balances_without_dropping_rows(synth_dir):

@@ -18,17 +18,20 @@ import numpy as np
 import pandas as pd
 
 from trainer.config import TrainConfig
+from trainer.rundir import RunDir
 
 log = logging.getLogger("trainer.advanced")
 
 
 def kfold(config: TrainConfig, k: int) -> Path:
-    """K stratified folds; fold i trains on the rest and scores fold i. Writes ``oof_predictions.csv`` by id.
+    """K stratified folds; fold i trains on the other folds and holds fold i out as its validation split.
 
-    With ``split_by`` (criterion/family) the folds are grouped too: no group is on both sides of a fold.
+    Each fold is scored once, by ``evaluate_run`` on its held-out rows; ``oof_predictions.csv`` (by id) is the
+    concatenation of the folds' ``val_predictions.csv`` files that scoring wrote. With ``split_by``
+    (criterion/family) the folds are grouped too: no group is on both sides of a fold.
     """
     from submission.data import read_train_csv
-    from trainer.evaluate import evaluate_run, save_predictions, score_rows
+    from trainer.evaluate import evaluate_run
     from trainer.merge import merge_run
     from trainer.split import fold_indices
     from trainer.train import train_run
@@ -38,19 +41,18 @@ def kfold(config: TrainConfig, k: int) -> Path:
     base_dir.mkdir(parents=True, exist_ok=True)
     parts = []
     for i, (_, held) in enumerate(fold_indices(frame, k, config.seed, config.split_by)):
-        fold_dir = base_dir / f"fold{i}"
-        fold_dir.mkdir(exist_ok=True)
-        frame.iloc[held][["id"]].to_csv(fold_dir / "val_ids.csv", index=False)
+        log.info("fold %d/%d: training on %d rows, validating on the %d held-out rows", i + 1, k,
+                 len(frame) - len(held), len(held))
         fold_config = config.model_copy(update={"output_dir": str(base_dir), "run_name": f"fold{i}"})
-        train_run(fold_config, resume=True)  # resume=True makes train_run reuse the val_ids.csv written above
-        merge_run(fold_dir)
-        evaluate_run(fold_dir)
-        rows = frame.iloc[held]
-        probs, _, _ = score_rows(fold_dir / "merged", rows["prompt"], config.max_tokens)
-        parts.append(pd.DataFrame({"id": rows["id"].to_numpy(), "probs": list(probs),
-                                   "score": rows["score"].astype(int).to_numpy()}))
+        fold = RunDir(train_run(fold_config, validation_ids=frame["id"].iloc[held]))
+        merge_run(fold.path)
+        evaluate_run(fold.path)
+        parts.append(pd.read_csv(fold.val_predictions_path, dtype={"id": str}))
     oof = pd.concat(parts, ignore_index=True)
-    save_predictions(base_dir / "oof_predictions.csv", oof["id"], np.stack(oof["probs"]), oof["score"])
+    path = base_dir / "oof_predictions.csv"
+    oof.to_csv(path, index=False)
+    log.info("%s: out-of-fold predictions for %d ids (each fold's validation predictions, scored once)", path,
+             len(oof))
     return base_dir
 
 
@@ -80,24 +82,23 @@ def ensemble(configs: list[TrainConfig], out_dir: Path) -> Path:
     from submission.scoring import fit_thresholds
     from trainer.evaluate import metric_objective, score_rows
     from trainer.merge import merge_run
-    from trainer.split import VAL_IDS, split_by_ids
+    from trainer.split import split_by_ids
     from trainer.train import train_run
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    run_dirs = []
+    runs = []
     for config in configs:
-        run_dir = train_run(config)
-        merge_run(run_dir)
-        run_dirs.append(run_dir)
+        run = RunDir(train_run(config))
+        merge_run(run.path)
+        runs.append(run)
     frame = read_train_csv(configs[0].train_path)
-    val = split_by_ids(frame, run_dirs[0] / VAL_IDS)[1]
-    for run_dir in run_dirs[1:]:
-        other = split_by_ids(frame, run_dir / VAL_IDS)[1]
-        if sorted(other["id"]) != sorted(val["id"]):
-            raise ValueError(f"{run_dir}: a different validation split; give every member the same seed/val_fraction")
+    val = split_by_ids(frame, runs[0].val_ids_path)[1]
+    for run in runs[1:]:
+        if run.read_val_ids() != set(val["id"]):
+            raise ValueError(f"{run.path}: a different validation split; give every member the same seed/val_fraction")
     prob_sets, allowed = [], None
-    for run_dir, config in zip(run_dirs, configs, strict=True):
-        probs, allowed, _ = score_rows(run_dir / "merged", val["prompt"], config.max_tokens)
+    for run, config in zip(runs, configs, strict=True):
+        probs, allowed, _ = score_rows(run.merged, val["prompt"], config.max_tokens)
         prob_sets.append(probs)
     y_true = val["score"].astype(int).tolist()
     metric = configs[0].metric
@@ -107,8 +108,8 @@ def ensemble(configs: list[TrainConfig], out_dir: Path) -> Path:
     from submission.metrics import higher_is_better
 
     record = {
-        "members": [{"model": _relative(Path(r, "merged"), out_dir), "weight": float(w)}
-                    for r, w in zip(run_dirs, weights, strict=True)],
+        "members": [{"model": _relative(run.merged, out_dir), "weight": float(w)}
+                    for run, w in zip(runs, weights, strict=True)],
         "decision": decision.to_dict(),
         "metric": metric,
         "value": float(value if higher_is_better(metric) else -value),

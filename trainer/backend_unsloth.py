@@ -1,19 +1,19 @@
-"""Every call we make into Unsloth, in one place, so a contract test can check them against the pinned version.
+"""Every call we make into Unsloth, in one place, with its keywords built from the config so they can be shown and checked.
 
 Imported only on the CUDA path (trainer/train.py imports this module lazily); Unsloth must be imported before
 transformers/peft/trl so its patches apply, which is why :func:`import_unsloth` runs first on that path.
 Pinned: unsloth==2026.10.9 (pyproject.toml, extra ``gpu-train``).
+
+Each configured value that Unsloth would otherwise default is passed explicitly: its defaults differ from ours
+(``load_in_4bit=True``, ``use_gradient_checkpointing="unsloth"``, ``max_seq_length=2048``, ``random_state=3407``).
+``python -m trainer train --experiment 1 --set backend=unsloth --dry-run`` prints the keywords as resolved;
+tests/test_trainer_unsloth_contract.py runs these functions against a recording fake and checks every keyword
+against the pinned wheel's signatures.
 """
 
 from __future__ import annotations
 
-# The exact keyword arguments we pass, per call; tests/test_trainer_unsloth_contract.py checks them.
-FROM_PRETRAINED_KWARGS = ("model_name", "max_seq_length", "dtype", "load_in_4bit", "full_finetuning")
-GET_PEFT_MODEL_KWARGS = (
-    "r", "target_modules", "lora_alpha", "lora_dropout", "bias", "use_gradient_checkpointing", "random_state",
-    "modules_to_save",
-)
-SAVE_MERGED_KWARGS = ("save_directory", "tokenizer", "save_method")
+MERGE_METHOD = "merged_16bit"  # fp16/bf16 safetensors the runtime loads (never 4-bit, never a LoRA-only save)
 
 
 def available() -> bool:
@@ -36,32 +36,69 @@ def import_unsloth():
     return FastLanguageModel
 
 
+def checkpointing(config):
+    """Unsloth's ``use_gradient_checkpointing``: its offloaded variant when asked for, else off (False, not None)."""
+    return "unsloth" if config.gradient_checkpointing else False
+
+
+def from_pretrained_kwargs(config, dtype) -> dict:
+    """Keywords of ``FastLanguageModel.from_pretrained`` for this config (``dtype``: a torch dtype)."""
+    return {
+        "model_name": config.base_model,
+        "max_seq_length": config.max_tokens,
+        "dtype": dtype,
+        # Exactly one precision flag: QLoRA 4-bit, LoRA on 16-bit weights (an fp16 merge needs them), or full FT.
+        "load_in_4bit": config.method == "qlora",
+        "load_in_8bit": False,
+        "load_in_16bit": config.method == "lora",
+        "full_finetuning": config.method == "full",  # else Unsloth prepares the weights for adapters, not for FT
+        "use_gradient_checkpointing": checkpointing(config),
+        "random_state": config.seed,
+        "trust_remote_code": False,
+    }
+
+
+def get_peft_model_kwargs(config) -> dict:
+    """Keywords of ``FastLanguageModel.get_peft_model`` (after the model) for a LoRA/QLoRA config."""
+    return {
+        "r": config.lora_r,
+        "target_modules": list(config.target_modules),
+        "lora_alpha": config.lora_alpha,
+        "lora_dropout": config.lora_dropout,
+        "bias": "none",
+        "use_gradient_checkpointing": checkpointing(config),
+        "random_state": config.seed,
+        "max_seq_length": config.max_tokens,
+        "modules_to_save": list(config.modules_to_save) or None,
+    }
+
+
+def save_merged_kwargs(out_dir, tokenizer) -> dict:
+    """Keywords of ``model.save_pretrained_merged``: fp16 safetensors + tokenizer in ``out_dir``."""
+    return {"save_directory": str(out_dir), "tokenizer": tokenizer, "save_method": MERGE_METHOD,
+            "safe_serialization": True}
+
+
+def resolved_calls(config, dtype, merged_dir) -> dict:
+    """{call: keywords} as a run of ``config`` makes them (for ``--dry-run``; values made printable)."""
+    calls = {"FastLanguageModel.from_pretrained": from_pretrained_kwargs(config, dtype)}
+    if config.is_lora:
+        calls["FastLanguageModel.get_peft_model"] = get_peft_model_kwargs(config)
+        calls["model.save_pretrained_merged"] = save_merged_kwargs(merged_dir, "<the run's tokenizer>")
+    return {name: {k: v if isinstance(v, (str, int, float, bool, list, type(None))) else str(v)
+                   for k, v in kwargs.items()} for name, kwargs in calls.items()}
+
+
 def load_model(config, dtype):
     """(model, tokenizer): Unsloth model with LoRA adapters (or full weights for ``method: full``)."""
     FastLanguageModel = import_unsloth()
-    model, tokenizer = FastLanguageModel.from_pretrained(
-        model_name=config.base_model,
-        max_seq_length=config.max_tokens,
-        dtype=dtype,
-        load_in_4bit=config.method == "qlora",  # fp16 merge needs unquantised weights unless QLoRA is asked
-        full_finetuning=config.method == "full",  # else Unsloth prepares the weights for adapters, not for FT
-    )
-    if config.method == "full":
+    model, tokenizer = FastLanguageModel.from_pretrained(**from_pretrained_kwargs(config, dtype))
+    if not config.is_lora:
         return model, tokenizer
-    model = FastLanguageModel.get_peft_model(
-        model,
-        r=config.lora_r,
-        target_modules=list(config.target_modules),
-        lora_alpha=config.lora_alpha,
-        lora_dropout=config.lora_dropout,
-        bias="none",
-        use_gradient_checkpointing="unsloth" if config.gradient_checkpointing else False,
-        random_state=config.seed,
-        modules_to_save=list(config.modules_to_save) or None,
-    )
+    model = FastLanguageModel.get_peft_model(model, **get_peft_model_kwargs(config))
     return model, tokenizer
 
 
 def save_merged(model, tokenizer, out_dir) -> None:
-    """fp16 merged weights + tokenizer in ``out_dir``."""
-    model.save_pretrained_merged(save_directory=str(out_dir), tokenizer=tokenizer, save_method="merged_16bit")
+    """fp16 merged weights + tokenizer in ``out_dir`` (Unsloth's own merge; the run is not merged again)."""
+    model.save_pretrained_merged(**save_merged_kwargs(out_dir, tokenizer))

@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from trainer.rundir import RunDir
+
 SHAPES = {
     # Qwen3-0.6B's published config (hidden 1024, 28 layers, 16 query / 8 KV heads of 128, MLP 3072, tied embeddings).
     "qwen3-0.6b": dict(hidden_size=1024, num_hidden_layers=28, num_attention_heads=16, num_key_value_heads=8,
@@ -33,6 +35,7 @@ SHAPES = {
                  intermediate_size=128, vocab_size=2048, max_position_embeddings=4096),
 }
 SUITES = ("scoring", "training", "e2e")
+TRAIN_ROWS_PER_STEP = 8  # rows per optimizer step in the training suite, whatever the micro-batch size
 
 
 @dataclass
@@ -207,10 +210,75 @@ def scoring_methods(model, device: str, batch_rows: int = 16) -> dict[str, Calla
     return methods
 
 
-# -- training ---------------------------------------------------------------------------------------------------
-def training_methods(model, device: str, batch_rows: int) -> dict[str, Callable[[Workload], None]]:
-    """PEFT LoRA r=16: full-logit loss (what a default causal-LM loss does) vs logits only at the label position."""
+# -- training ----------------------------------------------------------------------------------------------------
+def training_token_budget(device: str, shape: str) -> int:
+    """Padded tokens per micro-batch that should fit: half the free accelerator memory over a per-token estimate.
+
+    The estimate is the full-logit baseline's: activations (~80 bytes x hidden per layer, bf16, no checkpointing)
+    plus bf16 logits, their fp32 copy in the loss and both gradients over the vocabulary (12 bytes x vocab). CPU:
+    4,096 tokens. Too optimistic is caught by :func:`train_step`'s out-of-memory back-off.
+    """
     import torch
+
+    if not device.startswith("cuda"):
+        return 4096
+    dims = SHAPES[shape]
+    per_token = dims["num_hidden_layers"] * dims["hidden_size"] * 80 + dims["vocab_size"] * 12
+    free, _ = torch.cuda.mem_get_info()
+    return max(256, int(free * 0.5 / per_token))
+
+
+@dataclass
+class MicroBatching:
+    """How an optimizer step's rows are split; ``token_budget`` halves after each out-of-memory error."""
+
+    token_budget: int
+    backoffs: int = 0
+    steps: int = 0
+
+    def split(self, rows: list[list[int]]) -> list[list[list[int]]]:
+        """Micro-batches of ``rows`` whose padded size (rows x longest) fits the budget (at least one row each)."""
+        per = max(1, self.token_budget // max(len(r) for r in rows))
+        return [rows[i:i + per] for i in range(0, len(rows), per)]
+
+
+def train_step(rows: list[list[int]], row_losses: Callable, optimizer, batching: MicroBatching) -> None:
+    """One optimizer step over ``rows`` in micro-batches (mean loss per row, as the trainer's per-label mean).
+
+    On out-of-memory the step's gradients are dropped, the budget halves and the whole step runs again, the way
+    the trainer halves its batch and doubles accumulation; when one row per micro-batch already fails, it raises.
+    """
+    from submission.engine_hf import is_out_of_memory, release_accelerator_memory
+
+    while True:
+        parts = batching.split(rows)
+        try:
+            for part in parts:
+                (row_losses(part).sum() / len(rows)).backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            batching.steps += 1
+            return
+        except Exception as error:  # noqa: BLE001 - only out-of-memory is retried
+            if not is_out_of_memory(error) or all(len(p) == 1 for p in parts):
+                raise
+            optimizer.zero_grad(set_to_none=True)
+            release_accelerator_memory()
+            batching.token_budget //= 2
+            batching.backoffs += 1
+            print(f"bench: out of memory at {len(parts)} micro-batches; token budget now {batching.token_budget}",
+                  file=sys.stderr)
+
+
+def training_methods(model, device: str, rows_per_step: int, token_budget: int) -> dict[str, tuple]:
+    """Name -> (train function, its MicroBatching). PEFT LoRA r=16: full-logit loss (what a default causal-LM loss
+    does) vs logits only at the label position.
+
+    Each optimizer step takes ``rows_per_step`` rows in micro-batches of at most ``token_budget`` padded tokens; each
+    method backs off on its own.
+    """
+    import torch
+    import torch.nn.functional as F
     from peft import LoraConfig, get_peft_model
 
     lora = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, target_modules="all-linear", lora_dropout=0.0))
@@ -218,27 +286,30 @@ def training_methods(model, device: str, batch_rows: int) -> dict[str, Callable[
     optimizer = torch.optim.AdamW([p for p in lora.parameters() if p.requires_grad], lr=1e-4)
     body, head = lora.base_model.model.model, lora.base_model.model.lm_head
 
-    def batches(workload: Workload):
-        for start in range(0, len(workload.prompts), batch_rows):
-            yield _pad_left(workload.prompts[start:start + batch_rows], 0, device)
+    def full_logits(rows) -> torch.Tensor:
+        ids, mask = _pad_left(rows, 0, device)
+        logits = lora(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
+        targets = torch.full_like(ids[:, 1:], -100)
+        targets[:, -1] = ids[:, -1]
+        token = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100,
+                                reduction="none")
+        return token.view(len(rows), -1).sum(dim=1)
 
-    def step(loss):
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+    def last_position_logits(rows) -> torch.Tensor:
+        ids, mask = _pad_left(rows, 0, device)
+        hidden = body(input_ids=ids[:, :-1], attention_mask=mask[:, :-1]).last_hidden_state[:, -1]
+        return F.cross_entropy(head(hidden).float(), ids[:, -1], reduction="none")
 
-    def full_logits(workload: Workload) -> None:
-        for ids, mask in batches(workload):
-            labels = torch.full_like(ids, -100)
-            labels[:, -1] = ids[:, -1]
-            step(lora(input_ids=ids, attention_mask=mask, labels=labels).loss)
+    def run(row_losses):
+        batching = MicroBatching(token_budget)
 
-    def last_position_logits(workload: Workload) -> None:
-        for ids, mask in batches(workload):
-            hidden = body(input_ids=ids[:, :-1], attention_mask=mask[:, :-1]).last_hidden_state[:, -1]
-            step(torch.nn.functional.cross_entropy(head(hidden).float(), ids[:, -1]))
+        def train(workload: Workload) -> None:
+            for start in range(0, len(workload.prompts), rows_per_step):
+                train_step(workload.prompts[start:start + rows_per_step], row_losses, optimizer, batching)
 
-    return {"peft_lora16_full_logits": full_logits, "peft_lora16_last_logits": last_position_logits}
+        return train, batching
+
+    return {"peft_lora16_full_logits": run(full_logits), "peft_lora16_last_logits": run(last_position_logits)}
 
 
 # -- end to end -------------------------------------------------------------------------------------------------
@@ -285,12 +356,17 @@ def run_benchmarks(suites, shape: str, rows: int, repeats: int, device: str | No
         if "training" in suites:
             train_load = make_workload(train_rows or max(rows // 4, 8), SHAPES[shape]["vocab_size"], seed=1,
                                        scale=scale)
-            for name, fn in training_methods(model, device, batch_rows=8).items():
+            methods = training_methods(model, device, TRAIN_ROWS_PER_STEP, training_token_budget(device, shape))
+            for name, (fn, batching) in methods.items():
                 times = _time(lambda fn=fn: fn(train_load), repeats, device)
-                results.append(_result("training", name, times, train_load, env, 6 * params, device,
-                                       note="LoRA: ~2/3 of full-FT FLOPs in practice; MFU uses 6N as the bound"))
+                note = (f"{TRAIN_ROWS_PER_STEP} rows per step in micro-batches of <= {batching.token_budget} padded "
+                        f"tokens ({batching.backoffs} out-of-memory back-offs); LoRA: ~2/3 of full-FT FLOPs "
+                        "in practice; MFU uses 6N as the bound")
+                results.append(_result("training", name, times, train_load, env, 6 * params, device, note=note))
         del model
     if "e2e" in suites:
+        if e2e_model_dir is not None and RunDir(e2e_model_dir).is_run():
+            e2e_model_dir = RunDir(e2e_model_dir).merged  # a run folder: bench the model it ships
         if e2e_model_dir is None:
             from trainer.tiny import make_tiny_model_dir
 

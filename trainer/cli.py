@@ -72,7 +72,7 @@ def bench(
     rows: int = typer.Option(None, "--rows", min=1, help="Prompts in the scoring workload (default 4000 GPU, 64 CPU)."),
     repeats: int = typer.Option(5, "--repeats", min=1, help="Timed repeats after one warm-up; the median is reported."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
-    e2e_model_dir: Path = typer.Option(None, "--e2e-model-dir", help="Model folder for the e2e suite (default: tiny)."),
+    e2e_model_dir: Path = typer.Option(None, "--e2e-model-dir", help="Model folder, or a run folder (its merged model), for the e2e suite (default: tiny)."),
 ) -> None:
     """Measure scoring, training and end-to-end speed against baselines run in the same process (BENCHMARKS.md)."""
     import tempfile
@@ -104,6 +104,34 @@ def _fail(message: str) -> None:
     raise typer.Exit(2)
 
 
+def _require_run(run_dir: Path):
+    """The RunDir at ``run_dir``, or exit 2 when it is not a run folder."""
+    from trainer.rundir import RunDir
+
+    run = RunDir(run_dir)
+    if not run.is_run():
+        _fail(f"{run_dir}: not a run folder (no {run.RECORD})")
+    return run
+
+
+def _unsloth_calls(config) -> str:
+    """The Unsloth calls a run of ``config`` makes, keywords resolved (dtype as picked on this machine)."""
+    import json
+
+    import torch
+
+    from trainer import backend_unsloth
+    from trainer.rundir import RunDir
+    from trainer.train import pick_precision, torch_dtype
+
+    if config.precision == "auto" and not torch.cuda.is_available():
+        dtype = "bf16 where the GPU supports it, else fp16 (precision auto, picked on the GPU)"
+    else:
+        dtype = torch_dtype(pick_precision(config))
+    calls = backend_unsloth.resolved_calls(config, dtype, RunDir(config.run_dir()).merged)
+    return "Unsloth calls (trainer/backend_unsloth.py):\n" + json.dumps(calls, indent=2, ensure_ascii=False)
+
+
 @app.command("train")
 def train(
     experiment: str = typer.Option(..., "--experiment", help="Preset: 1, 2, 3, 4, all (1-4 + comparison) or demo."),
@@ -114,7 +142,8 @@ def train(
     overrides: list[str] = typer.Option(None, "--set", help="key=value override (repeatable), e.g. --set max_steps=50."),
     run_name: str = typer.Option(None, "--run-name", help="Run folder name (default: the preset's name)."),
     wandb_project: str = typer.Option(None, "--wandb-project", help="Log to W&B (WANDB_MODE=offline honoured)."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Print the resolved config and exit."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the resolved config (stdout, JSON) and exit; with "
+                                 "backend unsloth also the keywords of each Unsloth call (stderr)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the run's last checkpoint."),
     no_merge: bool = typer.Option(False, "--no-merge", help="Skip merge + evaluate after training."),
     split_by: str = typer.Option(None, "--split-by", help="Validate on unseen groups: criterion or family (whole "
@@ -145,6 +174,8 @@ def train(
     if dry_run:
         for resolved in configs:
             typer.echo(json.dumps(resolved.model_dump(), indent=2, ensure_ascii=False))
+            if resolved.backend == "unsloth":
+                typer.echo(_unsloth_calls(resolved), err=True)
         return
     for resolved in configs:
         if not resolved.train_path or not Path(resolved.train_path).is_file():
@@ -223,8 +254,7 @@ def merge(run_dir: Path = typer.Argument(..., help="A run folder with adapter/ (
     """Merge LoRA adapters into fp16 safetensors in RUN_DIR/merged (tokenizer, chat template, model card)."""
     from trainer.merge import merge_run
 
-    if not (run_dir / "training_config.json").is_file():
-        _fail(f"{run_dir}: not a run folder (no training_config.json)")
+    _require_run(run_dir)
     typer.echo(str(merge_run(run_dir)))
 
 
@@ -239,14 +269,13 @@ def evaluate(
     from submission.metrics import format_table
     from trainer.evaluate import evaluate_run
 
-    if not (run_dir / "training_config.json").is_file():
-        _fail(f"{run_dir}: not a run folder (no training_config.json)")
+    run = _require_run(run_dir)
     try:
         report = evaluate_run(run_dir, data, device)
     except (DataError, FileNotFoundError) as err:
         _fail(str(err))
     typer.echo(format_table(report))
-    typer.echo(str(run_dir / "validation_report.json"))
+    typer.echo(str(run.report_path))
 
 
 @app.command("report")
@@ -256,11 +285,12 @@ def report(
 ) -> None:
     """One table across runs: metric, size, time, config deltas; the best is marked."""
     from trainer.report import collect_runs, format_report
+    from trainer.rundir import RunDir
 
-    dirs = sorted(p.parent for p in runs.glob("*/training_config.json"))
-    if not dirs:
-        _fail(f"{runs}: no run folders (*/training_config.json)")
-    typer.echo(format_report(collect_runs(dirs), metric))
+    found = RunDir.all_in(runs)
+    if not found:
+        _fail(f"{runs}: no run folders (*/{RunDir.RECORD})")
+    typer.echo(format_report(collect_runs([r.path for r in found]), metric))
 
 
 @app.command("advanced")

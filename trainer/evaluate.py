@@ -10,28 +10,23 @@ these rows, for the configured metric (argmax unless beaten).
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from pathlib import Path
 
 import numpy as np
 
+from trainer.rundir import RunDir
+
 log = logging.getLogger("trainer.evaluate")
 
-REPORT_NAME = "validation_report.json"  # the name submission/runtime.py reads
 
-
-def select_rows(frame, run_dir: Path):
-    from trainer.split import VAL_IDS, split_by_ids
-
-    val_path = run_dir / VAL_IDS
-    if val_path.is_file():
-        import pandas as pd
-
-        val_ids = set(pd.read_csv(val_path, dtype=str)["id"])
+def select_rows(frame, run: RunDir):
+    """The run's validation rows when ``frame`` holds every saved validation id, else all of ``frame``."""
+    if run.val_ids_path.is_file():
+        val_ids = run.read_val_ids()
         if val_ids and val_ids <= set(frame["id"]):
-            return split_by_ids(frame, val_path)[1]
+            return frame[frame["id"].isin(val_ids)].reset_index(drop=True)
     return frame
 
 
@@ -112,11 +107,10 @@ def seen_unseen_metrics(prompts, y_true, y_pred, split: dict) -> dict:
     }
 
 
-def plot_loss_curve(metrics_path: Path, out: Path) -> Path | None:
-    """Training loss and learning rate against step, from metrics.jsonl (None when nothing was logged)."""
-    if not metrics_path.is_file():
-        return None
-    records = [json.loads(line) for line in metrics_path.read_text(encoding="utf-8").splitlines() if line.strip()]
+def plot_loss_curve(run: RunDir, out: Path) -> Path | None:
+    """Training loss (per labelled token) and learning rate against step, from the run's metrics log (None when
+    nothing was logged)."""
+    records = run.read_metrics()
     points = [(r["step"], r["loss"]) for r in records if "loss" in r]
     if not points:
         return None
@@ -134,7 +128,7 @@ def plot_loss_curve(metrics_path: Path, out: Path) -> Path | None:
         twin = ax.twinx()
         twin.plot(*zip(*rates, strict=True), color="tab:orange", alpha=0.6, label="lr")
         twin.set_ylabel("learning rate")
-    ax.set_title(metrics_path.parent.name)
+    ax.set_title(run.name)
     fig.tight_layout()
     fig.savefig(out, dpi=100)
     plt.close(fig)
@@ -145,40 +139,33 @@ def evaluate_run(run_dir: str | Path, data_path: str | Path | None = None, devic
     """Evaluate ``RUN_DIR/merged`` on ``data_path`` (default: the run's train CSV, validation ids only)."""
     from submission.data import read_train_csv
     from submission.metrics import plot_confusion_matrix
-    from trainer.merge import MERGED, write_model_card
-    from trainer.train import CONFIG_NAME, METRICS_NAME, PRIOR_NAME, write_json
+    from trainer.merge import write_model_card
 
-    run_dir = Path(run_dir)
-    record = json.loads((run_dir / CONFIG_NAME).read_text(encoding="utf-8"))
-    config = record["config"]
-    model_dir = run_dir / MERGED
-    if not (model_dir / "config.json").is_file():
-        raise FileNotFoundError(f"{model_dir}: no merged model; run `python -m trainer merge {run_dir}` first")
+    run = RunDir(run_dir)
+    config = run.config()
+    if not run.has_merged_weights():
+        raise FileNotFoundError(f"{run.merged}: no merged model; run `python -m trainer merge {run.path}` first")
     if config.get("soft_labels"):  # its train CSV may hold rows without a score: they are not evaluated
         from trainer.distill import read_gold_rows
 
-        frame = select_rows(read_gold_rows(data_path or config["train_path"]), run_dir)
+        frame = select_rows(read_gold_rows(data_path or config["train_path"]), run)
     else:
-        frame = select_rows(read_train_csv(data_path or config["train_path"]), run_dir)
-    probs, allowed, families = score_rows(model_dir, frame["prompt"], config["max_tokens"], device)
-    prior_path = run_dir / PRIOR_NAME
-    prior = json.loads(prior_path.read_text(encoding="utf-8")) if prior_path.is_file() else {}
-    report = build_report(probs, allowed, families, frame["score"].astype(int).tolist(), config["metric"], prior,
-                          model_dir)
-    if record.get("split"):
+        frame = select_rows(read_train_csv(data_path or config["train_path"]), run)
+    probs, allowed, families = score_rows(run.merged, frame["prompt"], config["max_tokens"], device)
+    report = build_report(probs, allowed, families, frame["score"].astype(int).tolist(), config["metric"],
+                          run.read_prior(), run.merged)
+    split = run.read_record().get("split")
+    if split:
         from submission.scoring import Decision, decide
 
         y_pred = decide(probs, allowed, Decision.from_dict(report["decision"]))
-        report["groups"] = seen_unseen_metrics(frame["prompt"], frame["score"].astype(int), y_pred, record["split"])
-    write_json(run_dir / REPORT_NAME, report)
-    write_json(model_dir / REPORT_NAME, report)
-    save_predictions(run_dir / "val_predictions.csv", frame["id"].tolist(), probs,
-                     frame["score"].astype(int).tolist())
-    plots = run_dir / "plots"
-    plots.mkdir(exist_ok=True)
-    plot_confusion_matrix(report, plots / "confusion_matrix.png")
-    plot_loss_curve(run_dir / METRICS_NAME, plots / "loss_curve.png")
-    write_model_card(run_dir)
+        report["groups"] = seen_unseen_metrics(frame["prompt"], frame["score"].astype(int), y_pred, split)
+    run.write_report(report)
+    save_predictions(run.val_predictions_path, frame["id"].tolist(), probs, frame["score"].astype(int).tolist())
+    run.plots.mkdir(exist_ok=True)
+    plot_confusion_matrix(report, run.plots / "confusion_matrix.png")
+    plot_loss_curve(run, run.plots / "loss_curve.png")
+    write_model_card(run)
     return report
 
 

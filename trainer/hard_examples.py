@@ -43,17 +43,13 @@ def hard_row_weights(ids, losses: np.ndarray, share: float, boost: float) -> dic
     return {row_id: (boost if i in hardest else 1.0) for i, row_id in enumerate(ids)}
 
 
-def _train_merge_evaluate(config: TrainConfig, run_dir: Path, val_ids: pd.DataFrame, weights) -> dict:
+def _train_merge_evaluate(config: TrainConfig, run_dir: Path, val_rows: pd.DataFrame, weights) -> dict:
     from trainer.evaluate import evaluate_run
     from trainer.merge import merge_run
-    from trainer.split import VAL_IDS
     from trainer.train import train_run
 
-    run_dir.mkdir(parents=True, exist_ok=True)
-    val_ids[["id"]].to_csv(run_dir / VAL_IDS, index=False)
-    # resume=True makes train_run take the validation ids written above (and continue a checkpoint, if any).
     train_run(config.model_copy(update={"output_dir": str(run_dir.parent), "run_name": run_dir.name}),
-              resume=True, row_weights=weights)
+              validation_ids=val_rows["id"], row_weights=weights)
     merge_run(run_dir)
     return evaluate_run(run_dir)
 
@@ -83,7 +79,7 @@ def hard_rounds(config: TrainConfig, rounds: int, folds: int = 2, share: float =
 
     out_dir = config.run_dir().with_name(f"{config.resolved_run_name()}_hard{rounds}")
     out_dir.mkdir(parents=True, exist_ok=True)
-    split = load_and_split(config, None, reuse_saved_split=False)
+    split = load_and_split(config)
     train, val = split.train, split.val
     record = {"rounds": [], "folds": folds, "share": share, "boost": boost, "metric": config.metric}
     weights: dict[str, float] | None = None

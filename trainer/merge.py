@@ -2,6 +2,9 @@
 
     python -m trainer merge runs/exp1_lora
 
+Each run is merged once: a run whose ``merged/`` was written at training time (full fine-tuning, or Unsloth's own
+merge; ``merged_by`` in training_config.json) keeps it, and only its model card is refreshed.
+
 Tied embeddings: a LoRA run that trains ``embed_tokens`` (modules_to_save) trains a copy of the input embeddings
 while the output head keeps the original matrix. Saving such a model as "tied" would silently swap the head on
 reload, so the merged model is untied whenever the two differ (checked by tests/test_trainer_merge.py).
@@ -13,10 +16,9 @@ import json
 import logging
 from pathlib import Path
 
-log = logging.getLogger("trainer.merge")
+from trainer.rundir import RunDir, scrub_secrets
 
-MERGED = "merged"
-ADAPTER = "adapter"
+log = logging.getLogger("trainer.merge")
 
 
 def untie_if_diverged(model) -> bool:
@@ -63,26 +65,23 @@ def merge_adapter(base_model: str, adapter_dir: Path, out_dir: Path) -> Path:
 
 
 def merge_run(run_dir: str | Path) -> Path:
-    """``RUN_DIR/adapter`` -> ``RUN_DIR/merged``; a full fine-tuning run is already merged (returned as is)."""
-    from trainer.train import CONFIG_NAME
+    """``RUN_DIR/adapter`` -> ``RUN_DIR/merged`` unless training already wrote ``merged/``; returns ``merged/``."""
+    run = RunDir(run_dir)
+    record = run.read_record()
+    if record.get("merged_by") and run.has_merged_weights():
+        log.info("%s: merged at training time (%s); not merging again", run.merged, record["merged_by"])
+    elif run.has_adapter():
+        merge_adapter(record["config"]["base_model"], run.adapter, run.merged)
+        run.update_record(merged_by="peft")
+    elif not run.has_merged_weights():
+        raise FileNotFoundError(f"{run.path}: neither {run.ADAPTER}/ nor merged weights found; train first")
+    write_model_card(run)
+    return run.merged
 
-    run_dir = Path(run_dir)
-    record = json.loads((run_dir / CONFIG_NAME).read_text(encoding="utf-8"))
-    out = run_dir / MERGED
-    if (run_dir / ADAPTER).is_dir():
-        merge_adapter(record["config"]["base_model"], run_dir / ADAPTER, out)
-    elif not (out / "config.json").is_file():
-        raise FileNotFoundError(f"{run_dir}: neither {ADAPTER}/ nor {MERGED}/ found; train first")
-    write_model_card(run_dir)
-    return out
 
-
-def write_model_card(run_dir: Path) -> Path:
+def write_model_card(run: RunDir) -> Path:
     """``merged/README.md``: what was trained on what, and how it scored (when evaluated)."""
-    from trainer.train import CONFIG_NAME, scrub_secrets
-
-    run_dir = Path(run_dir)
-    record = json.loads((run_dir / CONFIG_NAME).read_text(encoding="utf-8"))
+    record = run.read_record()
     config = record["config"]
     lines = [
         f"# {config.get('run_name') or config['name']} — aij-judge",
@@ -94,7 +93,7 @@ def write_model_card(run_dir: Path) -> Path:
         f"- method: {config['method']} ({record.get('backend')}, {record.get('precision')})",
         f"- train data: `{config['train_path']}` sha256 `{record.get('data_sha256')}`",
         f"- rows: {record.get('rows')}; steps: {record.get('global_steps')}; train time: {record.get('train_seconds')} s",
-        f"- git: {record.get('git_sha')}",
+        f"- merged by: {record.get('merged_by')}; git: {record.get('git_sha')}",
         "",
         "## Config",
         "",
@@ -102,14 +101,12 @@ def write_model_card(run_dir: Path) -> Path:
         json.dumps(config, indent=2, ensure_ascii=False),
         "```",
     ]
-    report_path = run_dir / "validation_report.json"
-    if report_path.is_file():
+    report = run.read_report()
+    if report:
         from submission.metrics import format_table
 
-        report = json.loads(report_path.read_text(encoding="utf-8"))
         lines += ["", "## Validation", "", f"decision: `{json.dumps(report.get('decision'))}`", "", "```",
                   format_table(report), "```"]
-    out = run_dir / MERGED / "README.md"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(scrub_secrets("\n".join(lines)) + "\n", encoding="utf-8")
-    return out
+    run.merged.mkdir(parents=True, exist_ok=True)
+    run.model_card_path.write_text(scrub_secrets("\n".join(lines)) + "\n", encoding="utf-8")
+    return run.model_card_path

@@ -3,31 +3,25 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
+
+from trainer.rundir import RunDir
 
 _SHOWN = ("accuracy", "macro_f1", "mae", "qwk")
-
-
-def _dir_size_mb(path: Path) -> float | None:
-    if not path.is_dir():
-        return None
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 1e6
 
 
 def collect_runs(run_dirs) -> list[dict]:
     """Summary dicts for run folders (runs without a validation report keep their row, metrics None)."""
     rows = []
-    for run_dir in map(Path, run_dirs):
-        record = json.loads((run_dir / "training_config.json").read_text(encoding="utf-8"))
-        report_path = run_dir / "validation_report.json"
-        report = json.loads(report_path.read_text(encoding="utf-8")) if report_path.is_file() else {}
+    for run in map(RunDir, run_dirs):
+        record = run.read_record()
+        config, report = record["config"], run.read_report()
         rows.append({
-            "run": run_dir.name,
-            "config": record["config"],
-            "metric": record["config"].get("metric", "qwk"),
+            "run": run.name,
+            "config": config,
+            "metric": config.get("metric", "qwk"),
             "metrics": {k: report.get(k) for k in ("accuracy", "macro_f1", "weighted_f1", "mae", "rmse", "qwk",
                                                    "spearman", "pearson")},
-            "size_mb": _dir_size_mb(run_dir / "merged"),
+            "size_mb": run.size_mb(),
             "train_s": record.get("train_seconds"),
         })
     return rows

@@ -1,6 +1,7 @@
 """Train/validation split, data provenance and class priors: pure functions over the train frame.
 
-The validation split is saved by id (``val_ids.csv``) so every run, merge and evaluation compares on the same rows.
+The validation split is saved by id (trainer/rundir.py: ``RunDir.write_val_ids``) so every run, merge and evaluation
+compares on the same rows.
 """
 
 from __future__ import annotations
@@ -13,8 +14,6 @@ import numpy as np
 import pandas as pd
 
 from submission.scoring import LABELS
-
-VAL_IDS = "val_ids.csv"
 
 
 def data_hash(path: str | Path) -> str:
@@ -42,14 +41,10 @@ def stratified_split(frame: pd.DataFrame, val_fraction: float, seed: int) -> tup
 
 
 def split_by_ids(frame: pd.DataFrame, val_ids_path: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The split a run saved: rows whose id is in ``val_ids.csv`` are validation."""
+    """The split a run saved: rows whose id is in the ``id`` column of ``val_ids_path`` are validation."""
     ids = set(pd.read_csv(val_ids_path, dtype=str)["id"])
     mask = frame["id"].isin(ids)
     return frame[~mask].reset_index(drop=True), frame[mask].reset_index(drop=True)
-
-
-def save_val_ids(val: pd.DataFrame, path: str | Path) -> None:
-    val[["id"]].to_csv(path, index=False)
 
 
 def _prior(scores) -> dict[str, float]:

@@ -16,7 +16,6 @@ loss is divided by the Trainer's ``num_items_in_batch``, so batch 8 x accumulati
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import platform
@@ -26,13 +25,9 @@ import time
 from pathlib import Path
 
 from trainer.config import TrainConfig
+from trainer.rundir import RunDir
 
 log = logging.getLogger("trainer.train")
-
-CONFIG_NAME = "training_config.json"
-METRICS_NAME = "metrics.jsonl"
-PRIOR_NAME = "class_prior.json"
-SECRET_ENV = ("WANDB_API_KEY", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
 
 
 # -- provenance -------------------------------------------------------------------------------------------------
@@ -56,19 +51,6 @@ def git_sha() -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return result.stdout.strip() or None
-
-
-def scrub_secrets(text: str) -> str:
-    """Replace the value of any secret environment variable found in ``text`` (defence in depth for logs/configs)."""
-    for name in SECRET_ENV:
-        value = os.environ.get(name)
-        if value and len(value) >= 4:
-            text = text.replace(value, f"<{name}>")
-    return text
-
-
-def write_json(path: Path, data) -> None:
-    path.write_text(scrub_secrets(json.dumps(data, ensure_ascii=False, indent=2)) + "\n", encoding="utf-8")
 
 
 # -- devices and precision --------------------------------------------------------------------------------------
@@ -398,7 +380,7 @@ def _make_trainer_class():
     return JudgeTrainer
 
 
-def _make_progress_callback(metrics_path: Path):
+def _make_progress_callback(run: RunDir):
     from transformers import TrainerCallback
 
     class ProgressCallback(TrainerCallback):
@@ -438,8 +420,7 @@ def _make_progress_callback(metrics_path: Path):
             elapsed = time.perf_counter() - self.start
             record = {"step": state.global_step, "epoch": state.epoch, **logs, "elapsed_s": round(elapsed, 3)}
             record["tokens_per_s"] = round(getattr(self.trainer, "tokens_seen", 0) / max(elapsed, 1e-9), 1)
-            with open(metrics_path, "a", encoding="utf-8") as handle:
-                handle.write(scrub_secrets(json.dumps(record)) + "\n")
+            run.append_metrics(record)
             if self.bar is None:
                 log.info(self._line(state))
 
@@ -450,7 +431,7 @@ def _make_progress_callback(metrics_path: Path):
     return ProgressCallback()
 
 
-def training_arguments(config: TrainConfig, run_dir: Path, precision: str, batch_size: int, grad_accum: int):
+def training_arguments(config: TrainConfig, checkpoints: Path, precision: str, batch_size: int, grad_accum: int):
     from transformers import TrainingArguments
 
     scheduler_kwargs = {"min_lr_rate": config.min_lr_ratio} if config.scheduler == "cosine_with_min_lr" else {}
@@ -463,7 +444,7 @@ def training_arguments(config: TrainConfig, run_dir: Path, precision: str, batch
     return TrainingArguments(
         **distributed_cpu,
         dataloader_pin_memory=not cpu,
-        output_dir=str(run_dir / "checkpoints"),
+        output_dir=str(checkpoints),
         per_device_train_batch_size=batch_size,
         gradient_accumulation_steps=grad_accum,
         learning_rate=config.learning_rate,
@@ -497,27 +478,29 @@ def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
-def train_run(config: TrainConfig, resume: bool = False, callbacks=(), row_weights: dict[str, float] | None = None) -> Path:
+def train_run(config: TrainConfig, resume: bool = False, callbacks=(), validation_ids=None,
+              row_weights: dict[str, float] | None = None) -> Path:
     """Train one config into ``config.run_dir()``; returns the run dir (merge/evaluate are separate steps).
 
-    ``row_weights`` (by id) multiply rows' loss weights (hard-example rounds, trainer/hard_examples.py).
+    ``resume``: continue from the run's last checkpoint with its saved validation split. ``validation_ids``: hold
+    exactly these ids out (k-fold, hard rounds) instead of a seeded split. ``row_weights`` (by id) multiply rows'
+    loss weights (hard-example rounds, trainer/hard_examples.py).
     """
     from submission.prompting import PromptRenderer
     from trainer import split, training_data
 
-    run_dir = config.run_dir()
-    run_dir.mkdir(parents=True, exist_ok=True)
-    val_path = run_dir / split.VAL_IDS
-    rows = training_data.load_and_split(config, val_path, reuse_saved_split=resume)
+    run = RunDir(config.run_dir())
+    run.path.mkdir(parents=True, exist_ok=True)
+    rows = training_data.load_and_split(config, run.val_ids_path if resume else None, validation_ids)
     train_frame, val_frame = rows.train, rows.val
     precision = pick_precision(config)
     unsloth = use_unsloth(config)
     if config.wandb_project:
         os.environ["WANDB_PROJECT"] = config.wandb_project  # WANDB_MODE=offline from the caller is honoured
     if is_main_process():
-        split.save_val_ids(val_frame, val_path)
-        write_json(run_dir / PRIOR_NAME, split.class_prior(train_frame))
-        record = {
+        run.write_val_ids(val_frame["id"])
+        run.write_prior(split.class_prior(train_frame))
+        run.write_record({
             "config": config.model_dump(),
             "backend": "unsloth" if unsloth else "peft",
             "precision": precision,
@@ -528,10 +511,9 @@ def train_run(config: TrainConfig, resume: bool = False, callbacks=(), row_weigh
             "split": training_data.split_record(config, rows),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "world_size": int(os.environ.get("WORLD_SIZE", "1")),
-        }
-        write_json(run_dir / CONFIG_NAME, record)
+        })
         if not resume:
-            (run_dir / METRICS_NAME).write_text("", encoding="utf-8")
+            run.start_metrics()
 
     if unsloth:
         from trainer import backend_unsloth
@@ -555,18 +537,17 @@ def train_run(config: TrainConfig, resume: bool = False, callbacks=(), row_weigh
     batch_size, grad_accum = config.batch_size, config.grad_accum
     started = time.perf_counter()
     while True:
-        args = training_arguments(config, run_dir, precision, batch_size, grad_accum)
+        args = training_arguments(config, run.checkpoints, precision, batch_size, grad_accum)
         trainer = _make_trainer_class()(
             model=model, args=args, train_dataset=dataset, data_collator=LeftPadCollator(pad_id), objective=objective
         )
-        progress = _make_progress_callback(run_dir / METRICS_NAME)
+        progress = _make_progress_callback(run)
         progress.trainer = trainer
         trainer.add_callback(progress)
         for callback in callbacks:
             trainer.add_callback(callback)
-        checkpoint = resume and any((run_dir / "checkpoints").glob("checkpoint-*"))
         try:
-            trainer.train(resume_from_checkpoint=True if checkpoint else None)
+            trainer.train(resume_from_checkpoint=True if resume and run.has_checkpoint() else None)
             break
         except Exception as error:  # noqa: BLE001 - only CUDA OOM is retried
             from submission.engine_hf import is_out_of_memory
@@ -582,31 +563,37 @@ def train_run(config: TrainConfig, resume: bool = False, callbacks=(), row_weigh
 
     seconds = time.perf_counter() - started
     if is_main_process():
-        save_trained(trainer.model, tokenizer, config, run_dir, unsloth)
-        record = json.loads((run_dir / CONFIG_NAME).read_text(encoding="utf-8"))
-        record["train_seconds"] = round(seconds, 2)
-        record["effective_batch"] = {"per_device": batch_size, "grad_accum": grad_accum}
-        record["global_steps"] = trainer.state.global_step
-        record["world_size"] = trainer.args.world_size  # what the Trainer actually ran with
-        record["parallel_mode"] = str(trainer.args.parallel_mode.value)
-        write_json(run_dir / CONFIG_NAME, record)
+        merged_by = save_trained(trainer.model, tokenizer, config, run, unsloth)
+        run.update_record(
+            train_seconds=round(seconds, 2),
+            effective_batch={"per_device": batch_size, "grad_accum": grad_accum},
+            global_steps=trainer.state.global_step,
+            world_size=trainer.args.world_size,  # what the Trainer actually ran with
+            parallel_mode=str(trainer.args.parallel_mode.value),
+            merged_by=merged_by,
+        )
     trainer.accelerator.wait_for_everyone()
-    return run_dir
+    return run.path
 
 
-def save_trained(model, tokenizer, config: TrainConfig, run_dir: Path, unsloth: bool) -> None:
-    """LoRA: ``adapter/`` (merge later). Full FT: straight to ``merged/`` in fp16/bf16. Unsloth: its own merge."""
+def save_trained(model, tokenizer, config: TrainConfig, run: RunDir, unsloth: bool) -> str | None:
+    """Save what training made; returns who wrote ``merged/`` (None: a LoRA adapter that ``merge_run`` merges).
+
+    PEFT LoRA: ``adapter/`` only. Full fine-tuning: ``merged/`` in fp16 directly ("full_finetuning"). Unsloth LoRA:
+    ``adapter/`` plus Unsloth's own fp16 merge ("unsloth"), which ``merge_run`` then keeps instead of merging again.
+    """
     from trainer.merge import save_merged_model
 
     model = getattr(model, "module", model)
     if unsloth and config.is_lora:
         from trainer import backend_unsloth
 
-        model.save_pretrained(str(run_dir / "adapter"))
-        backend_unsloth.save_merged(model, tokenizer, run_dir / "merged")
-        return
+        model.save_pretrained(str(run.adapter))
+        backend_unsloth.save_merged(model, tokenizer, run.merged)
+        return "unsloth"
     if config.is_lora:
-        model.save_pretrained(str(run_dir / "adapter"), safe_serialization=True)
-        tokenizer.save_pretrained(str(run_dir / "adapter"))
-        return
-    save_merged_model(model, tokenizer, run_dir / "merged")
+        model.save_pretrained(str(run.adapter), safe_serialization=True)
+        tokenizer.save_pretrained(str(run.adapter))
+        return None
+    save_merged_model(model, tokenizer, run.merged)
+    return "full_finetuning"

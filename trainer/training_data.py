@@ -28,10 +28,11 @@ class SplitRows:
     soft: pd.DataFrame | None = None
 
 
-def load_and_split(config: TrainConfig, val_path: Path | None, reuse_saved_split: bool) -> SplitRows:
+def load_and_split(config: TrainConfig, saved_val_ids: Path | None = None, validation_ids=None) -> SplitRows:
     """Read the train CSV (joined with ``soft_labels`` when set) and split its gold-labelled rows.
 
-    ``reuse_saved_split``: take the validation ids from ``val_path`` (a resumed run, a k-fold fold).
+    Validation rows: ``validation_ids`` when given (k-fold, hard rounds), else the ids saved in ``saved_val_ids``
+    when that file exists (a resumed run), else a seeded split (stratified, or by unseen ``split_by`` groups).
     """
     from submission.data import read_train_csv
     from trainer import split
@@ -50,10 +51,17 @@ def load_and_split(config: TrainConfig, val_path: Path | None, reuse_saved_split
     else:
         labelled = read_train_csv(config.train_path)
         unlabelled = labelled.iloc[0:0]
-    if reuse_saved_split and val_path is not None and val_path.is_file():
-        train, val = split.split_by_ids(labelled, val_path)
+    if validation_ids is not None:
+        ids = set(map(str, validation_ids))
+        log.info("validation split: the %d given ids (the other %d rows train)", len(ids), len(labelled) - len(ids))
+        mask = labelled["id"].isin(ids)
+        train, val = labelled[~mask].reset_index(drop=True), labelled[mask].reset_index(drop=True)
+    elif saved_val_ids is not None and Path(saved_val_ids).is_file():
+        log.info("validation split: reusing %s (resumed run)", saved_val_ids)
+        train, val = split.split_by_ids(labelled, saved_val_ids)
     elif config.split_by != "none":
         train, val = split.group_split(labelled, config.val_fraction, config.seed, config.split_by)
+        log.info("validation split: %d rows of %s groups training never sees", len(val), config.split_by)
     else:
         train, val = split.stratified_split(labelled, config.val_fraction, config.seed)
     return SplitRows(train, val, unlabelled, soft)

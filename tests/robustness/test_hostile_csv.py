@@ -66,15 +66,13 @@ def test_file_level_problems_name_the_problem(tmp_path, text, message):
         read_test_csv(path)
 
 
-def test_hundred_thousand_rows_load_in_seconds(tmp_path):
-    import time
-
+def test_hundred_thousand_multiline_rows_load_whole_and_in_order(tmp_path):
     path = tmp_path / "big.csv"
     prompt = '"### Задание для оценки:\nx\n\n### Ответ для оценки:\ny\n\n### Критерий оценки:\nz\n\n### Шкала оценивания по критерию:\n0: a\n1: b\n"'
     path.write_text("id,prompt\n" + "".join(f"{i},{prompt}\n" for i in range(100_000)), encoding="utf-8")
-    start = time.perf_counter()
     frame = read_test_csv(path)
-    assert len(frame) == 100_000 and time.perf_counter() - start < 10
+    assert frame["id"].tolist() == [str(i) for i in range(100_000)]
+    assert frame["prompt"].nunique() == 1 and frame["prompt"].iloc[-1] == prompt.strip('"')
 
 
 def test_reads_bom_crlf_and_quoted_multiline_prompts(tmp_path):

@@ -36,7 +36,7 @@ def big_test_csv(path: Path, synth_dir: Path, rows: int) -> pd.DataFrame:
     return frame
 
 
-def run_big(tmp_path, synth_dir, tiny_model_dir, rows: int) -> float:
+def run_big(tmp_path, synth_dir, tiny_model_dir, rows: int) -> None:
     frame = big_test_csv(tmp_path / "test.csv", synth_dir, rows)
     pred = tmp_path / "pred.csv"
     started = time.perf_counter()
@@ -58,9 +58,9 @@ def run_big(tmp_path, synth_dir, tiny_model_dir, rows: int) -> float:
     assert meta["fallback_rows"] == sum(reasons.values()) >= 0.9 * rows
     assert reasons["deadline"] > 0
     print(f"{rows} rows: {seconds:.1f}s end to end, meta since_start {meta['timings_s']['since_start']}s")
-    return seconds
 
 
 def test_hundred_thousand_rows_yield_a_complete_valid_file(tmp_path, synth_dir, tiny_model_dir):
-    # Measured on 2 shared cores: ~10.5 s for the run (imports, read, parse, load, 100k priors, write), ~13 s in all.
-    assert run_big(tmp_path, synth_dir, tiny_model_dir, 100_000) < 120
+    # Measured on 2 shared cores: ~10.5 s for the run (imports, read, parse, load, 100k priors, write), ~13 s in all;
+    # the time is printed, never asserted (a busy machine is not a defect).
+    run_big(tmp_path, synth_dir, tiny_model_dir, 100_000)

@@ -1,0 +1,172 @@
+"""One training run's folder: where each file lives and how its records are read and written.
+
+    runs/<run name>/
+      training_config.json    resolved config + provenance (written when training starts, updated when it ends)
+      metrics.jsonl           one JSON line per logging step (main process only)
+      val_ids.csv             the validation split, by id
+      class_prior.json        score shares of the train split (the runtime's fallback for unscorable rows)
+      checkpoints/            Trainer checkpoints (``--resume``)
+      adapter/                LoRA adapters (LoRA runs)
+      merged/                 fp16 safetensors + tokenizer + README.md + validation_report.json: what ships
+      validation_report.json  the merged model's report on the validation rows (copied into merged/)
+      val_predictions.csv     label probabilities per validation id (trainer/evaluate.py:save_predictions)
+      plots/                  confusion_matrix.png, loss_curve.png
+
+train, merge, evaluate, report, advanced, bench and build/bundle.py reach these files only through :class:`RunDir`.
+The two names the runtime reads too (``merged/``, ``validation_report.json``) are defined in submission/autopick.py,
+because the runtime must not import trainer/. Every JSON or text record goes through :func:`scrub_secrets`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from submission.autopick import MERGED_DIR, REPORT_NAME, read_report
+
+SECRET_ENV = ("WANDB_API_KEY", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
+
+
+def scrub_secrets(text: str) -> str:
+    """Replace the value of any secret environment variable found in ``text`` (defence in depth for logs/configs)."""
+    for name in SECRET_ENV:
+        value = os.environ.get(name)
+        if value and len(value) >= 4:
+            text = text.replace(value, f"<{name}>")
+    return text
+
+
+def write_json(path: Path, data) -> None:
+    """Indented UTF-8 JSON with secrets scrubbed."""
+    Path(path).write_text(scrub_secrets(json.dumps(data, ensure_ascii=False, indent=2)) + "\n", encoding="utf-8")
+
+
+class RunDir:
+    """The folder of one training run (``runs/<name>``); paths are attributes, records are read/written by methods."""
+
+    RECORD = "training_config.json"
+    METRICS = "metrics.jsonl"
+    VAL_IDS = "val_ids.csv"
+    PRIOR = "class_prior.json"
+    VAL_PREDICTIONS = "val_predictions.csv"
+    CHECKPOINTS = "checkpoints"
+    ADAPTER = "adapter"
+    PLOTS = "plots"
+    MODEL_CARD = "README.md"
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.record_path = self.path / self.RECORD
+        self.metrics_path = self.path / self.METRICS
+        self.val_ids_path = self.path / self.VAL_IDS
+        self.prior_path = self.path / self.PRIOR
+        self.val_predictions_path = self.path / self.VAL_PREDICTIONS
+        self.checkpoints = self.path / self.CHECKPOINTS
+        self.adapter = self.path / self.ADAPTER
+        self.merged = self.path / MERGED_DIR
+        self.report_path = self.path / REPORT_NAME
+        self.merged_report_path = self.merged / REPORT_NAME
+        self.model_card_path = self.merged / self.MODEL_CARD
+        self.plots = self.path / self.PLOTS
+
+    def __repr__(self) -> str:
+        return f"RunDir({str(self.path)!r})"
+
+    def __fspath__(self) -> str:
+        return str(self.path)
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @classmethod
+    def all_in(cls, runs_dir: str | Path) -> list[RunDir]:
+        """The run folders directly under ``runs_dir`` (those with a training record), sorted by name."""
+        return [cls(p.parent) for p in sorted(Path(runs_dir).glob(f"*/{cls.RECORD}"))]
+
+    @classmethod
+    def of_model_dir(cls, model_dir: str | Path) -> RunDir | None:
+        """The run whose ``merged/`` is ``model_dir`` (None for a model folder outside a run)."""
+        model_dir = Path(model_dir)
+        return cls(model_dir.parent) if model_dir.name == MERGED_DIR else None
+
+    # -- what is there ----------------------------------------------------------------------------------------------
+    def is_run(self) -> bool:
+        return self.record_path.is_file()
+
+    def has_merged_weights(self) -> bool:
+        return (self.merged / "config.json").is_file() and any(self.merged.glob("*.safetensors"))
+
+    def has_adapter(self) -> bool:
+        return self.adapter.is_dir()
+
+    def has_checkpoint(self) -> bool:
+        return any(self.checkpoints.glob("checkpoint-*"))
+
+    def size_mb(self) -> float | None:
+        """Size of ``merged/`` in MB (None when not merged)."""
+        if not self.merged.is_dir():
+            return None
+        return sum(f.stat().st_size for f in self.merged.rglob("*") if f.is_file()) / 1e6
+
+    # -- training_config.json ----------------------------------------------------------------------------------
+    def read_record(self) -> dict:
+        """The run record: ``config`` (resolved TrainConfig), backend, precision, versions, rows, steps, ..."""
+        return json.loads(self.record_path.read_text(encoding="utf-8"))
+
+    def config(self) -> dict:
+        return self.read_record()["config"]
+
+    def write_record(self, record: dict) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        write_json(self.record_path, record)
+
+    def update_record(self, **fields) -> dict:
+        """Add or replace top-level fields of the record; returns the record written."""
+        record = {**self.read_record(), **fields}
+        write_json(self.record_path, record)
+        return record
+
+    # -- metrics.jsonl -----------------------------------------------------------------------------------------
+    def start_metrics(self) -> None:
+        """An empty metrics log (a fresh run; a resumed run keeps appending)."""
+        self.metrics_path.write_text("", encoding="utf-8")
+
+    def append_metrics(self, record: dict) -> None:
+        with open(self.metrics_path, "a", encoding="utf-8") as handle:
+            handle.write(scrub_secrets(json.dumps(record)) + "\n")
+
+    def read_metrics(self) -> list[dict]:
+        if not self.metrics_path.is_file():
+            return []
+        lines = self.metrics_path.read_text(encoding="utf-8").splitlines()
+        return [json.loads(line) for line in lines if line.strip()]
+
+    # -- split, prior, report, predictions ---------------------------------------------------------------------
+    def write_val_ids(self, ids) -> None:
+        """The validation split as a one-column ``id`` CSV."""
+        import pandas as pd
+
+        self.path.mkdir(parents=True, exist_ok=True)
+        pd.DataFrame({"id": list(ids)}).to_csv(self.val_ids_path, index=False)
+
+    def read_val_ids(self) -> set[str]:
+        import pandas as pd
+
+        return set(pd.read_csv(self.val_ids_path, dtype=str)["id"])
+
+    def write_prior(self, prior: dict) -> None:
+        write_json(self.prior_path, prior)
+
+    def read_prior(self) -> dict:
+        return json.loads(self.prior_path.read_text(encoding="utf-8")) if self.prior_path.is_file() else {}
+
+    def write_report(self, report: dict) -> None:
+        """The validation report, beside the run and inside ``merged/`` (where the runtime ranks models by it)."""
+        write_json(self.report_path, report)
+        write_json(self.merged_report_path, report)
+
+    def read_report(self) -> dict:
+        """The merged model's report (``merged/`` first, then the run's copy); {} when not evaluated."""
+        return read_report(self.merged) or read_report(self.path)
