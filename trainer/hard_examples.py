@@ -56,7 +56,8 @@ def _train_merge_evaluate(config: TrainConfig, run_dir: Path, val_rows: pd.DataF
 
 def oof_losses(config: TrainConfig, train: pd.DataFrame, folds: int, weights, work_dir: Path) -> np.ndarray:
     """Out-of-fold -log p(gold) for every row of ``train`` (k-fold over those rows only)."""
-    from trainer.evaluate import score_rows
+    from submission.scoring import LABELS
+    from trainer.rundir import RunDir
     from trainer.split import fold_indices
 
     work_dir.mkdir(parents=True, exist_ok=True)
@@ -68,7 +69,9 @@ def oof_losses(config: TrainConfig, train: pd.DataFrame, folds: int, weights, wo
         rows = train.iloc[held]
         fold_dir = work_dir / f"fold{i}"
         _train_merge_evaluate(fold_config, fold_dir, rows, weights)
-        probs, _, _ = score_rows(fold_dir / "merged", rows["prompt"], config.max_tokens)
+        # evaluate_run scored the held-out fold (its validation split) once: reuse those probabilities.
+        scored = pd.read_csv(RunDir(fold_dir).val_predictions_path, dtype={"id": str}).set_index("id")
+        probs = scored.loc[rows["id"], [f"p_{label}" for label in LABELS]].to_numpy()
         losses[held] = out_of_fold_losses(probs, rows["score"])
     return losses
 
