@@ -215,7 +215,7 @@ def distill(
     out: Path = typer.Option(..., "--out", help="CSV to write: id,p_-1,p_0,p_1,p_2,p_3."),
     samples: int = typer.Option(8, "--samples", min=1, help="Free-text teacher (judge.json mode generate): verdicts "
                                 "sampled per row; the soft label is their empirical distribution."),
-    temperature: float = typer.Option(1.0, "--temperature", min=0.0, help="Sampling temperature (free-text teacher)."),
+    temperature: float = typer.Option(1.0, "--temperature", min=0.01, help="Sampling temperature (free-text teacher)."),
     seed: int = typer.Option(0, "--seed", help="Sampling seed (free-text teacher)."),
     engine: str = typer.Option("auto", "--engine", help="auto (vLLM on a GPU when installed), vllm or hf."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
@@ -223,7 +223,7 @@ def distill(
 ) -> None:
     """Write a teacher judge's probabilities over the scores each rubric allows, per id (soft labels).
 
-    Zero outside the rubric, each row sums to 1. Train on them with `--set soft_labels=PATH` (+ `distill_alpha`).
+    Zero outside the rubric, each row sums to 1. Train on them with `train --soft-labels PATH` (+ `--set distill_alpha=A`).
     """
     from submission.data import DataError, check_test_prompts, read_test_csv
     from trainer.distill import soft_label_frame, teacher_probabilities
