@@ -174,11 +174,29 @@ class TransformersEngine:
 
     def generate_texts(self, prompts: Sequence[Sequence[int]], max_new_tokens: int) -> list[str]:
         """Greedy continuations (new text only) for token-id prompts; for generative judges that write a rationale."""
+        return [texts[0] for texts in self._generate(prompts, max_new_tokens, do_sample=False)]
+
+    def sample_texts(self, prompts: Sequence[Sequence[int]], max_new_tokens: int, samples: int, temperature: float,
+                     seed: int = 0) -> list[list[str]]:
+        """``samples`` continuations per prompt drawn at ``temperature`` with no top-k/top-p cut (new text only).
+
+        For a free-text teacher's score distribution (trainer/distill.py); seeded, so a rerun draws the same texts.
+        """
+        import torch
+
+        generator_state = torch.random.get_rng_state()
+        torch.manual_seed(seed)
+        try:
+            return self._generate(prompts, max_new_tokens, do_sample=True, temperature=float(temperature), top_k=0,
+                                  top_p=1.0, num_return_sequences=samples)
+        finally:
+            torch.random.set_rng_state(generator_state)
+
+    def _generate(self, prompts: Sequence[Sequence[int]], max_new_tokens: int, **decoding) -> list[list[str]]:
         import torch
 
         texts = []
         start = time.perf_counter()
-        eos = self.tokenizer.eos_token_id
         for row in prompts:  # one row at a time: generative judges are the rare, slow path
             input_ids = torch.as_tensor([list(row)], dtype=torch.long, device=self.device)
             with torch.inference_mode():
@@ -186,11 +204,11 @@ class TransformersEngine:
                     input_ids=input_ids,
                     attention_mask=torch.ones_like(input_ids),
                     max_new_tokens=max_new_tokens,
-                    do_sample=False,
-                    eos_token_id=eos,
+                    eos_token_id=self.tokenizer.eos_token_id,
                     pad_token_id=self.pad_id,
+                    **decoding,
                 )
-            texts.append(self.tokenizer.decode(out[0, input_ids.shape[1] :].tolist(), skip_special_tokens=True))
+            texts.append([self.tokenizer.decode(o[input_ids.shape[1]:].tolist(), skip_special_tokens=True) for o in out])
         self.seconds += time.perf_counter() - start
-        self.tokens_scored += sum(len(p) for p in prompts)
+        self.tokens_scored += sum(len(p) for p in prompts) * decoding.get("num_return_sequences", 1)
         return texts

@@ -142,3 +142,18 @@ class VllmEngine:
         self.seconds += time.perf_counter() - start
         self.tokens_scored += sum(len(p) for p in prompts)
         return [self.tokenizer.decode(list(o.outputs[0].token_ids), skip_special_tokens=True) for o in outputs]
+
+    def sample_texts(self, prompts: Sequence[Sequence[int]], max_new_tokens: int, samples: int, temperature: float,
+                     seed: int = 0) -> list[list[str]]:
+        """``samples`` continuations per prompt drawn at ``temperature`` (vLLM's ``n``), decoded with our tokenizer."""
+        if not prompts:
+            return []
+        params = self.api.SamplingParams(n=samples, max_tokens=max_new_tokens, temperature=float(temperature),
+                                         seed=seed)
+        start = time.perf_counter()
+        outputs = self.llm.generate(self._prompts(prompts), params, use_tqdm=False)
+        self.seconds += time.perf_counter() - start
+        self.tokens_scored += sum(len(p) for p in prompts) * samples
+        return [[self.tokenizer.decode(list(c.token_ids), skip_special_tokens=True) for c in o.outputs]
+                for o in outputs]
+

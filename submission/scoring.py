@@ -250,6 +250,25 @@ def fit_minus_one_threshold(
     return Decision(decision.rule, decision.thresholds, cut), float(scores.max())
 
 
+def probabilities_from_texts(texts: Sequence[Sequence[str]], allowed: Sequence[Iterable[int]]) -> np.ndarray:
+    """Sampled free-text verdicts (several per row) -> [N, 5] empirical score distribution over the allowed labels.
+
+    A sample with no allowed score (:func:`extract_score_from_text`) is left out; a row where every sample is left
+    out comes back as zeros, so the caller can tell it apart.
+    """
+    out = np.zeros((len(texts), len(LABELS)))
+    for i, (row, labels) in enumerate(zip(texts, allowed, strict=True)):
+        labels = tuple(labels)
+        for text in row:
+            score = extract_score_from_text(text, labels)
+            if score is not None:
+                out[i, LABELS.index(score)] += 1.0
+        total = out[i].sum()
+        if total:
+            out[i] /= total
+    return out
+
+
 _RESULT_RE = [
     re.compile(r"\[RESULT\]\s*(-?\d+)", re.IGNORECASE),
     re.compile(r"(?:оценка|балл|score|итог)\w*\s*[:=\-–—]?\s*(-?\d+)", re.IGNORECASE),

@@ -17,8 +17,10 @@ class Logprob:  # vllm.logprobs.Logprob fields
 
 @dataclass
 class SamplingParams:  # the vllm.sampling_params.SamplingParams fields the engine may set, with vLLM's defaults
+    n: int = 1
     max_tokens: int = 16
     temperature: float = 1.0
+    seed: int | None = None
     logprobs: int | None = None
     logprob_token_ids: list[int] | None = None
     detokenize: bool = True
@@ -57,11 +59,16 @@ def fake_api(model, fail_starts: int = 0, calls: dict | None = None, lift_ids=()
             outs = []
             for prompt in prompts:
                 ids = torch.tensor([prompt["prompt_token_ids"]])
-                if params.logprobs is None:  # free-text generation: greedy tokens, no logprobs (as vLLM returns)
+                if params.logprobs is None:  # free-text generation: n completions, no logprobs (as vLLM returns)
+                    sample = params.temperature > 0
+                    if params.seed is not None:
+                        torch.manual_seed(params.seed)
                     with torch.no_grad():
-                        tokens = model.generate(ids, max_new_tokens=params.max_tokens, do_sample=False)[0, ids.shape[1]:]
-                    completion = SimpleNamespace(token_ids=tokens.tolist(), logprobs=None, text="")
-                    outs.append(SimpleNamespace(outputs=[completion], prompt_token_ids=prompt["prompt_token_ids"]))
+                        tokens = model.generate(ids, max_new_tokens=params.max_tokens, do_sample=sample,
+                                                temperature=params.temperature if sample else None, top_k=0,
+                                                num_return_sequences=params.n)[:, ids.shape[1]:]
+                    completions = [SimpleNamespace(token_ids=t.tolist(), logprobs=None, text="") for t in tokens]
+                    outs.append(SimpleNamespace(outputs=completions, prompt_token_ids=prompt["prompt_token_ids"]))
                     continue
                 with torch.no_grad():
                     logits = model(input_ids=ids).logits[0, -1].double()

@@ -35,6 +35,7 @@ def recorded(tiny_model_dir, tiny_model):
         engine = engine_vllm.VllmEngine(tiny_model_dir, load_tokenizer(tiny_model_dir), max_model_len=512)
         engine.label_logits([[5, 6, 7]])
         engine.generate_texts([[5, 6, 7]], max_new_tokens=2)
+        engine.sample_texts([[5, 6, 7]], max_new_tokens=2, samples=3, temperature=0.8, seed=1)
     finally:
         engine_vllm.load_vllm_api = original
     return calls
@@ -50,7 +51,7 @@ def test_llm_accepts_every_keyword_the_engine_passes(vllm_wheel, recorded):
 def test_sampling_params_and_generate_take_what_we_pass(vllm_wheel, recorded):
     fields = class_fields(find_class(vllm_wheel, "vllm/sampling_params.py", "SamplingParams"))
     used = {f.name for p in recorded["params"] for f in dataclasses.fields(p) if getattr(p, f.name) != f.default}
-    assert used == {"max_tokens", "temperature", "logprobs", "logprob_token_ids", "detokenize"}
+    assert used == {"max_tokens", "temperature", "logprobs", "logprob_token_ids", "detokenize", "n", "seed"}
     assert used <= fields, f"vllm=={pinned('vllm')} SamplingParams has no {sorted(used - fields)}"
     generate = explicit_params(find_function(vllm_wheel, "vllm/entrypoints/llm.py", "LLM.generate"))
     calls = [n for n in ast.walk(ast.parse(Path(engine_vllm.__file__).read_text(encoding="utf-8")))

@@ -13,7 +13,7 @@ from trainer.config import CONFIG_DIR, EXPERIMENTS
 runner = CliRunner()
 
 
-@pytest.mark.parametrize("command", ["train", "merge", "evaluate", "report", "advanced", "tiny-model", "synth"])
+@pytest.mark.parametrize("command", ["train", "merge", "evaluate", "report", "advanced", "tiny-model", "synth", "distill"])
 def test_every_command_has_help(command):
     result = runner.invoke(app, [command, "--help"])
     assert result.exit_code == 0, result.output

@@ -27,21 +27,20 @@ def kfold(config: TrainConfig, k: int) -> Path:
     """K stratified folds; fold i trains on the other folds and holds fold i out as its validation split.
 
     Each fold is scored once, by ``evaluate_run`` on its held-out rows; ``oof_predictions.csv`` (by id) is the
-    concatenation of the folds' ``val_predictions.csv`` files that scoring wrote.
+    concatenation of the folds' ``val_predictions.csv`` files that scoring wrote. With ``split_by``
+    (criterion/family) the folds are grouped too: no group is on both sides of a fold.
     """
-    from sklearn.model_selection import StratifiedKFold
-
     from submission.data import read_train_csv
     from trainer.evaluate import evaluate_run
     from trainer.merge import merge_run
+    from trainer.split import fold_indices
     from trainer.train import train_run
 
     frame = read_train_csv(config.train_path)
     base_dir = config.run_dir().with_name(f"{config.resolved_run_name()}_kfold{k}")
     base_dir.mkdir(parents=True, exist_ok=True)
-    folds = StratifiedKFold(n_splits=k, shuffle=True, random_state=config.seed)
     parts = []
-    for i, (_, held) in enumerate(folds.split(frame, frame["score"])):
+    for i, (_, held) in enumerate(fold_indices(frame, k, config.seed, config.split_by)):
         log.info("fold %d/%d: training on %d rows, validating on the %d held-out rows", i + 1, k,
                  len(frame) - len(held), len(held))
         fold_config = config.model_copy(update={"output_dir": str(base_dir), "run_name": f"fold{i}"})

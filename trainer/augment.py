@@ -168,3 +168,45 @@ def add_not_applicable(frame: pd.DataFrame, share: float, seed: int) -> pd.DataF
     if share <= 0:
         return frame
     return pd.concat([frame, not_applicable_rows(frame, share, seed)], ignore_index=True)
+
+
+# -- reference dropout (JudgeLM: train with and without the reference answer) -------------------------------------
+_REFERENCE_RE = re.compile(r"^[ \t]*#{2,4}[ \t]*Эталонный ответ[ \t]*:?[ \t]*$", re.MULTILINE | re.IGNORECASE)
+_ANSWER_RE = re.compile(r"^[ \t]*#{2,4}[ \t]*Ответ для оценки[ \t]*:?[ \t]*$", re.MULTILINE | re.IGNORECASE)
+
+
+def drop_reference(prompt: str) -> str | None:
+    """The prompt without its ``### Эталонный ответ:`` section, or None when it has none (or the cut is unsafe).
+
+    The cut runs from the reference header to the answer header; it is kept only when the parser then reads no
+    reference and the same answer, criterion and rubric.
+    """
+    from submission.sections import parse_prompt
+
+    original = parse_prompt(prompt)
+    if not original.parsed or original.reference is None:
+        return None
+    start = _REFERENCE_RE.search(prompt)
+    end = _ANSWER_RE.search(prompt, start.end()) if start else None
+    if not (start and end):
+        return None
+    candidate = prompt[: start.start()] + prompt[end.start():]
+    parsed = parse_prompt(candidate)
+    if not parsed.parsed or parsed.reference is not None or (parsed.answer, parsed.criterion, parsed.allowed) != (
+            original.answer, original.criterion, original.allowed):
+        return None
+    return candidate
+
+
+def reference_dropout_frame(frame: pd.DataFrame, share: float, seed: int) -> pd.DataFrame:
+    """Original rows + a copy without the reference section (same gold score, id ``ID#noref``) of ``share`` of the
+    rows that have one (chosen with ``seed``); other columns (soft labels, say) are copied as they are."""
+    stripped = {i: drop_reference(p) for i, p in zip(frame.index, frame["prompt"], strict=True)}
+    candidates = [i for i, text in stripped.items() if text is not None]
+    chosen = sorted(random.Random(seed).sample(candidates, round(share * len(candidates)))) if share > 0 else []
+    if not chosen:
+        return frame
+    copies = frame.loc[chosen].copy()
+    copies["id"] = [f"{i}#noref" for i in copies["id"]]
+    copies["prompt"] = [stripped[i] for i in chosen]
+    return pd.concat([frame, copies], ignore_index=True)

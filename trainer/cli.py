@@ -152,6 +152,10 @@ def train(
                                  "backend unsloth also the keywords of each Unsloth call (stderr)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the run's last checkpoint."),
     no_merge: bool = typer.Option(False, "--no-merge", help="Skip merge + evaluate after training."),
+    split_by: str = typer.Option(None, "--split-by", help="Validate on unseen groups: criterion or family (whole "
+                                 "groups held out; val_fraction is then the share of groups). Default: config split_by."),
+    soft_labels: Path = typer.Option(None, "--soft-labels", help="Teacher soft labels (`distill` output); rows of the "
+                                     "train CSV with an empty score train on them alone. Mix: --set distill_alpha=A."),
 ) -> None:
     """Train a preset; then merge into RUN_DIR/merged and evaluate on the saved validation split.
 
@@ -167,7 +171,7 @@ def train(
             resolve_config(
                 e, config, overrides, train_path=str(train_path) if train_path else None, base_model=base_model,
                 output_dir=str(output_dir), run_name=run_name if experiment != "all" else None,
-                wandb_project=wandb_project,
+                wandb_project=wandb_project, split_by=split_by, soft_labels=str(soft_labels) if soft_labels else None,
             )
             for e in experiments
         ]
@@ -208,6 +212,47 @@ def train(
         typer.echo(format_report(collect_runs(run_dirs)))
     if is_main_process():
         typer.echo(str(run_dirs[-1] if experiment != "all" else Path(output_dir)))
+
+
+@app.command("distill")
+def distill(
+    teacher: Path = typer.Option(..., "--teacher", help="Teacher model folder (merged safetensors + tokenizer)."),
+    data: Path = typer.Option(..., "--data", help="CSV id,prompt[,score]; the score is not needed (unlabelled rows)."),
+    out: Path = typer.Option(..., "--out", help="CSV to write: id,p_-1,p_0,p_1,p_2,p_3."),
+    samples: int = typer.Option(8, "--samples", min=1, help="Free-text teacher (judge.json mode generate): verdicts "
+                                "sampled per row; the soft label is their empirical distribution."),
+    temperature: float = typer.Option(1.0, "--temperature", min=0.01, help="Sampling temperature (free-text teacher)."),
+    seed: int = typer.Option(0, "--seed", help="Sampling seed (free-text teacher)."),
+    engine: str = typer.Option("auto", "--engine", help="auto (vLLM on a GPU when installed), vllm or hf."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    max_tokens: int = typer.Option(None, "--max-tokens", min=64, help="Prompt length limit (default: the runtime's)."),
+) -> None:
+    """Write a teacher judge's probabilities over the scores each rubric allows, per id (soft labels).
+
+    Zero outside the rubric, each row sums to 1. Train on them with `train --soft-labels PATH` (+ `--set distill_alpha=A`).
+    """
+    from submission.data import DataError, check_test_prompts, read_test_csv
+    from trainer.distill import soft_label_frame, teacher_probabilities
+
+    if engine not in ("auto", "vllm", "hf"):
+        _fail(f"--engine {engine}: choose auto, vllm or hf")
+    if not (teacher / "config.json").is_file():
+        _fail(f"--teacher {teacher}: not a model folder (no config.json); pass RUN_DIR/merged")
+    try:
+        frame = read_test_csv(data)
+        check_test_prompts(frame, data)
+    except (DataError, FileNotFoundError) as err:
+        _fail(str(err))
+    probs, mode = teacher_probabilities(teacher, frame["prompt"].tolist(), engine, device, max_tokens, samples,
+                                        temperature, seed)
+    soft = soft_label_frame(frame["id"], probs)
+    if len(soft) < len(frame):
+        log.warning("%d of %d rows: no sampled verdict named an allowed score; left out of %s (raise --samples)",
+                    len(frame) - len(soft), len(frame), out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    soft.to_csv(out, index=False)
+    log.info("soft labels (%s teacher) for %d rows", mode, len(soft))
+    typer.echo(str(out))
 
 
 @app.command("merge")
@@ -268,6 +313,13 @@ def advanced(
     hpo_trials: int = typer.Option(None, "--hpo", min=1, help="Optuna search with pruning: number of trials."),
     ensemble: list[str] = typer.Option(None, "--ensemble", help="Member preset (1-4, demo) or YAML; repeat per member."),
     kfold: int = typer.Option(None, "--kfold", min=2, help="K-fold training with out-of-fold predictions by id."),
+    hard_rounds: int = typer.Option(None, "--hard-rounds", min=1, help="N trainings; before each next one the train "
+                                    "rows with the highest out-of-fold loss are up-weighted (hard_rounds.json)."),
+    hard_folds: int = typer.Option(2, "--hard-folds", min=2, help="Folds over the train split for the out-of-fold loss."),
+    hard_share: float = typer.Option(0.25, "--hard-share", min=0.0, max=1.0, help="Share of train rows up-weighted."),
+    hard_boost: float = typer.Option(2.0, "--hard-boost", min=1.0, help="Loss weight of the up-weighted rows."),
+    split_by: str = typer.Option(None, "--split-by", help="criterion or family: validation and folds hold out whole "
+                                 "groups (unseen-criterion checks). Default: the config's split_by."),
     experiment: str = typer.Option("1", "--experiment", help="Base preset for --augment/--curriculum/--hpo/--kfold."),
     train_path: Path = typer.Option(..., "--train-path", help="Train CSV (id,prompt,score)."),
     base_model: str = typer.Option(..., "--base-model", help="Base model folder or HF id (offline cache)."),
@@ -275,19 +327,21 @@ def advanced(
     config: Path = typer.Option(None, "--config", help="YAML whose settings override the preset."),
     overrides: list[str] = typer.Option(None, "--set", help="key=value override (repeatable)."),
 ) -> None:
-    """Augmentation, curriculum, hyper-parameter search, fitted ensembles, K-fold. Exactly one mode per call.
+    """Augmentation, curriculum, hyper-parameter search, fitted ensembles, K-fold, hard-example rounds. One mode per call.
 
     The last stdout line is the folder written.
     """
+    from submission.data import DataError
     from trainer import advanced as recipes
     from trainer.config import EXPERIMENTS, ConfigError, resolve_config
 
-    modes = [augment, curriculum, hpo_trials is not None, bool(ensemble), kfold is not None]
+    modes = [augment, curriculum, hpo_trials is not None, bool(ensemble), kfold is not None, hard_rounds is not None]
     if sum(modes) != 1:
-        _fail("choose exactly one of --augment, --curriculum, --hpo N, --ensemble CONFIG..., --kfold K")
+        _fail("choose exactly one of --augment, --curriculum, --hpo N, --ensemble CONFIG..., --kfold K, --hard-rounds N")
     if not train_path.is_file():
         _fail(f"--train-path {train_path}: file not found")
-    paths = {"train_path": str(train_path), "base_model": base_model, "output_dir": str(output_dir)}
+    paths = {"train_path": str(train_path), "base_model": base_model, "output_dir": str(output_dir),
+             "split_by": split_by}
     try:
         if ensemble:
             members = []
@@ -315,7 +369,21 @@ def advanced(
     elif hpo_trials is not None:
         out = recipes.hpo(base, hpo_trials)
     elif kfold is not None:
-        out = recipes.kfold(base, kfold)
+        try:
+            out = recipes.kfold(base, kfold)
+        except DataError as err:  # fewer criteria/families than folds
+            _fail(str(err))
+    elif hard_rounds is not None:
+        import json
+
+        from trainer.hard_examples import REPORT_NAME, format_rounds
+        from trainer.hard_examples import hard_rounds as run_hard_rounds
+
+        try:
+            out = run_hard_rounds(base, hard_rounds, hard_folds, hard_share, hard_boost)
+        except DataError as err:
+            _fail(str(err))
+        typer.echo(format_rounds(json.loads((out / REPORT_NAME).read_text(encoding="utf-8"))))
     else:
         try:
             out = recipes.ensemble(members, output_dir / "ensemble")

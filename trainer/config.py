@@ -70,7 +70,15 @@ class TrainConfig(BaseModel):
     # threshold. 0 = off. For train data without -1 (the real split), else the judge can never say -1.
     augment_not_applicable: float = Field(0.0, ge=0.0, le=1.0)
     curriculum: bool = False  # train easy -> hard (base model's loss on the target), no shuffling
-    val_fraction: float = Field(0.1, gt=0.0, lt=1.0)
+    reference_dropout: float = Field(0.0, ge=0.0, le=1.0)  # share of train rows copied without the reference
+    val_fraction: float = Field(0.1, gt=0.0, lt=1.0)  # with split_by: the share of GROUPS held out
+    split_by: Literal["none", "criterion", "family"] = "none"  # validation/k-fold on unseen criteria or families
+    # Distillation (trainer/distill.py writes the file): alpha * KL(teacher || student) + (1 - alpha) * CE on gold.
+    soft_labels: str | None = None  # CSV id,p_-1,p_0,p_1,p_2,p_3; rows of the train CSV without a score train on it alone
+    distill_alpha: float = Field(0.5, ge=0.0, le=1.0)
+    # ce: cross-entropy on the score tokens; ce_mse adds mse_weight * (expected score over 0..3 - gold)^2 (RAFT).
+    loss: Literal["ce", "ce_mse"] = "ce"
+    mse_weight: float = Field(1.0, ge=0.0)
     seed: int = 42
     metric: str = "qwk"  # selection metric for thresholds and `report` (submission.metrics.METRIC_NAMES)
 

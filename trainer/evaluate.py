@@ -112,6 +112,35 @@ def build_report(probs, allowed, families, y_true, metric: str, class_prior: dic
     return report
 
 
+def seen_unseen_metrics(prompts, y_true, y_pred, split: dict) -> dict:
+    """Metrics on rows whose group (criterion or family) the run trained on vs rows of groups it never saw.
+
+    ``split`` is ``training_config.json``'s ``split`` record (``split_by``, ``train_groups``); per group too.
+    """
+    from submission.metrics import compute_metrics
+    from trainer.split import row_groups
+
+    keys = ("accuracy", "macro_f1", "mae", "qwk")
+    groups = np.asarray(row_groups(prompts, split["split_by"]))
+    y_true, y_pred = np.asarray(list(y_true)), np.asarray(list(y_pred))
+    seen = np.isin(groups, list(split["train_groups"]))
+
+    def metrics(mask) -> dict | None:
+        if not mask.any():
+            return None
+        found = compute_metrics(y_true[mask], y_pred[mask])
+        return {"n": int(mask.sum()), **{k: found[k] for k in keys}}
+
+    return {
+        "split_by": split["split_by"],
+        "seen": metrics(seen),
+        "unseen": metrics(~seen),
+        "unseen_groups": sorted(set(groups[~seen].tolist())),
+        "per_group": {g: {"seen": bool(g in split["train_groups"]), **metrics(groups == g)}
+                      for g in sorted(set(groups.tolist()))},
+    }
+
+
 def plot_loss_curve(run: RunDir, out: Path) -> Path | None:
     """Training loss (per labelled token) and learning rate against step, from the run's metrics log (None when
     nothing was logged)."""
@@ -151,13 +180,24 @@ def evaluate_run(run_dir: str | Path, data_path: str | Path | None = None, devic
     config = run.config()
     if not run.has_merged_weights():
         raise FileNotFoundError(f"{run.merged}: no merged model; run `python -m trainer merge {run.path}` first")
-    frame = select_rows(read_train_csv(data_path or config["train_path"]), run)
+    if config.get("soft_labels"):  # its train CSV may hold rows without a score: they are not evaluated
+        from trainer.distill import read_gold_rows
+
+        frame = select_rows(read_gold_rows(data_path or config["train_path"]), run)
+    else:
+        frame = select_rows(read_train_csv(data_path or config["train_path"]), run)
     augmented = not_applicable_rows(frame, config.get("augment_not_applicable", 0.0), config["seed"])
     probs, allowed, families = score_rows(run.merged, [*frame["prompt"], *augmented["prompt"]], config["max_tokens"],
                                           device)
     n = len(frame)
     report = build_report(probs[:n], allowed[:n], families[:n], frame["score"].astype(int).tolist(), config["metric"],
                           run.read_prior(), run.merged, (probs[n:], allowed[n:]) if len(augmented) else None)
+    split = run.read_record().get("split")
+    if split:
+        from submission.scoring import Decision, decide
+
+        y_pred = decide(probs[:n], allowed[:n], Decision.from_dict(report["decision"]))
+        report["groups"] = seen_unseen_metrics(frame["prompt"], frame["score"].astype(int), y_pred, split)
     run.write_report(report)
     save_predictions(run.val_predictions_path, frame["id"].tolist(), probs[:n], frame["score"].astype(int).tolist())
     run.plots.mkdir(exist_ok=True)

@@ -81,3 +81,56 @@ def class_weights(scores) -> dict[int, float]:
     counts = Counter(int(s) for s in scores)
     n, k = sum(counts.values()), len(counts)
     return {label: n / (k * count) for label, count in counts.items()}
+
+
+# -- unseen-group validation (arXiv 2403.02839: fine-tuned judges generalise poorly to unseen criteria) -----------
+SPLIT_BY = ("none", "criterion", "family")
+
+
+def row_groups(prompts, split_by: str) -> list[str]:
+    """Each prompt's group: its criterion text or its task family (submission.sections.parse_prompt)."""
+    from submission.sections import parse_prompt
+
+    if split_by not in SPLIT_BY[1:]:
+        raise ValueError(f"unknown split_by {split_by!r}; choose criterion or family")
+    sections = [parse_prompt(p) for p in prompts]
+    return [s.criterion if split_by == "criterion" else s.family for s in sections]
+
+
+def _check_group_count(groups, needed: int, split_by: str) -> None:
+    from submission.data import DataError
+
+    found = len(set(groups))
+    if found < needed:
+        raise DataError(f"split_by {split_by}: the data has {found} distinct {split_by} value(s), {needed} needed; "
+                        "use split_by none or more varied data")
+
+
+def group_split(frame: pd.DataFrame, val_fraction: float, seed: int, split_by: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Seeded split where every ``split_by`` group is wholly train or wholly validation.
+
+    ``val_fraction`` is the share of GROUPS held out (at least one, never all), so the validation rows are exactly
+    the rows of groups training never saw.
+    """
+    from sklearn.model_selection import GroupShuffleSplit
+
+    groups = row_groups(frame["prompt"], split_by)
+    _check_group_count(groups, 2, split_by)
+    count = len(set(groups))
+    held = min(max(1, round(val_fraction * count)), count - 1)
+    splitter = GroupShuffleSplit(n_splits=1, test_size=held, random_state=seed)
+    train_index, val_index = next(splitter.split(frame, groups=groups))
+    return frame.iloc[train_index].reset_index(drop=True), frame.iloc[val_index].reset_index(drop=True)
+
+
+def fold_indices(frame: pd.DataFrame, k: int, seed: int, split_by: str = "none") -> list[tuple[np.ndarray, np.ndarray]]:
+    """(train, held-out) row positions of ``k`` folds: stratified by score, and with ``split_by`` also grouped, so
+    no group is on both sides of any fold (sklearn StratifiedGroupKFold)."""
+    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
+
+    scores = frame["score"].astype(int).to_numpy()
+    if split_by == "none":
+        return list(StratifiedKFold(n_splits=k, shuffle=True, random_state=seed).split(frame, scores))
+    groups = row_groups(frame["prompt"], split_by)
+    _check_group_count(groups, k, split_by)
+    return list(StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed).split(frame, scores, groups))

@@ -101,15 +101,46 @@ class ExampleDataset:
         return self.rows[index]
 
 
+NO_GOLD = -100  # ``gold`` of a row that only has a teacher's soft label
+
+
 def tokenise(frame, renderer, max_tokens: int, weights: dict[int, float] | None = None) -> ExampleDataset:
-    """Rows -> training examples from the runtime's own renderer (only score + end token carry labels)."""
+    """Rows -> training examples from the runtime's own renderer (only score + end token carry labels).
+
+    A row without a score (soft label only) is its prompt alone: no labels, its answer position is the last token.
+    Optional columns: ``p_-1``..``p_3`` (teacher's soft label), ``row_weight`` (multiplies the loss weight).
+    """
+    import math
+
+    from submission.scoring import LABELS, allowed_mask
+    from submission.sections import parse_prompt
+
+    soft_columns = [f"p_{label}" for label in LABELS]
+    has_soft_columns = all(c in frame.columns for c in soft_columns)
     rows = []
-    for prompt, score in zip(frame["prompt"], frame["score"], strict=True):
-        example = renderer.training_example(prompt, int(score), max_tokens)
+    for index, (prompt, score) in enumerate(zip(frame["prompt"], frame["score"], strict=True)):
+        labelled = not (isinstance(score, float) and math.isnan(score))
+        if labelled:
+            example = renderer.training_example(prompt, int(score), max_tokens)
+            input_ids, labels = example.input_ids, example.labels
+        else:
+            input_ids = renderer.render(prompt, max_tokens).input_ids
+            labels = [-100] * len(input_ids)
+        soft = [float(frame[c].iloc[index]) for c in soft_columns] if has_soft_columns else [math.nan] * len(LABELS)
+        has_soft = not any(math.isnan(v) for v in soft)
+        weight = float(weights.get(int(score), 1.0)) if weights and labelled else 1.0
+        if "row_weight" in frame.columns:
+            weight *= float(frame["row_weight"].iloc[index])
         rows.append({
-            "input_ids": example.input_ids,
-            "labels": example.labels,
-            "weight": float(weights.get(int(score), 1.0)) if weights else 1.0,
+            "input_ids": input_ids,
+            "labels": labels,
+            "weight": weight,
+            # tokens after the answer position (the one whose next-token logits hold the label distribution)
+            "answer_offset": sum(label != -100 for label in labels),
+            "allowed": allowed_mask(parse_prompt(prompt).allowed).tolist(),
+            "soft": soft if has_soft else [0.0] * len(LABELS),
+            "has_soft": has_soft,
+            "gold": int(score) if labelled else NO_GOLD,
         })
     return ExampleDataset(rows)
 
@@ -132,13 +163,22 @@ class LeftPadCollator:
             ids[i, longest - n :] = torch.as_tensor(row["input_ids"])
             labels[i, longest - n :] = torch.as_tensor(row["labels"])
             mask[i, longest - n :] = 1
-        return {
+        batch = {
             "input_ids": ids,
             "attention_mask": mask,
             "position_ids": (mask.cumsum(dim=1) - 1).clamp(min=0),
             "labels": labels,
             "weight": torch.tensor([r["weight"] for r in rows], dtype=torch.float32),
         }
+        if all("answer_offset" in r for r in rows):
+            batch.update({
+                "answer_offset": torch.tensor([r["answer_offset"] for r in rows], dtype=torch.long),
+                "allowed": torch.tensor([r["allowed"] for r in rows], dtype=torch.bool),
+                "soft": torch.tensor([r["soft"] for r in rows], dtype=torch.float32),
+                "has_soft": torch.tensor([r["has_soft"] for r in rows], dtype=torch.bool),
+                "gold": torch.tensor([r["gold"] for r in rows], dtype=torch.long),
+            })
+        return batch
 
 
 class LabelledWindow:
@@ -149,8 +189,18 @@ class LabelledWindow:
     tensor; :func:`labelled_loss` sums the terms and divides by one normaliser.
     """
 
-    def __init__(self, logits, targets, row_weight):
+    def __init__(self, logits, targets, row_weight, kept_logits=None):
         self.logits, self.targets, self.row_weight = logits, targets, row_weight
+        self.kept_logits = kept_logits  # [B, W + 1, V]: ``logits`` plus the last position (no target after it)
+
+    def answer_label_logits(self, answer_offset, label_ids):
+        """``[B, 5]`` label-token logits at each row's answer position, ``answer_offset`` tokens before the end
+        (the position whose next token is the score: where the runtime reads the label distribution)."""
+        import torch
+
+        kept = self.kept_logits
+        position = kept.shape[1] - 1 - answer_offset.to(kept.device)
+        return kept[torch.arange(kept.shape[0], device=kept.device), position][:, label_ids].float()
 
     @property
     def labelled(self):
@@ -173,7 +223,7 @@ def labelled_window(model, inputs: dict) -> LabelledWindow:
         use_cache=False,
     )
     logits = out.logits[:, :-1, :].float()  # [B, window, V]: predictions for targets[:, first:]
-    return LabelledWindow(logits, targets[:, first:], inputs["weight"].to(logits.device))
+    return LabelledWindow(logits, targets[:, first:], inputs["weight"].to(logits.device), out.logits)
 
 
 def token_cross_entropy(window: LabelledWindow):
@@ -192,7 +242,7 @@ def labelled_token_count(inputs: dict) -> int:
     return int((inputs["labels"][:, 1:] != -100).sum())
 
 
-def labelled_loss(model, inputs: dict, normaliser=None):
+def labelled_loss(model, inputs: dict, normaliser=None, objective=None, counts: dict | None = None):
     """(loss, tokens): summed weighted cross-entropy of the labelled tokens divided by ``normaliser``.
 
     ``normaliser`` is the number of labelled tokens the loss is a mean over: the whole accumulated (and, under DDP,
@@ -200,14 +250,24 @@ def labelled_loss(model, inputs: dict, normaliser=None):
     count makes any split of the same rows (batch x accumulation x ranks) give the same loss and gradients. Class
     weights (mean 1 over the rows) scale each row's tokens, they do not change the normaliser. ``tokens`` counts the
     batch's real (unpadded) tokens for throughput.
+
+    ``objective`` (trainer/losses.py, from ``soft_labels``/``loss: ce_mse``) adds per-row terms read at the answer
+    position, each a mean over its own rows of the step (``counts``; this batch's own when None).
     """
     import torch
 
     window = labelled_window(model, inputs)
     summed = token_cross_entropy(window).sum()
     count = labelled_token_count(inputs) if normaliser is None else normaliser
-    loss = summed / torch.as_tensor(count, dtype=summed.dtype, device=summed.device).clamp(min=1)
-    return loss, torch.as_tensor(int(inputs["attention_mask"].sum()))
+    tokens = torch.as_tensor(int(inputs["attention_mask"].sum()))
+    if objective is None:
+        loss = summed / torch.as_tensor(count, dtype=summed.dtype, device=summed.device).clamp(min=1)
+        return loss, tokens
+    from trainer.losses import step_counts
+
+    counts = dict(counts or step_counts([inputs]), tokens=float(count))
+    label_logits = window.answer_label_logits(inputs["answer_offset"], objective.label_ids)
+    return objective.combine(summed, objective.row_terms(label_logits, inputs), counts), tokens
 
 
 # -- model ------------------------------------------------------------------------------------------------------
@@ -283,14 +343,33 @@ def _make_trainer_class():
 
         tokens_seen = 0
 
-        def __init__(self, *args, **kwargs):
+        def __init__(self, *args, objective=None, **kwargs):
             super().__init__(*args, **kwargs)
+            self.objective = objective  # trainer/losses.py Objective, or None for plain cross-entropy
+            self.step_rows = None
             # Our compute_loss consumes num_items_in_batch, so the Trainer must always count it and must never
             # divide by the accumulation steps itself (training_step skips that division exactly when this is True).
             self.model_accepts_loss_kwargs = True
 
+        def get_batch_samples(self, epoch_iterator, num_batches, device):
+            """The step's micro-batches; with row-level loss terms also their row counts (over all ranks)."""
+            batches, num_items_in_batch = super().get_batch_samples(epoch_iterator, num_batches, device)
+            if self.objective is not None and batches:
+                import torch
+
+                from trainer.losses import step_counts
+
+                counts = step_counts(batches)
+                if self.args.world_size > 1:
+                    mine = torch.tensor([counts["soft"], counts["ordinal_gold"]], device=device)
+                    total = self.accelerator.gather(mine).view(-1, 2).sum(dim=0)
+                    counts.update(soft=int(total[0]), ordinal_gold=int(total[1]))
+                self.step_rows = counts
+            return batches, num_items_in_batch
+
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            loss, tokens = labelled_loss(model, inputs, normaliser=num_items_in_batch)
+            loss, tokens = labelled_loss(model, inputs, normaliser=num_items_in_batch, objective=self.objective,
+                                         counts=self.step_rows if num_items_in_batch is not None else None)
             if num_items_in_batch is not None:
                 # num_items_in_batch is the all-rank count (average_tokens_across_devices) while DDP averages the
                 # ranks' gradients: undo that average so the step is the mean over every labelled token.
@@ -399,35 +478,21 @@ def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
-def split_rows(frame, config: TrainConfig, run: RunDir, resume: bool, validation_ids=None):
-    """(train, validation) frames: the given validation ids, else the run's saved split when resuming, else a new one."""
-    from trainer import split
-
-    if validation_ids is not None:
-        ids = set(map(str, validation_ids))
-        log.info("validation split: the %d given ids (the other %d rows train)", len(ids), len(frame) - len(ids))
-        mask = frame["id"].isin(ids)
-        return frame[~mask].reset_index(drop=True), frame[mask].reset_index(drop=True)
-    if resume and run.val_ids_path.is_file():
-        log.info("validation split: reusing %s (resumed run)", run.val_ids_path)
-        return split.split_by_ids(frame, run.val_ids_path)
-    return split.stratified_split(frame, config.val_fraction, config.seed)
-
-
-def train_run(config: TrainConfig, resume: bool = False, callbacks=(), validation_ids=None) -> Path:
+def train_run(config: TrainConfig, resume: bool = False, callbacks=(), validation_ids=None,
+              row_weights: dict[str, float] | None = None) -> Path:
     """Train one config into ``config.run_dir()``; returns the run dir (merge/evaluate are separate steps).
 
     ``resume``: continue from the run's last checkpoint with its saved validation split. ``validation_ids``: hold
-    exactly these ids out (k-fold) instead of a seeded stratified split.
+    exactly these ids out (k-fold, hard rounds) instead of a seeded split. ``row_weights`` (by id) multiply rows'
+    loss weights (hard-example rounds, trainer/hard_examples.py).
     """
-    from submission.data import read_train_csv
     from submission.prompting import PromptRenderer
-    from trainer import split
+    from trainer import split, training_data
 
     run = RunDir(config.run_dir())
     run.path.mkdir(parents=True, exist_ok=True)
-    frame = read_train_csv(config.train_path)
-    train_frame, val_frame = split_rows(frame, config, run, resume, validation_ids)
+    rows = training_data.load_and_split(config, run.val_ids_path if resume else None, validation_ids)
+    train_frame, val_frame = rows.train, rows.val
     precision = pick_precision(config)
     unsloth = use_unsloth(config)
     if config.wandb_project:
@@ -442,7 +507,9 @@ def train_run(config: TrainConfig, resume: bool = False, callbacks=(), validatio
             "versions": library_versions(),
             "git_sha": git_sha(),
             "data_sha256": split.data_hash(config.train_path),
-            "rows": {"train": len(train_frame), "val": len(val_frame)},
+            "rows": {"train": len(train_frame), "val": len(val_frame),
+                     **({"soft_only": len(rows.unlabelled)} if config.soft_labels else {})},
+            "split": training_data.split_record(config, rows),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "world_size": int(os.environ.get("WORLD_SIZE", "1")),
         })
@@ -456,22 +523,7 @@ def train_run(config: TrainConfig, resume: bool = False, callbacks=(), validatio
     else:
         model, tokenizer = build_peft_model(config, precision)
 
-    fit_frame = train_frame
-    if config.augment:
-        from trainer.augment import augment_frame
-
-        fit_frame = augment_frame(fit_frame, config.seed, config.augment_copies, config.hard_negatives)
-    if config.augment_not_applicable:
-        import pandas as pd
-
-        from trainer.augment import not_applicable_rows
-
-        # Built from the train split only: validation makes its own (trainer/evaluate.py), test never.
-        extra = not_applicable_rows(train_frame, config.augment_not_applicable, config.seed)
-        fit_frame = pd.concat([fit_frame, extra], ignore_index=True)
-        log.info("not-applicable augmentation: %d rows labelled -1 added to %d train rows", len(extra), len(train_frame))
-    if config.balance == "oversample":
-        fit_frame = split.oversample(fit_frame, config.seed)
+    fit_frame = training_data.fit_rows(config, rows, row_weights)
     weights = split.class_weights(train_frame["score"]) if config.balance == "class_weights" else None
     renderer = PromptRenderer(tokenizer, max_tokens=config.max_tokens)
     dataset = tokenise(fit_frame, renderer, config.max_tokens, weights)
@@ -479,12 +531,16 @@ def train_run(config: TrainConfig, resume: bool = False, callbacks=(), validatio
     if config.curriculum:
         dataset = curriculum_order(model, dataset, LeftPadCollator(pad_id))
 
+    from submission.scoring import label_token_ids
+    from trainer.losses import Objective
+
+    objective = Objective.from_config(config, label_token_ids(tokenizer))
     batch_size, grad_accum = config.batch_size, config.grad_accum
     started = time.perf_counter()
     while True:
         args = training_arguments(config, run.checkpoints, precision, batch_size, grad_accum)
         trainer = _make_trainer_class()(
-            model=model, args=args, train_dataset=dataset, data_collator=LeftPadCollator(pad_id)
+            model=model, args=args, train_dataset=dataset, data_collator=LeftPadCollator(pad_id), objective=objective
         )
         progress = _make_progress_callback(run)
         progress.trainer = trainer

@@ -1,0 +1,245 @@
+"""Quality benchmark (issue 14): distillation, ce_mse, reference dropout, unseen criteria and hard rounds.
+
+    python bench/quality.py --work runs/quality --seeds 42 1 2            # everything (hours on 2 busy cores)
+    python bench/quality.py --work runs/quality --only distill --steps 300  # one block, fewer steps
+
+Synthetic data (``trainer synth --rows 1000 --seed 1``) and the tiny random Qwen3 (``trainer tiny-model``), built in
+WORK if missing. Every training is the real CLI (``python -m trainer ...``, printed as it starts) with the ``demo``
+preset; a run folder that already holds ``validation_report.json`` is reused, so an interrupted benchmark resumes.
+Held-out numbers are on the synthetic test.csv/gold.csv (250 rows the runs never saw), decided with each run's own
+validation-fitted rule, exactly as the runtime decides. Prints one table (mean and sd over seeds) and writes
+WORK/quality.json.
+
+Blocks (``--only``): distill (teacher = the demo run with all gold labels, first seed; students with 10% of the gold labels
+alone, 10% gold + the teacher's soft labels on the other 90%, soft labels only = the same rows with
+distill_alpha 1, i.e. the 10% gold rows only choose the validation split and thresholds), loss (ce vs ce_mse),
+refdrop (test rows whose reference was removed), unseen (validation on held-out criteria vs the usual split, and
+the test rows of those criteria), hard (advanced --hard-rounds 2: round 1 vs round 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+BLOCKS = ("distill", "loss", "refdrop", "unseen", "hard")
+SHOWN = ("accuracy", "qwk", "mae")
+
+
+def cli(args: list, log_path: Path) -> str:
+    """Run ``python -m trainer ARGS`` (printed first); returns its last stdout line; raises on failure."""
+    command = [sys.executable, "-m", "trainer", *map(str, args)]
+    print("$ " + " ".join(str(a) for a in command[1:]), file=sys.stderr, flush=True)
+    started = time.perf_counter()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    with open(log_path, "w", encoding="utf-8") as log:
+        result = subprocess.run(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=log, text=True)
+    if result.returncode:
+        raise RuntimeError(f"{' '.join(map(str, args[:2]))} failed (exit {result.returncode}); see {log_path}")
+    print(f"  done in {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
+    return result.stdout.strip().splitlines()[-1]
+
+
+def prepare(work: Path) -> dict[str, Path]:
+    """Tiny model, synthetic data, the held-out set with and without references, the 10%-gold train file."""
+    from trainer.augment import drop_reference
+
+    work.mkdir(parents=True, exist_ok=True)
+    if not (work / "tiny" / "config.json").is_file():
+        cli(["tiny-model", work / "tiny"], work / "tiny.log")
+    data = work / "synth"
+    if not (data / "gold.csv").is_file():
+        cli(["synth", data, "--rows", 1000, "--seed", 1], work / "synth.log")
+    test = pd.read_csv(data / "test.csv", dtype={"id": str}).merge(pd.read_csv(data / "gold.csv", dtype={"id": str}))
+    test.to_csv(data / "heldout.csv", index=False)
+    stripped = [drop_reference(p) for p in test["prompt"]]
+    noref = test.assign(prompt=stripped)[[s is not None for s in stripped]]
+    noref.to_csv(data / "heldout_noref.csv", index=False)
+    return {"tiny": work / "tiny", "train": data / "train.csv", "heldout": data / "heldout.csv",
+            "heldout_noref": data / "heldout_noref.csv", "data": data}
+
+
+def gold_share_files(paths: dict, seed: int, share: float = 0.1) -> tuple[Path, Path]:
+    """(train CSV with only ``share`` of the rows, the same rows with every other score emptied) for one seed."""
+    frame = pd.read_csv(paths["train"], dtype={"id": str})
+    keep = frame.sample(frac=share, random_state=seed).index
+    alone, mixed = paths["data"] / f"gold10_s{seed}.csv", paths["data"] / f"gold10_soft_s{seed}.csv"
+    frame.loc[keep].to_csv(alone, index=False)
+    frame.assign(score=[str(s) if i in keep else "" for i, s in zip(frame.index, frame["score"], strict=True)]
+                 ).to_csv(mixed, index=False)
+    return alone, mixed
+
+
+REUSE_ONLY = False  # --reuse-only: report the runs that exist, train nothing
+
+
+def train(paths: dict, runs: Path, name: str, seed: int, steps: int, train_csv: Path, *extra) -> Path | None:
+    """The run folder (trained now unless it already holds a validation report); None when --reuse-only lacks it."""
+    run_dir = runs / name
+    if not (run_dir / "validation_report.json").is_file():
+        if REUSE_ONLY:
+            return None
+        cli(["train", "--experiment", "demo", "--train-path", train_csv, "--base-model", paths["tiny"],
+             "--output-dir", runs, "--run-name", name, "--set", f"seed={seed}", "--set", f"max_steps={steps}", *extra],
+            runs / f"{name}.log")
+    return run_dir
+
+
+def record(results: dict, key: tuple, seed: int, run_dir: Path | None, csv: Path, mask=None) -> None:
+    """results[key][seed] = held-out metrics of ``run_dir`` (nothing when the run is missing)."""
+    if run_dir is not None:
+        results.setdefault(key, {})[seed] = heldout_metrics(run_dir / "merged", csv, run_report(run_dir), mask)
+
+
+def heldout_metrics(model_dir: Path, csv: Path, report: dict, mask=None) -> dict:
+    """accuracy / QWK / MAE of ``model_dir`` on ``csv`` rows with the run's own decision rule."""
+    from submission.metrics import compute_metrics
+    from submission.scoring import Decision, decide
+    from trainer.evaluate import score_rows
+
+    frame = pd.read_csv(csv, dtype={"id": str})
+    if mask is not None:
+        frame = frame[mask(frame)]
+    probs, allowed, _ = score_rows(model_dir, frame["prompt"], 512, "cpu")
+    found = compute_metrics(frame["score"].astype(int).tolist(), decide(probs, allowed,
+                                                                      Decision.from_dict(report.get("decision"))))
+    return {"n": len(frame), **{k: found[k] for k in SHOWN}}
+
+
+def run_report(run_dir: Path) -> dict:
+    return json.loads((run_dir / "validation_report.json").read_text(encoding="utf-8"))
+
+
+def block_distill(paths, runs, seeds, steps, results) -> None:
+    teacher = train(paths, runs, f"teacher_s{seeds[0]}", seeds[0], steps, paths["train"])
+    soft = paths["data"] / "teacher_soft.csv"
+    if not soft.is_file() and teacher is not None:
+        cli(["distill", "--teacher", teacher / "merged", "--data", paths["train"], "--out", soft, "--max-tokens", 512],
+            runs / "distill.log")
+    for seed in seeds:
+        alone, mixed = gold_share_files(paths, seed)
+        rows = {  # one teacher (the demo run, first seed); the students vary with the seed (and their 10%)
+            "teacher (demo, 100% gold)": teacher if seed == seeds[0] else None,
+            "10% gold alone": train(paths, runs, f"gold10_s{seed}", seed, steps, alone),
+            "10% gold + soft 90%": train(paths, runs, f"gold10soft_s{seed}", seed, steps, mixed, "--soft-labels", soft),
+            "soft only (alpha 1)": train(paths, runs, f"softonly_s{seed}", seed, steps, mixed, "--soft-labels", soft,
+                                         "--set", "distill_alpha=1.0"),
+        }
+        for row, run_dir in rows.items():
+            record(results, ("distill", row, "heldout"), seed, run_dir, paths["heldout"])
+
+
+def block_loss(paths, runs, seeds, steps, results) -> None:
+    for seed in seeds:
+        for row, extra in (("ce", ()), ("ce_mse (mse_weight 1)", ("--set", "loss=ce_mse"))):
+            name = f"teacher_s{seed}" if row == "ce" else f"cemse_s{seed}"
+            run_dir = train(paths, runs, name, seed, steps, paths["train"], *extra)
+            record(results, ("loss", row, "heldout"), seed, run_dir, paths["heldout"])
+
+
+def block_refdrop(paths, runs, seeds, steps, results) -> None:
+    for seed in seeds:
+        for row, name, extra in (("no dropout", f"teacher_s{seed}", ()),
+                                 ("reference_dropout 0.5", f"refdrop_s{seed}", ("--set", "reference_dropout=0.5"))):
+            run_dir = train(paths, runs, name, seed, steps, paths["train"], *extra)
+            for data in ("heldout", "heldout_noref"):
+                record(results, ("refdrop", row, data), seed, run_dir, paths[data])
+
+
+def block_unseen(paths, runs, seeds, steps, results) -> None:
+    from trainer.split import row_groups
+
+    for seed in seeds:
+        usual = train(paths, runs, f"teacher_s{seed}", seed, steps, paths["train"])
+        unseen = train(paths, runs, f"unseen_s{seed}", seed, steps, paths["train"], "--split-by", "criterion")
+        if usual is None or unseen is None:
+            continue
+        held = set(json.loads((unseen / "training_config.json").read_text())["split"]["val_groups"])
+
+        def of_held(frame, held=held):
+            return np.isin(row_groups(frame["prompt"], "criterion"), list(held))
+
+        for row, run_dir in (("usual split", usual), ("split_by criterion", unseen)):
+            report = run_report(run_dir)
+            results.setdefault(("unseen", row, "validation"), {})[seed] = {"n": report["n"],
+                                                                         **{k: report[k] for k in SHOWN}}
+            record(results, ("unseen", row, "heldout, held-out criteria"), seed, run_dir, paths["heldout"], of_held)
+
+
+def block_hard(paths, runs, seeds, steps, results) -> None:
+    for seed in seeds:
+        out = runs / f"hard_s{seed}"
+        if not (out / "demo_hard2" / "round2" / "validation_report.json").is_file():
+            if REUSE_ONLY:
+                continue
+            cli(["advanced", "--hard-rounds", 2, "--experiment", "demo", "--train-path", paths["train"],
+                 "--base-model", paths["tiny"], "--output-dir", out, "--set", f"seed={seed}",
+                 "--set", f"max_steps={steps}"], runs / f"hard_s{seed}.log")
+        for number in (1, 2):
+            run_dir = out / "demo_hard2" / f"round{number}"
+            row = "round 1 (plain)" if number == 1 else "round 2 (hardest 25% x2)"
+            record(results, ("hard", row, "heldout"), seed, run_dir, paths["heldout"])
+
+
+def summarise(results: dict) -> list[dict]:
+    rows = []
+    for (block, row, data), by_seed in results.items():
+        line = {"block": block, "row": row, "data": data, "seeds": sorted(by_seed), "n": next(iter(by_seed.values()))["n"]}
+        for key in SHOWN:
+            values = [m[key] for m in by_seed.values() if m[key] is not None]
+            line[key] = statistics.fmean(values) if values else None
+            line[f"{key}_sd"] = statistics.stdev(values) if len(values) > 1 else 0.0
+        rows.append(line)
+    return rows
+
+
+def format_table(rows: list[dict]) -> str:
+    lines = ["| block | configuration | evaluated on (rows) | seeds | accuracy | QWK | MAE |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        cells = [f"{r[k]:.3f} ± {r[k + '_sd']:.3f}" if r[k] is not None else "-" for k in SHOWN]
+        lines.append(f"| {r['block']} | {r['row']} | {r['data']} ({r['n']}) | {len(r['seeds'])} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--work", type=Path, default=ROOT / "runs" / "quality")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[42, 1, 2])
+    parser.add_argument("--steps", type=int, default=600, help="max_steps of every training (demo preset: 600)")
+    parser.add_argument("--only", nargs="+", choices=BLOCKS, default=list(BLOCKS))
+    parser.add_argument("--out", type=Path, help="results JSON (default WORK/quality.json)")
+    parser.add_argument("--reuse-only", action="store_true", help="train nothing: the table of the runs in WORK")
+    args = parser.parse_args()
+    global REUSE_ONLY
+    REUSE_ONLY = args.reuse_only
+    out = args.out or args.work / "quality.json"
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    paths = prepare(args.work)
+    runs = args.work / "runs"
+    runs.mkdir(exist_ok=True)
+    results: dict = {}
+    for block in BLOCKS:
+        if block not in args.only:
+            continue
+        try:
+            globals()[f"block_{block}"](paths, runs, args.seeds, args.steps, results)
+        except RuntimeError as error:  # one failing block does not lose the others' rows
+            print(f"block {block}: {error}", file=sys.stderr)
+        rows = summarise(results)
+        out.write_text(json.dumps({"steps": args.steps, "seeds": args.seeds, "rows": rows}, indent=2) + "\n")
+    print(format_table(summarise(results)))
+
+
+if __name__ == "__main__":
+    main()

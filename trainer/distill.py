@@ -1,0 +1,196 @@
+"""Soft labels from a bigger judge: the teacher's probability of each score the rubric allows, per row id.
+
+    python -m trainer distill --teacher runs/demo/merged --data data/synth/train.csv --out soft_labels.csv
+    python -m trainer distill --teacher models/cot-judge --data unlabelled.csv --out soft.csv --samples 8
+
+The teacher runs through the runtime's own path (submission/runtime.py ``open_model``: renderer, engine choice
+vLLM on a GPU / transformers elsewhere, vLLM -> transformers fallback), rendered with the TEACHER's tokenizer:
+labels are scores, not token ids, so teacher and student may tokenise differently. A scoring teacher gives its
+label distribution renormalised over the rubric (one forward); a free-text teacher (``judge.json``
+``{"mode": "generate"}``) gives the empirical distribution of ``samples`` sampled verdicts.
+
+Training reads the file with ``soft_labels: PATH`` (trainer/config.py); the loss is in trainer/losses.py.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from submission.scoring import LABELS
+
+log = logging.getLogger("trainer.distill")
+
+SOFT_COLUMNS: tuple[str, ...] = tuple(f"p_{label}" for label in LABELS)
+# Copies made by a label-preserving augmentation inherit the teacher's distribution of the row they copy.
+_LABEL_PRESERVING_SUFFIX = ("#aug", "#noref")
+
+
+def _progress(total: int, desc: str):
+    """A tqdm bar on a TTY; elsewhere a log line per update (STYLE: one honest progress line)."""
+    from tqdm.auto import tqdm
+
+    if sys.stderr.isatty():
+        return tqdm(total=total, desc=desc, unit="row", file=sys.stderr, dynamic_ncols=True)
+
+    class Lines:
+        n = 0
+
+        def update(self, k: int) -> None:
+            self.n += k
+            log.info("%s: %d/%d rows", desc, self.n, total)
+
+        def close(self) -> None:
+            pass
+
+    return Lines()
+
+
+def teacher_probabilities(
+    teacher_dir: str | Path,
+    prompts: list[str],
+    engine: str = "auto",
+    device: str | None = None,
+    max_tokens: int | None = None,
+    samples: int = 8,
+    temperature: float = 1.0,
+    seed: int = 0,
+    max_new_tokens: int | None = None,
+) -> tuple[np.ndarray, str]:
+    """([N, 5] teacher probabilities over LABELS, zero outside each rubric; the teacher's mode).
+
+    A free-text teacher's row where no sample names an allowed score is all zeros (the caller leaves it out).
+    """
+    from submission import settings
+    from submission.autopick import Candidate, read_report
+    from submission.runtime import Deadline, RunSettings, open_model, plan_chunks, score_model
+    from submission.sections import parse_prompt
+
+    teacher_dir = Path(teacher_dir)
+    candidate = Candidate(teacher_dir, read_report(teacher_dir))
+    generate = candidate.mode == "generate"
+    run = RunSettings(model_dir=teacher_dir, engine=engine, device=device, ensemble=False,
+                      max_tokens=max_tokens or settings.MAX_PROMPT_TOKENS)
+    model = open_model(candidate, prompts, run, tokens_factor=samples if generate else 1)
+    log.info("teacher %s: mode %s, engine %s (%s)", teacher_dir, candidate.mode, model.engine.name,
+             model.engine_fallback or model.engine_reason)
+    allowed = [parse_prompt(p).allowed for p in prompts]
+    probs = np.zeros((len(prompts), len(LABELS)))
+    done = np.zeros(len(prompts), dtype=bool)
+    device_kind = "cuda" if model.engine.device.startswith("cuda") else "cpu"
+    chunks = plan_chunks(list(range(len(prompts))), model.rendered.lengths, settings.CHUNK_TOKENS[device_kind])
+    bar = _progress(len(prompts), f"teacher ({candidate.mode})")
+    try:
+        for chunk in chunks:
+            if generate:
+                from submission.scoring import probabilities_from_texts
+
+                texts = model.engine.sample_texts(model.rendered.ids(chunk), max_new_tokens or
+                                                  settings.GENERATE_MAX_NEW_TOKENS, samples, temperature, seed)
+                probs[chunk] = probabilities_from_texts(texts, [allowed[i] for i in chunk])
+            else:
+                # The runtime's own chunk scorer: label logits renormalised over the rubric, vLLM failures retried.
+                score_model(model, chunk, Deadline(float("inf")), run, probs, done, allowed)
+            bar.update(len(chunk))
+    finally:
+        bar.close()
+    return probs, candidate.mode
+
+
+def soft_label_frame(ids, probs: np.ndarray) -> pd.DataFrame:
+    """``id,p_-1,p_0,p_1,p_2,p_3`` for the rows with any probability mass (the others are left out)."""
+    probs = np.asarray(probs, dtype=np.float64)
+    kept = probs.sum(axis=1) > 0
+    frame = pd.DataFrame(probs[kept], columns=list(SOFT_COLUMNS))
+    frame.insert(0, "id", np.asarray(list(ids), dtype=object)[kept])
+    return frame
+
+
+def read_soft_labels(path: str | Path) -> pd.DataFrame:
+    """The distill output, checked: columns ``id,p_-1..p_3``, unique ids, non-negative rows summing to 1."""
+    from submission.data import DataError
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"soft_labels {path}: file not found")
+    frame = pd.read_csv(path, dtype={"id": str}, encoding="utf-8-sig")
+    missing = [c for c in ("id", *SOFT_COLUMNS) if c not in frame.columns]
+    if missing:
+        raise DataError(f"{path}: missing column(s) {', '.join(missing)}; expected id,{','.join(SOFT_COLUMNS)}")
+    if frame["id"].duplicated().any():
+        raise DataError(f"{path}: duplicate id {frame.loc[frame['id'].duplicated(), 'id'].iloc[0]!r}")
+    values = frame[list(SOFT_COLUMNS)].to_numpy(dtype=np.float64)
+    bad = ~np.isfinite(values).all(axis=1) | (values < 0).any(axis=1) | (np.abs(values.sum(axis=1) - 1) > 1e-4)
+    if bad.any():
+        row = int(bad.argmax())
+        raise DataError(f"{path}: row {row + 1} (id {frame['id'].iloc[row]!r}): probabilities must be >= 0 and sum to 1")
+    return frame[["id", *SOFT_COLUMNS]]
+
+
+def read_rows_maybe_unlabelled(train_path: str | Path) -> pd.DataFrame:
+    """Train CSV whose ``score`` may be empty (or absent): id, prompt, score (float, NaN where unlabelled)."""
+    from submission.data import ALL_LABELS, DataError, check_test_prompts, parse_score, read_test_csv
+
+    train_path = Path(train_path)
+    frame = read_test_csv(train_path)
+    check_test_prompts(frame, train_path)
+    raw = pd.read_csv(train_path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    texts = raw["score"] if "score" in raw.columns else pd.Series([""] * len(raw))
+    scores = []
+    for row, text in enumerate(texts):
+        value = parse_score(text) if str(text).strip() else None
+        if str(text).strip() and value not in ALL_LABELS:
+            raise DataError(f"{train_path}: row {row + 1}: score {text!r} is not one of -1,0,1,2,3 or empty")
+        scores.append(np.nan if value is None else float(value))
+    frame["score"] = scores
+    return frame
+
+
+def read_gold_rows(train_path: str | Path) -> pd.DataFrame:
+    """The rows of a train CSV that carry a gold score (others, soft-label-only rows, are dropped), score as int."""
+    frame = read_rows_maybe_unlabelled(train_path)
+    frame = frame[frame["score"].notna()].reset_index(drop=True)
+    return frame.assign(score=frame["score"].astype(int))
+
+
+def read_rows_with_soft_labels(train_path: str | Path, soft_path: str | Path) -> pd.DataFrame:
+    """Train rows (``score`` may be empty) joined with their soft labels by id: id, prompt, score (float, NaN where
+    unlabelled), p_-1..p_3 (NaN where the teacher gave none). A row with neither is an error."""
+    from submission.data import DataError
+
+    frame = read_rows_maybe_unlabelled(train_path)
+    soft = read_soft_labels(soft_path)
+    frame = frame.merge(soft, on="id", how="left")
+    orphan = frame["score"].isna() & frame[SOFT_COLUMNS[0]].isna()
+    if orphan.any():
+        row = int(orphan.to_numpy().argmax())
+        raise DataError(f"{train_path}: row {row + 1} (id {frame['id'].iloc[row]!r}) has no score and no soft label "
+                        f"in {soft_path}")
+    unknown = set(soft["id"]) - set(frame["id"])
+    if unknown:
+        log.warning("%s: %d soft-label ids are not in %s (ignored)", soft_path, len(unknown), train_path)
+    return frame
+
+
+def attach_soft_labels(frame: pd.DataFrame, soft: pd.DataFrame) -> pd.DataFrame:
+    """Soft-label columns for rows built after the join (augmented copies): a label-preserving copy
+    (``ID#augK``, ``ID#noref``) takes its source row's distribution; other new rows (hard negatives) get none."""
+    lookup = soft.set_index("id")[list(SOFT_COLUMNS)]
+
+    def source(row_id: str) -> str | None:
+        base, sep, suffix = str(row_id).partition("#")
+        if not sep:
+            return base
+        return base if any(("#" + suffix).startswith(s) for s in _LABEL_PRESERVING_SUFFIX) else None
+
+    sources = [source(i) for i in frame["id"]]
+    values = np.full((len(frame), len(SOFT_COLUMNS)), np.nan)
+    for i, key in enumerate(sources):
+        if key is not None and key in lookup.index:
+            values[i] = lookup.loc[key].to_numpy()
+    out = frame.drop(columns=[c for c in SOFT_COLUMNS if c in frame.columns])
+    return pd.concat([out.reset_index(drop=True), pd.DataFrame(values, columns=list(SOFT_COLUMNS))], axis=1)
