@@ -104,9 +104,9 @@ def record(results: dict, key: tuple, seed: int, run_dir: Path | None, csv: Path
 
 def heldout_metrics(model_dir: Path, csv: Path, report: dict, mask=None) -> dict:
     """accuracy / QWK / MAE of ``model_dir`` on ``csv`` rows with the run's own decision rule."""
-    from submission.metrics import compute_metrics
     from submission.scoring import Decision, decide
     from trainer.evaluate import score_rows
+    from trainer.metrics import compute_metrics
 
     frame = pd.read_csv(csv, dtype={"id": str})
     if mask is not None:

@@ -164,6 +164,16 @@ def read_test_csv(path: str | os.PathLike):
     return _frame({"id": rows.ids, "prompt": rows.prompts})
 
 
+def read_prompt_csv(path: str | os.PathLike):
+    """``id,prompt`` -> DataFrame like :func:`read_test_csv`, but an empty prompt is a DataError (tools that cannot
+    fall back to a prior, e.g. ``trainer distill``)."""
+    table = _read_table(path)
+    _require_columns(table, ("id", "prompt"))
+    ids = _check_ids(table)
+    _check_prompts(table, ids)
+    return _frame({"id": ids, "prompt": table.columns["prompt"]})
+
+
 def read_gold_csv(path: str | os.PathLike):
     """Gold labels ``id,score`` (a train-format file works too) -> DataFrame[id:str, score:int]."""
     table = _read_table(path)

@@ -108,15 +108,17 @@ def test_training_augments_from_the_train_split_only(tmp_path, train_frame, tiny
 def test_the_minus_one_threshold_is_fitted_on_validation_rows_only(tmp_path, train_frame, monkeypatch):
     """evaluate scores the validation rows plus rows augmented from them, nothing else, and fits P(-1) there."""
     from trainer import evaluate
-    from trainer.split import save_val_ids, stratified_split
+    from trainer.rundir import RunDir
+    from trainer.split import stratified_split
 
     path = tmp_path / "train.csv"
     train_frame.to_csv(path, index=False)
     run_dir = tmp_path / "run"
     (run_dir / "merged").mkdir(parents=True)
     (run_dir / "merged" / "config.json").write_text("{}")
+    (run_dir / "merged" / "model.safetensors").write_bytes(b"")  # score_rows is faked: no weights are read
     _, val = stratified_split(train_frame, 0.25, seed=3)
-    save_val_ids(val, run_dir / "val_ids.csv")
+    RunDir(run_dir).write_val_ids(val["id"])
     config = {"name": "t", "run_name": None, "base_model": "b", "method": "lora", "train_path": str(path),
               "max_tokens": 512, "metric": "qwk", "seed": 3, "augment_not_applicable": 0.3}
     (run_dir / "training_config.json").write_text(json.dumps({"config": config}))

@@ -231,7 +231,7 @@ def distill(
 
     Zero outside the rubric, each row sums to 1. Train on them with `train --soft-labels PATH` (+ `--set distill_alpha=A`).
     """
-    from submission.data import DataError, check_test_prompts, read_test_csv
+    from submission.data import DataError, read_prompt_csv
     from trainer.distill import soft_label_frame, teacher_probabilities
 
     if engine not in ("auto", "vllm", "hf"):
@@ -239,8 +239,7 @@ def distill(
     if not (teacher / "config.json").is_file():
         _fail(f"--teacher {teacher}: not a model folder (no config.json); pass RUN_DIR/merged")
     try:
-        frame = read_test_csv(data)
-        check_test_prompts(frame, data)
+        frame = read_prompt_csv(data)
     except (DataError, FileNotFoundError) as err:
         _fail(str(err))
     probs, mode = teacher_probabilities(teacher, frame["prompt"].tolist(), engine, device, max_tokens, samples,

@@ -133,11 +133,10 @@ def read_soft_labels(path: str | Path) -> pd.DataFrame:
 
 def read_rows_maybe_unlabelled(train_path: str | Path) -> pd.DataFrame:
     """Train CSV whose ``score`` may be empty (or absent): id, prompt, score (float, NaN where unlabelled)."""
-    from submission.data import ALL_LABELS, DataError, check_test_prompts, parse_score, read_test_csv
+    from submission.data import ALL_LABELS, DataError, parse_score, read_prompt_csv
 
     train_path = Path(train_path)
-    frame = read_test_csv(train_path)
-    check_test_prompts(frame, train_path)
+    frame = read_prompt_csv(train_path)
     raw = pd.read_csv(train_path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
     texts = raw["score"] if "score" in raw.columns else pd.Series([""] * len(raw))
     scores = []

@@ -117,7 +117,7 @@ def seen_unseen_metrics(prompts, y_true, y_pred, split: dict) -> dict:
 
     ``split`` is ``training_config.json``'s ``split`` record (``split_by``, ``train_groups``); per group too.
     """
-    from submission.metrics import compute_metrics
+    from trainer.metrics import compute_metrics
     from trainer.split import row_groups
 
     keys = ("accuracy", "macro_f1", "mae", "qwk")
