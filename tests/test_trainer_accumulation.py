@@ -22,13 +22,17 @@ ROOT = Path(__file__).resolve().parent.parent
 SPLITS = [(8, 1), (4, 2), (2, 4)]
 
 
+def mixed_rows(synth_dir, count: int) -> pd.DataFrame:
+    """Three -1 rows (3 labelled tokens) first, then others (2 tokens): micro-batches hold unequal counts."""
+    frame = pd.read_csv(synth_dir / "train.csv", dtype={"id": str})
+    rows = pd.concat([frame[frame.score == -1].head(3), frame[frame.score != -1].head(count - 3)])
+    assert len(rows) == count and (rows.score == -1).sum() == 3
+    return rows.reset_index(drop=True)
+
+
 @pytest.fixture(scope="module")
 def eight_rows(synth_dir):
-    """Three -1 rows (3 labelled tokens) first, then five others (2 tokens): micro-batches hold unequal counts."""
-    frame = pd.read_csv(synth_dir / "train.csv", dtype={"id": str})
-    rows = pd.concat([frame[frame.score == -1].head(3), frame[frame.score != -1].head(5)]).reset_index(drop=True)
-    assert len(rows) == 8 and (rows.score == -1).sum() == 3
-    return rows
+    return mixed_rows(synth_dir, 8)
 
 
 def per_token_cross_entropy(model_dir, rows) -> float:
@@ -77,11 +81,8 @@ def test_batch_split_and_accumulation_give_the_same_loss_and_gradients(
 
 @pytest.fixture(scope="module")
 def sixteen_rows(synth_dir):
-    """16 rows (a step of every preset 1-4: 8 x 2 or 4 x 4) with 3- and 2-token targets spread unevenly."""
-    frame = pd.read_csv(synth_dir / "train.csv", dtype={"id": str})
-    rows = pd.concat([frame[frame.score == -1].head(3), frame[frame.score != -1].head(13)]).reset_index(drop=True)
-    assert len(rows) == 16 and (rows.score == -1).sum() == 3
-    return rows
+    """One optimizer step of every preset 1-4 (8 x 2 or 4 x 4)."""
+    return mixed_rows(synth_dir, 16)
 
 
 def test_presets_log_the_loss_per_labelled_token(tiny_model_dir, sixteen_rows, tmp_path):
