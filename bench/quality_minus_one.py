@@ -3,6 +3,7 @@
 
     .venv/bin/python bench/quality_minus_one.py --out /tmp/minus_one --seeds 1 2 3      # ~6 demo trainings
     .venv/bin/python bench/quality_minus_one.py --out /tmp/minus_one --table-only        # reprint from results-*.json
+    .venv/bin/python bench/quality_minus_one.py --out /tmp/minus_one --refit             # refit decisions, no training
 
 Per seed: ``trainer synth --rows 1000 --seed S --train-minus-one 0`` (no -1 in train; test -1 = a criterion of another
 task family), then ``trainer train --experiment demo --set seed=S`` once as is and once with
@@ -39,12 +40,17 @@ def run(command: list[str], log_path: Path) -> str:
     return proc.stdout
 
 
-def test_scores(run_dir: Path, data_dir: Path) -> dict:
-    """-1 precision/recall and 0..3 accuracy/QWK on the test file, for the stored decision and for argmax."""
+def test_scores(run_dir: Path, data_dir: Path, reuse: bool = False) -> dict:
+    """-1 precision/recall and 0..3 accuracy/QWK on the test file, for the stored decision and for argmax.
+
+    ``reuse``: take the probabilities saved by an earlier call (``test_predictions.csv``) instead of scoring again.
+    """
     import numpy as np
+    import pandas as pd
 
     from submission.data import read_gold_csv, read_test_csv
-    from submission.scoring import Decision, decide
+    from submission.scoring import LABELS, Decision, decide
+    from submission.sections import parse_prompt
     from trainer.evaluate import save_predictions, score_rows
     from trainer.metrics import compute_metrics
     from trainer.rundir import RunDir
@@ -52,8 +58,15 @@ def test_scores(run_dir: Path, data_dir: Path) -> dict:
     run = RunDir(run_dir)
     report, config = run.read_report(), run.config()
     test = read_test_csv(data_dir / "test.csv").merge(read_gold_csv(data_dir / "gold.csv"), on="id")
-    probs, allowed, _ = score_rows(run.merged, test["prompt"], config["max_tokens"])
-    save_predictions(run.path / "test_predictions.csv", test["id"], probs, test["score"])  # for later analysis
+    saved = run.path / "test_predictions.csv"
+    if reuse and saved.is_file():
+        frame = pd.read_csv(saved, dtype={"id": str})
+        assert frame["id"].tolist() == test["id"].tolist(), f"{saved}: other rows than {data_dir / 'test.csv'}"
+        probs = frame[[f"p_{label}" for label in LABELS]].to_numpy()
+        allowed = [parse_prompt(p).allowed for p in test["prompt"]]
+    else:
+        probs, allowed, _ = score_rows(run.merged, test["prompt"], config["max_tokens"])
+        save_predictions(saved, test["id"], probs, test["score"])
     gold = test["score"].astype(int).to_numpy()
     out = {"validation": report.get("not_applicable"), "rule": report["decision"]}
     for name, decision in [("decision", Decision.from_dict(report["decision"])), ("argmax", Decision())]:
@@ -109,11 +122,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--share", type=float, default=0.15, help="augment_not_applicable of the augmented runs")
     parser.add_argument("--only", choices=["plain", "augmented"], default=None,
                         help="train one variant only (two processes, one per variant, may share OUT)")
-    parser.add_argument("--table-only", action="store_true", help="print the table of OUT/results.json and stop")
+    parser.add_argument("--table-only", action="store_true", help="print the table of OUT/results-*.json and stop")
+    parser.add_argument("--refit", action="store_true",
+                        help="re-run `trainer evaluate` on every finished run (the current decision fitting) and "
+                             "recompute the test scores from the saved probabilities, then print the table")
     args = parser.parse_args(argv)
     out = args.out.resolve()
     shares = {"plain": [0.0], "augmented": [args.share], None: [0.0, args.share]}[args.only]
     results_path = out / f"results-{args.only or 'all'}.json"
+    if args.refit:
+        for path in sorted(out.glob("results-*.json")):
+            results = json.loads(path.read_text(encoding="utf-8"))
+            for r in results:
+                run_dir = out / "runs" / f"seed{r['seed']}-na{r['augment']:g}"
+                run([sys.executable, "-m", "trainer", "evaluate", str(run_dir)], out / "logs" / f"{run_dir.name}.refit.log")
+                r.update(test_scores(run_dir, out / f"data-{r['seed']}", reuse=True))
+            path.write_text(json.dumps(results, indent=1), encoding="utf-8")
+        args.table_only = True
     if args.table_only:
         print(table(sorted((r for path in sorted(out.glob("results-*.json"))
                             for r in json.loads(path.read_text(encoding="utf-8"))),
