@@ -195,7 +195,8 @@ def block_hard(paths, runs, seeds, steps, results) -> None:
 def summarise(results: dict) -> list[dict]:
     rows = []
     for (block, row, data), by_seed in results.items():
-        line = {"block": block, "row": row, "data": data, "seeds": sorted(by_seed), "n": next(iter(by_seed.values()))["n"]}
+        line = {"block": block, "row": row, "data": data, "seeds": sorted(by_seed), "n": next(iter(by_seed.values()))["n"],
+                "per_seed": {str(seed): {k: m[k] for k in SHOWN} for seed, m in sorted(by_seed.items())}}
         for key in SHOWN:
             values = [m[key] for m in by_seed.values() if m[key] is not None]
             line[key] = statistics.fmean(values) if values else None
@@ -205,10 +206,13 @@ def summarise(results: dict) -> list[dict]:
 
 
 def format_table(rows: list[dict]) -> str:
-    lines = ["| block | configuration | evaluated on (rows) | seeds | accuracy | QWK | MAE |", "|---|---|---|---|---|---|---|"]
+    lines = ["| block | configuration | evaluated on (rows) | seeds | accuracy | QWK | MAE | accuracy per seed |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         cells = [f"{r[k]:.3f} ± {r[k + '_sd']:.3f}" if r[k] is not None else "-" for k in SHOWN]
-        lines.append(f"| {r['block']} | {r['row']} | {r['data']} ({r['n']}) | {len(r['seeds'])} | " + " | ".join(cells) + " |")
+        seeds = " / ".join(f"{m['accuracy']:.3f} (s{seed})" for seed, m in r["per_seed"].items())
+        lines.append(f"| {r['block']} | {r['row']} | {r['data']} ({r['n']}) | {len(r['seeds'])} | " + " | ".join(cells)
+                     + f" | {seeds} |")
     return "\n".join(lines)
 
 
