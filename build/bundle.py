@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # "best" is the runtime's own ranking (submission.autopick), not a second rule
 
 from submission.autopick import rank_candidates  # noqa: E402
+from submission.hashing import file_sha256  # noqa: E402
 from submission.metrics import UnknownMetric, check_metric  # noqa: E402
 from trainer.rundir import RunDir  # noqa: E402  (trainer/ owns the run-folder layout)
 
@@ -112,14 +113,6 @@ def _ensemble_runs(ensemble: Path, runs: list[Path]) -> tuple[list[Path], dict]:
     return runs, {**data, "members": members}
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def collect_files(runs: list[Path], ensemble: Path | None) -> dict[str, Path]:
     """Archive name -> source path for everything the bundle holds (manifest excluded)."""
     files: dict[str, Path] = {name: ROOT / name for name in RUNTIME_FILES}
@@ -165,7 +158,7 @@ def make_bundle(runs_dir: Path, out: Path, pick: list[str] | None = None, max_si
     total = sum(p.stat().st_size for p in files.values()) + len(ensemble_bytes or b"")
     if total > max_size:
         raise BundleError(f"bundle would be {total / 2**20:.1f} MiB, over the cap of {max_size / 2**20:.1f} MiB")
-    listed = {name: {"sha256": _sha256(p), "size": p.stat().st_size} for name, p in files.items()}
+    listed = {name: {"sha256": file_sha256(p), "size": p.stat().st_size} for name, p in files.items()}
     if ensemble_bytes is not None:
         listed["ensemble.json"] = {"sha256": hashlib.sha256(ensemble_bytes).hexdigest(), "size": len(ensemble_bytes)}
     manifest = {

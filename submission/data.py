@@ -18,7 +18,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from submission.sections import ALL_LABELS
+from submission.sections import LABELS
 
 # A prompt cell can be far longer than the csv module's default 128 KiB field cap.
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
@@ -111,7 +111,7 @@ def _check_scores(table: Table, ids: list[str], with_id: bool) -> list[int]:
     scores = []
     for row, raw in enumerate(table.columns["score"]):
         score = parse_score(raw)
-        if score not in ALL_LABELS:
+        if score not in LABELS:
             where = f" (id {ids[row]!r})" if with_id else ""
             raise DataError(f"{table.path}: row {row + 1}: score {raw!r} is not one of -1,0,1,2,3{where}")
         scores.append(score)
@@ -193,7 +193,7 @@ def validate_predictions(
     if len(set(ids)) != len(ids):
         raise DataError("predictions: duplicate ids")
     for row, score in enumerate(scores):
-        if not isinstance(score, int) or isinstance(score, bool) or score not in ALL_LABELS:
+        if not isinstance(score, int) or isinstance(score, bool) or score not in LABELS:
             raise DataError(f"predictions: row {row + 1}: score {score!r} is not an int in -1..3 (id {ids[row]!r})")
         if allowed is not None and score not in set(allowed[row]):
             raise DataError(f"predictions: row {row + 1}: score {score} is outside the rubric {sorted(allowed[row])}")

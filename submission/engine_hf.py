@@ -98,7 +98,7 @@ def load_tokenizer(model_dir: str | Path):
 
 
 class TransformersEngine:
-    """Scores rendered prompts with a causal LM; ``label_logits`` is the engine contract shared with vLLM."""
+    """Scores rendered prompts with a causal LM; implements :class:`submission.engines.ScoringEngine`."""
 
     name = "hf"
 
@@ -123,6 +123,12 @@ class TransformersEngine:
         self.oom_splits = 0
         self.tokens_scored = 0
         self.seconds = 0.0
+        self.start_failures: list[str] = []  # transformers has no start-up ladder
+
+    def close(self) -> None:
+        """Drop the model and return its accelerator memory."""
+        self.model = None
+        release_accelerator_memory()
 
     def label_logits(self, prompts: Sequence[Sequence[int]], progress: Callable[[int], None] | None = None) -> np.ndarray:
         """[N, 5] next-token logits of the label tokens (LABELS order) for token-id prompts, in input order."""

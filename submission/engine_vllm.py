@@ -53,7 +53,7 @@ def vllm_available() -> bool:
 
 
 class VllmEngine:
-    """Same contract as :class:`submission.engine_hf.TransformersEngine`: ``label_logits`` and ``generate_texts``."""
+    """vLLM behind :class:`submission.engines.ScoringEngine` (the contract the transformers engine implements too)."""
 
     name = "vllm"
     device = "cuda"
@@ -105,6 +105,11 @@ class VllmEngine:
             self.max_prompt_tokens = length - 1
             return
         raise EngineStartError(f"vLLM did not start with any of {len(self.start_failures)} settings")
+
+    def close(self) -> None:
+        """Drop the LLM (vLLM frees its GPU memory with it) and return cached accelerator memory."""
+        self.llm = None
+        release_accelerator_memory()
 
     def _prompts(self, prompts: Sequence[Sequence[int]]) -> list:
         return [self.api.TokensPrompt(prompt_token_ids=list(p)) for p in prompts]

@@ -15,9 +15,11 @@ or the scale, and the result says so.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from submission.sections import Sections, parse_prompt
+from submission import settings
+from submission.sections import Sections, compose_prompt, parse_prompt
 
 SYSTEM_PROMPT = (
     "Ты — строгий и беспристрастный судья. Оцени ответ строго по критерию и шкале. "
@@ -34,25 +36,25 @@ def score_text(score: int) -> str:
     return str(int(score))
 
 
-def compose_prompt(sections: Sections) -> str:
-    """The canonical POLLUX layout for parsed sections (used when a prompt had to be shortened)."""
-    parts = [f"### Задание для оценки:\n{sections.task}"]
-    if sections.reference is not None:
-        parts.append(f"### Эталонный ответ:\n{sections.reference}")
-    parts.append(f"### Ответ для оценки:\n{sections.answer}")
-    parts.append(f"### Критерий оценки:\n{sections.criterion}")
-    parts.append(f"### Шкала оценивания по критерию:\n{sections.scale}\n")
-    return "\n\n".join(parts)
+def compose_sections(sections: Sections) -> str:
+    """Parsed sections back in the contest layout (a shortened prompt is re-composed this way)."""
+    return compose_prompt(sections.task, sections.answer, sections.criterion, sections.scale + "\n",
+                          sections.reference)
 
 
 @dataclass(frozen=True)
 class RenderedPrompt:
-    """One inference prompt: its token ids, the parsed sections, and whether it was shortened."""
+    """One inference prompt: its token ids, the parsed sections (and so its allowed labels), whether it was shortened."""
 
     input_ids: list[int]
     sections: Sections
     truncated: bool
     text: str
+
+    @property
+    def allowed(self) -> tuple[int, ...]:
+        """The labels the prompt's rubric allows."""
+        return self.sections.allowed
 
 
 @dataclass(frozen=True)
@@ -105,10 +107,13 @@ class PromptRenderer:
         """The full chat-formatted text for a user message (no length limit)."""
         return self.prefix + content + self.suffix
 
-    def render(self, prompt: str, max_tokens: int | None = None) -> RenderedPrompt:
-        """Inference prompt for one raw contest prompt, shortened to ``max_tokens`` (default: the renderer's)."""
+    def render(self, prompt: str, max_tokens: int | None = None, sections: Sections | None = None) -> RenderedPrompt:
+        """Inference prompt for one raw contest prompt, shortened to ``max_tokens`` (default: the renderer's).
+
+        ``sections``: the prompt already parsed (the runtime parses each row once); parsed here when None.
+        """
         limit = int(max_tokens or self.max_tokens)
-        sections = parse_prompt(prompt)
+        sections = sections if sections is not None else parse_prompt(prompt)
         content = prompt if isinstance(prompt, str) else ""
         ids = self._encode(self.render_text(content))
         if len(ids) <= limit:
@@ -136,14 +141,14 @@ class PromptRenderer:
         pieces = {name: getattr(sections, name) for name in _SHORTENABLE}
         piece_ids = {name: self._encode(text) for name, text in pieces.items() if text}
         emptied = replace(sections, **{n: "" for n in _SHORTENABLE if pieces[n] is not None})
-        overhead = len(self._encode(self.render_text(compose_prompt(emptied)))) + 8 * len(piece_ids)
+        overhead = len(self._encode(self.render_text(compose_sections(emptied)))) + 8 * len(piece_ids)
         target = limit
         for _ in range(6):
             if target - overhead < 0:
                 break
             caps = _water_fill({n: len(i) for n, i in piece_ids.items()}, target - overhead)
             shortened = {n: self._middle_cut(i, caps[n]) for n, i in piece_ids.items() if len(i) > caps[n]}
-            text = compose_prompt(replace(sections, **shortened))
+            text = compose_sections(replace(sections, **shortened))
             ids = self._encode(self.render_text(text))
             if len(ids) <= limit:
                 return text, ids
@@ -171,6 +176,55 @@ class PromptRenderer:
         decode = self.tokenizer.decode
         # A cut inside a multi-byte character decodes to U+FFFD: drop those fragments.
         return (decode(head).rstrip("\ufffd") + ELLIPSIS + decode(tail).lstrip("\ufffd")).strip("\ufffd")
+
+
+class RenderedRows:
+    """A run's rows for one renderer: rendered (tokenised) on first use; until then their lengths are estimates.
+
+    Each row arrives parsed (``sections``, parsed once per run) and its :class:`RenderedPrompt` carries them. A
+    100k-row file is not tokenised up front (that alone can outlast the time limit): lengths come from characters
+    times a tokens-per-character ratio measured on an even sample of rows, and each row is rendered when its chunk
+    is scored. ``lengths[i]`` becomes exact once row ``i`` is rendered.
+    """
+
+    def __init__(self, renderer: PromptRenderer, prompts: Sequence[str], sections: Sequence[Sections],
+                 limit: int | None = None):
+        self.renderer = renderer
+        self.prompts = prompts
+        self.sections = sections
+        self.limit = int(limit or renderer.max_tokens)
+        self._rendered: dict[int, RenderedPrompt] = {}
+        overhead = len(renderer.render("").input_ids)
+        filled = [i for i, p in enumerate(prompts) if p.strip()]
+        step = max(1, len(filled) // settings.LENGTH_SAMPLE_ROWS)
+        sample = [self[i] for i in filled[::step][: settings.LENGTH_SAMPLE_ROWS]]
+        whole = [(len(r.input_ids) - overhead, len(r.text)) for r in sample if not r.truncated]
+        chars = sum(c for _, c in whole)
+        ratio = sum(t for t, _ in whole) / chars if chars else 1.0
+        self.lengths = [len(self._rendered[i].input_ids) if i in self._rendered
+                        else min(self.limit, overhead + int(ratio * len(p)) + 1) for i, p in enumerate(prompts)]
+
+    def __getitem__(self, i: int) -> RenderedPrompt:
+        if i not in self._rendered:
+            rendered = self.renderer.render(self.prompts[i], self.limit, self.sections[i])
+            self._rendered[i] = rendered
+            if hasattr(self, "lengths"):
+                self.lengths[i] = len(rendered.input_ids)
+        return self._rendered[i]
+
+    def ids(self, rows: list[int]) -> list[list[int]]:
+        return [self[i].input_ids for i in rows]
+
+    def shorten_to(self, limit: int) -> None:
+        """Lower the length limit (vLLM started with a shorter context): longer rendered rows are redone lazily."""
+        self.limit = min(self.limit, int(limit))
+        for i in [i for i, r in self._rendered.items() if len(r.input_ids) > self.limit]:
+            del self._rendered[i]
+        self.lengths = [min(n, self.limit) for n in self.lengths]
+
+    @property
+    def truncated(self) -> int:
+        return sum(r.truncated for r in self._rendered.values())
 
 
 def _water_fill(lengths: dict[str, int], budget: int) -> dict[str, int]:

@@ -1,9 +1,10 @@
 """Test CSV -> validated predictions CSV: pick model(s), pick an engine, score in chunks against a deadline, write.
 
-This is the orchestration behind ``run_optimized.py``; the pieces it calls (model ranking, renderer, engines, scorer,
-priors) live in their own modules. Row-level trouble (an empty or unparseable prompt, no time left, a generative
-judge that wrote no score) is scored by a prior and counted in the meta file; file-level trouble raises
-:class:`submission.data.DataError` or FileNotFoundError. SIGTERM stops scoring and still writes a complete file.
+This is the orchestration behind ``run.py``; :func:`predict` reads top to bottom as its named steps. The pieces it
+calls (model ranking, renderer, engines, scorer, priors, the meta schema) live in their own modules. Row-level
+trouble (an empty or unparseable prompt, no time left, a generative judge that wrote no score) is scored by a prior
+and counted in the meta file; file-level trouble raises :class:`submission.data.DataError` or FileNotFoundError.
+SIGTERM stops scoring and still writes a complete file.
 """
 
 from __future__ import annotations
@@ -35,14 +36,16 @@ from submission.autopick import (
     read_report,
 )
 from submission.data import validate_predictions, write_predictions
+from submission.engines import ScoringEngine
 from submission.priors import ClassPrior
+from submission.prompting import RenderedRows
+from submission.run_meta import EnsembleMeta, ModelMeta, RunMeta, SkippedModel, Timings, meta_path_for
 from submission.scoring import LABELS, Decision, decide, extract_score_from_text, probabilities_from_label_logits
+from submission.sections import Sections, parse_prompt
 
 log = logging.getLogger(__name__)
 
 MODEL_DIR_ENV = "AIJ_MODEL_DIR"
-# Test hook: seconds to sleep before each chunk, so a subprocess test can deliver SIGTERM mid-run.
-CHUNK_SLEEP_ENV = "AIJ_TEST_CHUNK_SLEEP_S"
 BUNDLE_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -65,7 +68,7 @@ class RunSettings:
 
 @dataclass
 class RunResult:
-    """Scores plus everything the meta file reports."""
+    """Scores plus everything the meta file reports (``meta``: :meth:`RunMeta.to_dict`)."""
 
     ids: list[str]
     scores: list[int]
@@ -78,13 +81,19 @@ class Interrupted(BaseException):
 
 
 class Deadline:
-    """Wall-clock budget from the run's start; keeps a margin for writing the files."""
+    """Wall-clock budget from the run's start; keeps a margin for writing the files.
 
-    def __init__(self, limit_s: float, clock: Callable[[], float] = time.monotonic, started: float | None = None):
+    ``clock`` and ``before_chunk`` (called before each chunk is scored) let tests move time and deliver signals
+    chunk by chunk without sleeping.
+    """
+
+    def __init__(self, limit_s: float, clock: Callable[[], float] = time.monotonic, started: float | None = None,
+                 before_chunk: Callable[[], None] | None = None):
         self.clock = clock
         self.started = clock() if started is None else started
         self.limit_s = float(limit_s)
         self.margin_s = min(defaults.WRITE_MARGIN_S, 0.1 * self.limit_s)
+        self.before_chunk = before_chunk or (lambda: None)
         self.interrupted: str | None = None
         self.announced = False  # the "remaining rows get the prior" warning is logged once per run
 
@@ -99,6 +108,36 @@ class Deadline:
         return self.interrupted is None and self.remaining() >= seconds
 
 
+@dataclass
+class ContestRows:
+    """The test rows, each prompt parsed once: its sections carry the allowed labels and the criterion.
+
+    ``allowed``, ``empty`` and ``to_score`` (rows with a prompt; empty ones go straight to the prior) are derived
+    once here: a 100k-row file is indexed row by row afterwards.
+    """
+
+    ids: list[str]
+    prompts: list[str]
+    sections: list[Sections]
+    allowed: list[tuple[int, ...]] = field(init=False)
+    empty: np.ndarray = field(init=False)
+    to_score: list[int] = field(init=False)
+
+    def __post_init__(self):
+        self.allowed = [s.allowed for s in self.sections]
+        self.empty = np.array([not p.strip() for p in self.prompts], dtype=bool)
+        self.to_score = [int(i) for i in np.flatnonzero(~self.empty)]
+
+    @classmethod
+    def parse(cls, frame) -> ContestRows:
+        """From ``frame["id"]`` / ``frame["prompt"]`` (PromptRows or a DataFrame); a non-text prompt is empty."""
+        prompts = [p if isinstance(p, str) else "" for p in frame["prompt"]]
+        return cls([str(i) for i in frame["id"]], prompts, [parse_prompt(p) for p in prompts])
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
 # -- model choice ------------------------------------------------------------------------------------------------
 def default_roots() -> list[Path]:
     """The bundle's models/, then ./models, then runs/*/merged (here and in the bundle)."""
@@ -110,20 +149,6 @@ def default_roots() -> list[Path]:
     return unique
 
 
-def find_model_dir(explicit: str | os.PathLike | None = None, roots: tuple[Path, ...] = ()) -> Path:
-    """``explicit``, else $AIJ_MODEL_DIR, else the best-ranked model folder under the default roots."""
-    chosen = explicit or os.environ.get(MODEL_DIR_ENV)
-    if chosen:
-        path = Path(chosen)
-        if not path.is_dir():
-            raise FileNotFoundError(f"model dir {path} does not exist")
-        return path
-    found = candidate_model_dirs(list(roots) or default_roots())
-    if not found:
-        raise FileNotFoundError(f"no model found: pass --models DIR, --model-dir DIR or set {MODEL_DIR_ENV}")
-    return rank_candidates(found, defaults.DEFAULT_METRIC)[0].path
-
-
 @dataclass
 class ModelPlan:
     """Candidates best first (the single-model order), the ensemble to try (if any), and why."""
@@ -131,6 +156,14 @@ class ModelPlan:
     ranked: list[Candidate]
     ensemble: Ensemble | None
     reason: str
+
+    def weight(self, path: Path) -> float:
+        """The ensemble weight of a model folder (1.0 outside an ensemble)."""
+        weights = {m.path.resolve(): m.weight for m in self.ensemble.members} if self.ensemble else {}
+        return weights.get(Path(path).resolve(), 1.0)
+
+    def is_member(self, path: Path) -> bool:
+        return bool(self.ensemble) and Path(path).resolve() in {m.path.resolve() for m in self.ensemble.members}
 
 
 def plan_models(run: RunSettings) -> ModelPlan:
@@ -160,11 +193,6 @@ def plan_models(run: RunSettings) -> ModelPlan:
     return ModelPlan(ranked, ensemble, f"ensemble of {ensemble.reason}; single-model fallback: {reason}" if ensemble else reason)
 
 
-def load_decision(model_dir: Path) -> Decision:
-    """The decision rule stored in the model's validation report (argmax when there is none)."""
-    return Decision.from_dict(read_report(Path(model_dir)).get("decision"))
-
-
 # -- engines -----------------------------------------------------------------------------------------------------
 def choose_engine(requested: str, device: str, tokens: int, vllm_installed: bool) -> tuple[str, str]:
     """``hf`` or ``vllm`` and why: by estimated total time (start-up + tokens / throughput), see settings.py."""
@@ -181,64 +209,44 @@ def choose_engine(requested: str, device: str, tokens: int, vllm_installed: bool
     return best, f"estimated {', '.join(f'{k} {v:.0f}s' for k, v in estimates.items())} for {tokens} tokens"
 
 
-class RenderedRows:
-    """The rows' rendered prompts, tokenised on first use; until then their lengths are estimates.
-
-    A 100k-row file is not tokenised up front (that alone can outlast the time limit): lengths come from characters
-    times a tokens-per-character ratio measured on an even sample of rows, and each row is rendered when its chunk
-    is scored. ``lengths[i]`` becomes exact once row ``i`` is rendered.
-    """
-
-    def __init__(self, renderer, prompts: list[str], limit: int | None = None):
-        self.renderer = renderer
-        self.prompts = prompts
-        self.limit = int(limit or renderer.max_tokens)
-        self._rendered: dict[int, object] = {}
-        overhead = len(renderer.render("").input_ids)
-        filled = [i for i, p in enumerate(prompts) if p.strip()]
-        step = max(1, len(filled) // defaults.LENGTH_SAMPLE_ROWS)
-        sample = [self[i] for i in filled[::step][: defaults.LENGTH_SAMPLE_ROWS]]
-        whole = [(len(r.input_ids) - overhead, len(r.text)) for r in sample if not r.truncated]
-        chars = sum(c for _, c in whole)
-        ratio = sum(t for t, _ in whole) / chars if chars else 1.0
-        self.lengths = [len(self._rendered[i].input_ids) if i in self._rendered
-                        else min(self.limit, overhead + int(ratio * len(p)) + 1) for i, p in enumerate(prompts)]
-
-    def __getitem__(self, i: int):
-        if i not in self._rendered:
-            rendered = self.renderer.render(self.prompts[i], self.limit)
-            self._rendered[i] = rendered
-            if hasattr(self, "lengths"):
-                self.lengths[i] = len(rendered.input_ids)
-        return self._rendered[i]
-
-    def ids(self, rows: list[int]) -> list[list[int]]:
-        return [self[i].input_ids for i in rows]
-
-    def shorten_to(self, limit: int) -> None:
-        """Lower the length limit (vLLM started with a shorter context): longer rendered rows are redone lazily."""
-        self.limit = min(self.limit, int(limit))
-        for i in [i for i, r in self._rendered.items() if len(r.input_ids) > self.limit]:
-            del self._rendered[i]
-        self.lengths = [min(n, self.limit) for n in self.lengths]
-
-    @property
-    def truncated(self) -> int:
-        return sum(r.truncated for r in self._rendered.values())
-
-
 @dataclass
 class OpenModel:
-    """A loaded model ready to score: its candidate entry, its rows (rendered lazily) and engine."""
+    """A loaded model ready to score: its candidate entry, rows (rendered lazily), engine, and what it scored.
+
+    ``probs[i]``/``scored[i]`` are filled in place chunk by chunk, so an interruption keeps everything scored so far;
+    ``processed`` holds the rows a chunk ran over (a generative judge may process a row and write no score).
+    """
 
     candidate: Candidate
-    engine: object
+    engine: ScoringEngine
+    tokenizer: object
     rendered: RenderedRows
+    weight: float
     engine_reason: str
     engine_fallback: str | None = None
     load_s: float = 0.0
     processed: set = field(default_factory=set)
     vllm_rows: int | None = None  # rows vLLM scored before it failed mid-run
+    probs: np.ndarray = field(init=False)
+    scored: np.ndarray = field(init=False)
+    earlier_tokens: int = 0  # counters of an engine this model replaced (vLLM that failed mid-run)
+    earlier_seconds: float = 0.0
+
+    def __post_init__(self):
+        n = len(self.rendered.prompts)
+        self.probs, self.scored = np.zeros((n, len(LABELS))), np.zeros(n, dtype=bool)
+
+    @property
+    def generate(self) -> bool:
+        return self.candidate.mode == "generate"
+
+    @property
+    def tokens_scored(self) -> int:
+        return self.earlier_tokens + self.engine.tokens_scored
+
+    @property
+    def seconds(self) -> float:
+        return self.earlier_seconds + self.engine.seconds
 
 
 def _build_hf(path: Path, run: RunSettings, tokenizer, device: str):
@@ -260,7 +268,8 @@ def _join(*reasons: str | None) -> str | None:
     return "; then ".join(r for r in reasons if r) or None
 
 
-def open_model(candidate: Candidate, prompts: list[str], run: RunSettings, tokens_factor: int = 1) -> OpenModel:
+def open_model(candidate: Candidate, rows: ContestRows, run: RunSettings, weight: float = 1.0,
+               tokens_factor: int = 1) -> OpenModel:
     """Tokenizer -> rows (rendered lazily) -> engine chosen by estimated time; failures fall back to transformers."""
     from submission import engine_vllm
     from submission.engine_hf import load_tokenizer, resolve_device
@@ -268,8 +277,8 @@ def open_model(candidate: Candidate, prompts: list[str], run: RunSettings, token
 
     started = time.perf_counter()
     tokenizer = load_tokenizer(candidate.path)
-    rows = RenderedRows(PromptRenderer(tokenizer, max_tokens=run.max_tokens), prompts)
-    tokens = sum(rows.lengths) * tokens_factor
+    rendered = RenderedRows(PromptRenderer(tokenizer, max_tokens=run.max_tokens), rows.prompts, rows.sections)
+    tokens = sum(rendered.lengths) * tokens_factor
     device = resolve_device(run.device)
     name, reason = choose_engine(run.engine, device, tokens, engine_vllm.vllm_available())
     fallback = None
@@ -281,11 +290,26 @@ def open_model(candidate: Candidate, prompts: list[str], run: RunSettings, token
             fallback = f"vLLM unavailable ({type(error).__name__}: {error}); using transformers"
             log.warning(fallback)
         else:
-            rows.shorten_to(engine.max_prompt_tokens)
+            rendered.shorten_to(engine.max_prompt_tokens)
     if engine is None:
         engine, oom = _build_hf(candidate.path, run, tokenizer, device)
         fallback = _join(fallback, oom)
-    return OpenModel(candidate, engine, rows, reason, fallback, time.perf_counter() - started)
+    return OpenModel(candidate, engine, tokenizer, rendered, weight, reason, fallback, time.perf_counter() - started)
+
+
+def _replace_failed_vllm(model: OpenModel, run: RunSettings, error: BaseException) -> None:
+    """vLLM failed while scoring: close it and switch this model to transformers for the rest of the run."""
+    from submission.engine_hf import resolve_device
+
+    reason = (f"vLLM failed while scoring after {len(model.processed)} rows ({type(error).__name__}: {error}); "
+              "using transformers for the rest")
+    log.warning(reason)
+    failed = model.engine
+    failed.close()  # frees vLLM's GPU memory before transformers loads
+    model.earlier_tokens, model.earlier_seconds = model.tokens_scored, model.seconds
+    model.engine, oom = _build_hf(model.candidate.path, run, model.tokenizer, resolve_device(run.device))
+    model.engine_fallback = _join(model.engine_fallback, reason, oom)
+    model.vllm_rows = len(model.processed)
 
 
 # -- scoring -----------------------------------------------------------------------------------------------------
@@ -305,43 +329,34 @@ def plan_chunks(indices: list[int], lengths: list[int], chunk_tokens: int) -> li
     return chunks
 
 
-def _before_chunk() -> None:
-    pause = float(os.environ.get(CHUNK_SLEEP_ENV, "0") or 0)
-    if pause > 0:
-        time.sleep(pause)
-
-
-def _estimate(engine) -> float:
-    """Tokens/s: measured on this run once a chunk has been scored, else the settings table."""
-    measured = measured_throughput(engine)
-    if measured:
-        return measured
-    return defaults.ENGINE_ESTIMATES.get(f"{engine.name}/{'cuda' if engine.device.startswith('cuda') else 'cpu'}",
-                                         defaults.ENGINE_ESTIMATES["hf/cpu"]).tokens_per_s
-
-
-def measured_throughput(engine) -> float | None:
-    """Tokens/s this engine has reached in this run, or None before anything was scored (tests replace this)."""
-    if getattr(engine, "seconds", 0) > 0 and engine.tokens_scored > 0:
-        return engine.tokens_scored / engine.seconds
+def measured_throughput(model: OpenModel) -> float | None:
+    """Tokens/s this model's engine(s) reached in this run, or None before anything was scored."""
+    if model.seconds > 0 and model.tokens_scored > 0:
+        return model.tokens_scored / model.seconds
     return None
 
 
-def score_model(model: OpenModel, rows: list[int], deadline: Deadline, run: RunSettings,
-                probs: np.ndarray, done: np.ndarray, allowed: list, generate: bool = False,
-                max_chunks: int | None = None) -> None:
-    """Fill ``probs[rows]`` and ``done[rows]`` chunk by chunk while the deadline allows (at most ``max_chunks``).
+def _estimate(model: OpenModel) -> float:
+    """Tokens/s: measured on this run once a chunk has been scored, else the settings table."""
+    device = "cuda" if model.engine.device.startswith("cuda") else "cpu"
+    return measured_throughput(model) or defaults.ENGINE_ESTIMATES.get(
+        f"{model.engine.name}/{device}", defaults.ENGINE_ESTIMATES["hf/cpu"]).tokens_per_s
 
-    Written in place so that an interruption keeps everything scored so far; rows a chunk ran over are marked in
-    ``model.processed`` (a generative judge may process a row and still write no score). A vLLM engine that fails
-    here hands this chunk and the rest to transformers.
+
+def score_model(model: OpenModel, rows: list[int], deadline: Deadline, run: RunSettings,
+                max_chunks: int | None = None) -> None:
+    """Score ``model``'s rows not yet processed, chunk by chunk while the deadline allows (at most ``max_chunks``).
+
+    A vLLM engine that fails here hands this chunk and the rest to transformers.
     """
+    rows = [i for i in rows if i not in model.processed]
+    total = len(model.processed) + len(rows)
     lengths = model.rendered.lengths
     device_kind = "cuda" if model.engine.device.startswith("cuda") else "cpu"
     chunk_tokens = run.chunk_tokens or defaults.CHUNK_TOKENS[device_kind]
     for chunk in plan_chunks(rows, lengths, chunk_tokens)[:max_chunks]:
-        need = sum(lengths[i] for i in chunk) / _estimate(model.engine)
-        if generate:
+        need = sum(lengths[i] for i in chunk) / _estimate(model)
+        if model.generate:
             need *= 4  # a rationale costs several forwards; a cautious guess until measured
         if not deadline.allows(need):
             if not deadline.announced:
@@ -349,59 +364,47 @@ def score_model(model: OpenModel, rows: list[int], deadline: Deadline, run: RunS
                             deadline.remaining(), need)
                 deadline.announced = True
             break
-        _before_chunk()
+        deadline.before_chunk()
         try:
-            out = _score_chunk(model, chunk, generate)
+            out = _score_chunk(model, chunk)
         except Exception as error:  # noqa: BLE001 - a failing vLLM gives way to transformers; others raise
             if model.engine.name != "vllm":
                 raise
             _replace_failed_vllm(model, run, error)
-            out = _score_chunk(model, chunk, generate)  # the same chunk again, now on transformers
-        if generate:
-            for i, text in zip(chunk, out, strict=True):
-                score = extract_score_from_text(text, allowed[i])
-                if score is not None:
-                    probs[i] = np.eye(len(LABELS))[LABELS.index(score)]
-                    done[i] = True
-        else:
-            probs[chunk] = probabilities_from_label_logits(out, [allowed[i] for i in chunk])
-            done[chunk] = True
+            out = _score_chunk(model, chunk)  # the same chunk again, now on transformers
+        _store_chunk(model, chunk, out)
         model.processed.update(chunk)
-        log_progress(model, len(model.processed), len(model.processed | set(rows)), deadline)
+        log_progress(model, len(model.processed), total, deadline)
 
 
-def log_progress(model: OpenModel, done_rows: int, total_rows: int, deadline: Deadline) -> None:
-    """One stderr line per scored chunk: rows done / total, tokens/s, elapsed, time left before --time-limit."""
-    tps = measured_throughput(model.engine)
-    log.info("%s: %d/%d rows (%.0f%%), %s tokens/s, elapsed %.1fs, %.1fs left before --time-limit",
-             display_name(model.candidate.path), done_rows, total_rows, 100.0 * done_rows / max(total_rows, 1),
-             f"{tps:,.0f}" if tps else "n/a", deadline.elapsed(), max(deadline.remaining() + deadline.margin_s, 0.0))
-
-
-def _score_chunk(model: OpenModel, chunk: list[int], generate: bool):
+def _score_chunk(model: OpenModel, chunk: list[int]):
     """The engine's texts (generative judge) or label logits for one chunk of rows."""
     ids = model.rendered.ids(chunk)
-    if generate:
+    if model.generate:
         return model.engine.generate_texts(ids, defaults.GENERATE_MAX_NEW_TOKENS)
     return model.engine.label_logits(ids)
 
 
-def _replace_failed_vllm(model: OpenModel, run: RunSettings, error: BaseException):
-    """vLLM failed while scoring: free it and switch this model to transformers for the rest of the run."""
-    from submission.engine_hf import release_accelerator_memory, resolve_device
+def _store_chunk(model: OpenModel, chunk: list[int], out) -> None:
+    """Label probabilities for the chunk's rows (renormalised over each rubric), or the score a judge wrote."""
+    allowed = model.rendered.sections
+    if model.generate:
+        for i, text in zip(chunk, out, strict=True):
+            score = extract_score_from_text(text, allowed[i].allowed)
+            if score is not None:
+                model.probs[i] = np.eye(len(LABELS))[LABELS.index(score)]
+                model.scored[i] = True
+    else:
+        model.probs[chunk] = probabilities_from_label_logits(out, [allowed[i].allowed for i in chunk])
+        model.scored[chunk] = True
 
-    reason = (f"vLLM failed while scoring after {len(model.processed)} rows ({type(error).__name__}: {error}); "
-              "using transformers for the rest")
-    log.warning(reason)
-    failed = model.engine
-    model.engine = None
-    failed.llm = None  # drop vLLM's GPU memory before transformers loads
-    release_accelerator_memory()
-    model.engine, oom = _build_hf(model.candidate.path, run, failed.tokenizer, resolve_device(run.device))
-    model.engine.tokens_scored, model.engine.seconds = failed.tokens_scored, failed.seconds
-    model.engine_fallback = _join(model.engine_fallback, reason, oom)
-    model.vllm_rows = len(model.processed)
-    return model.engine
+
+def log_progress(model: OpenModel, done_rows: int, total_rows: int, deadline: Deadline) -> None:
+    """One stderr line per scored chunk: rows done / total, tokens/s, elapsed, time left before --time-limit."""
+    tps = measured_throughput(model)
+    log.info("%s: %d/%d rows (%.0f%%), %s tokens/s, elapsed %.1fs, %.1fs left before --time-limit",
+             display_name(model.candidate.path), done_rows, total_rows, 100.0 * done_rows / max(total_rows, 1),
+             f"{tps:,.0f}" if tps else "n/a", deadline.elapsed(), max(deadline.remaining() + deadline.margin_s, 0.0))
 
 
 @contextmanager
@@ -422,161 +425,94 @@ def sigterm_interrupts(deadline: Deadline):
         signal.signal(signal.SIGTERM, previous)
 
 
+# -- the run, step by step -----------------------------------------------------------------------------------------
+@dataclass
+class Scoring:
+    """What the scoring steps did, kept when SIGTERM cuts them short: models opened (primary first) or skipped,
+    whether the ensemble runs, and the ensemble's entry in the meta file."""
+
+    opened: list[OpenModel] = field(default_factory=list)
+    skipped: list[SkippedModel] = field(default_factory=list)
+    strategy: str = "single"
+    ensemble: EnsembleMeta | None = None
+
+    def skip(self, candidate: Candidate, error: BaseException) -> None:
+        log.warning("skipping model %s: %s: %s", candidate.path, type(error).__name__, error)
+        self.skipped.append(SkippedModel(str(candidate.path), f"{type(error).__name__}: {error}"))
+
+    def nothing_loaded(self) -> FileNotFoundError:
+        return FileNotFoundError("no model could be loaded: " + "; ".join(s.error for s in self.skipped))
+
+
 def predict(frame, run: RunSettings, deadline: Deadline | None = None) -> RunResult:
     """Scores for test rows (``frame["id"]``, ``frame["prompt"]``: PromptRows or a DataFrame): always one valid
-    score per row, the meta says how."""
-    from submission.sections import parse_prompt
-
+    score per row, the meta says how. The steps, in order, each a function below; writing the files is the
+    caller's last step (:func:`write_outputs`)."""
     deadline = deadline or Deadline(run.time_limit_s)
-    ids = [str(i) for i in frame["id"]]
-    prompts = [p if isinstance(p, str) else "" for p in frame["prompt"]]
-    n = len(ids)
-    sections = [parse_prompt(p) for p in prompts]
-    allowed = [s.allowed for s in sections]
-    empty = np.array([not p.strip() for p in prompts], dtype=bool)
+    rows = ContestRows.parse(frame)
     plan = plan_models(run)
-    meta: dict = {"rows": n, "choice_reason": plan.reason, "skipped_models": [], "metric": run.metric,
-                  "time_limit_s": run.time_limit_s}
-    member_probs: list[tuple[float, np.ndarray, np.ndarray]] = []  # (weight, probs, scored mask)
-    opened: list[OpenModel] = []
-    strategy = "single"
-    weights = {m.path.resolve(): m.weight for m in plan.ensemble.members} if plan.ensemble else {}
-    to_score = [i for i in range(n) if not empty[i]]
-    started = time.perf_counter()
-
+    started, scoring = time.perf_counter(), Scoring()
     with sigterm_interrupts(deadline):
         try:
-            factor = len(plan.ensemble.members) if plan.ensemble else 1
-            primary = _open_first(plan.ranked, prompts, run, meta, factor=factor)
-            opened.append(primary)
-            generate = primary.candidate.mode == "generate"
-            strategy = "generate" if generate else "single"
-            probs, done = np.zeros((n, len(LABELS))), np.zeros(n, dtype=bool)
-            member_probs.append((weights.get(primary.candidate.path.resolve(), 1.0), probs, done))
-            # The first chunk measures this machine's throughput; the ensemble decision rests on it.
-            score_model(primary, to_score, deadline, run, probs, done, allowed, generate, max_chunks=1)
-            primary_path = primary.candidate.path.resolve()
-            rest = [c for c in plan.ranked if c.path.resolve() in weights and c.path.resolve() != primary_path]
-            if plan.ensemble and not generate:
-                if primary_path not in weights or not rest:
-                    why = f"ensemble members did not load; {display_name(primary.candidate.path)} alone"
-                else:
-                    strategy, why = _ensemble_fits(primary, rest, deadline, to_score)
-                meta["ensemble"] = {
-                    "source": str(plan.ensemble.path) if plan.ensemble.path else "auto",
-                    "reason": plan.ensemble.reason,
-                    "members": [str(m.path) for m in plan.ensemble.members],
-                    "weights": [m.weight for m in plan.ensemble.members],
-                    "first_chunk_tokens_per_s": _rounded(measured_throughput(primary.engine)),
-                    "strategy": strategy,
-                    "why": why,
-                }
-                meta["ensemble_decision"] = why
-            score_model(primary, [i for i in to_score if i not in primary.processed], deadline, run, probs, done,
-                        allowed, generate)
-            if strategy == "ensemble":
-                for candidate in rest:
-                    try:
-                        model = open_model(candidate, prompts, run)
-                    except Exception as error:  # noqa: BLE001 - a broken member is skipped, not fatal
-                        _skip(meta, candidate, error)
-                        continue
-                    opened.append(model)
-                    extra, extra_done = np.zeros((n, len(LABELS))), np.zeros(n, dtype=bool)
-                    member_probs.append((weights.get(candidate.path.resolve(), 1.0), extra, extra_done))
-                    score_model(model, to_score, deadline, run, extra, extra_done, allowed)
-                if len(member_probs) == 1:
-                    strategy = "single"
+            primary = open_primary(plan, rows, run, scoring)
+            score_model(primary, rows.to_score, deadline, run, max_chunks=1)  # measures this machine's throughput
+            members = choose_strategy(plan, primary, rows, deadline, scoring)
+            score_model(primary, rows.to_score, deadline, run)
+            score_members(plan, members, rows, deadline, run, scoring)
         except Interrupted:
             log.warning("SIGTERM: writing what is scored, the rest gets the prior")
-    if not opened:
-        raise FileNotFoundError("no model could be loaded: " + "; ".join(s["error"] for s in meta["skipped_models"]))
-
-    # Weighted mean over the members that scored each row.
-    total = np.zeros((n, len(LABELS)))
-    weight_sum = np.zeros(n)
-    for weight, probs, mask in member_probs:
-        total[mask] += weight * probs[mask]
-        weight_sum[mask] += weight
-    scored = weight_sum > 0
-    total[scored] /= weight_sum[scored, None]
-
-    primary = opened[0]
-    prior = ClassPrior(primary.candidate.report.get("class_prior"))
-    fallback_rows = ~scored
-    for i in np.flatnonzero(fallback_rows):
-        total[i] = prior.probabilities(sections[i].criterion, allowed[i])
-    if strategy == "ensemble":
-        decision = Decision.from_dict(plan.ensemble.decision)
-    else:
-        decision = Decision.from_dict(primary.candidate.report.get("decision"))
-    scores = decide(total, allowed, decision)
-    for i in np.flatnonzero(fallback_rows):
-        scores[i] = prior.score(sections[i].criterion, allowed[i])
-    validate_predictions(ids, scores, allowed)
-
-    finished = time.perf_counter()
-    processed = np.zeros(n, dtype=bool)
-    processed[sorted(primary.processed)] = True
-    tokens = sum(model.engine.tokens_scored for model in opened)
-    engine_seconds = sum(model.engine.seconds for model in opened)
-    no_text_score = fallback_rows & processed & ~empty
-    unreached = fallback_rows & ~processed & ~empty
-    reasons = {
-        "empty_prompt": int(empty.sum()),
-        "sigterm" if deadline.interrupted else "deadline": int(unreached.sum()),
-        "no_score_in_text": int(no_text_score.sum()),
-    }
-    meta.update({
-        "models": [{"path": str(m.candidate.path), "weight": weights.get(m.candidate.path.resolve(), 1.0),
-                    run.metric: m.candidate.value, "mode": m.candidate.mode, "engine": m.engine.name,
-                    "engine_fallback": m.engine_fallback, "vllm_rows_before_failure": m.vllm_rows} for m in opened],
-        "model_dirs": [str(m.candidate.path) for m in opened],
-        "strategy": strategy,
-        "engine": primary.engine.name,
-        "engine_reason": primary.engine_reason,
-        "engine_fallback": primary.engine_fallback,
-        "vllm_start_failures": getattr(primary.engine, "start_failures", []),
-        "device": primary.engine.device,
-        "decision": decision.to_dict(),
-        "tokens": int(tokens),
-        "timings_s": {"load": round(sum(m.load_s for m in opened), 3), "engine": round(engine_seconds, 3),
-                      "total": round(finished - started, 3), "since_start": round(deadline.elapsed(), 3)},
-        "tokens_per_s": round(tokens / max(engine_seconds, 1e-9), 1),
-        "score_distribution": {str(k): v for k, v in sorted(Counter(scores).items())},
-        "truncated_rows": primary.rendered.truncated,
-        "unparsed_rows": sum(not s.parsed for s in sections),
-        "fallback_rows": int(fallback_rows.sum()),
-        "fallback_reasons": reasons,
-        "fallback_prior": prior.source,
-        "interrupted": deadline.interrupted,
-        "oom_splits": sum(getattr(m.engine, "oom_splits", 0) for m in opened),
-    })
-    return RunResult(ids, scores, total, meta)
+    if not scoring.opened:
+        raise scoring.nothing_loaded()
+    prior = ClassPrior(scoring.opened[0].candidate.report.get("class_prior"))
+    probabilities, fallback = blend_with_prior(scoring.opened, rows, prior)
+    decision = decision_rule(plan, scoring)
+    scores = decide_scores(probabilities, fallback, rows, decision, prior)
+    validate_predictions(rows.ids, scores, rows.allowed)
+    meta = describe_run(run, rows, plan, scoring, decision, scores, fallback, prior, deadline, started)
+    return RunResult(rows.ids, scores, probabilities, meta.to_dict())
 
 
-def _skip(meta: dict, candidate: Candidate, error: BaseException) -> None:
-    log.warning("skipping model %s: %s: %s", candidate.path, type(error).__name__, error)
-    meta["skipped_models"].append({"path": str(candidate.path), "error": f"{type(error).__name__}: {error}"})
-
-
-def _open_first(ranked: list[Candidate], prompts, run: RunSettings, meta: dict, factor: int = 1) -> OpenModel:
-    """The first candidate that loads; the others that failed are listed in the meta file."""
-    for candidate in ranked:
+def open_primary(plan: ModelPlan, rows: ContestRows, run: RunSettings, scoring: Scoring) -> OpenModel:
+    """The best-ranked candidate that loads (engine sized for every ensemble member's pass); failures are listed."""
+    factor = len(plan.ensemble.members) if plan.ensemble else 1
+    for candidate in plan.ranked:
         try:
-            return open_model(candidate, prompts, run, tokens_factor=factor)
+            model = open_model(candidate, rows, run, plan.weight(candidate.path), tokens_factor=factor)
         except Exception as error:  # noqa: BLE001 - a broken model folder is skipped with a warning
-            _skip(meta, candidate, error)
-    raise FileNotFoundError("no model could be loaded: " + "; ".join(s["error"] for s in meta["skipped_models"]))
+            scoring.skip(candidate, error)
+            continue
+        scoring.opened.append(model)
+        scoring.strategy = "generate" if model.generate else "single"
+        return model
+    raise scoring.nothing_loaded()
 
 
-def _ensemble_fits(primary: OpenModel, rest: list[Candidate], deadline: Deadline, rows: list[int]) -> tuple[str, str]:
+def choose_strategy(plan: ModelPlan, primary: OpenModel, rows: ContestRows, deadline: Deadline,
+                    scoring: Scoring) -> list[Candidate]:
+    """After the primary's first chunk: the other ensemble members to score, or [] (single model), and why."""
+    if not plan.ensemble or primary.generate:
+        return []
+    path = primary.candidate.path.resolve()
+    rest = [c for c in plan.ranked if plan.is_member(c.path) and c.path.resolve() != path]
+    if not plan.is_member(path) or not rest:
+        why = f"ensemble members did not load; {display_name(primary.candidate.path)} alone"
+    else:
+        scoring.strategy, why = ensemble_fits(primary, rest, deadline, rows.to_score)
+    tps = measured_throughput(primary)
+    scoring.ensemble = EnsembleMeta(
+        source=str(plan.ensemble.path) if plan.ensemble.path else "auto", reason=plan.ensemble.reason,
+        members=[str(m.path) for m in plan.ensemble.members], weights=[m.weight for m in plan.ensemble.members],
+        first_chunk_tokens_per_s=None if tps is None else round(tps, 1), strategy=scoring.strategy, why=why)
+    return rest if scoring.strategy == "ensemble" else []
+
+
+def ensemble_fits(primary: OpenModel, rest: list[Candidate], deadline: Deadline, rows: list[int]) -> tuple[str, str]:
     """``ensemble`` when rows x members fit the time left at the first chunk's measured throughput, else ``single``.
 
     The need counts the primary's rows still to score plus every other member's rows and load time (taken as the
     primary's). The first chunk includes warm-up, so the measured throughput errs low, on the safe side.
     """
-    tps = measured_throughput(primary.engine)
+    tps = measured_throughput(primary)
     if not tps:
         return "single", "the first chunk was not scored (no time); no throughput measured"
     lengths = primary.rendered.lengths
@@ -589,14 +525,87 @@ def _ensemble_fits(primary: OpenModel, rest: list[Candidate], deadline: Deadline
     return ("ensemble" if fits else "single"), why
 
 
-def _rounded(value: float | None, digits: int = 1) -> float | None:
-    return None if value is None else round(value, digits)
+def score_members(plan: ModelPlan, members: list[Candidate], rows: ContestRows, deadline: Deadline,
+                  run: RunSettings, scoring: Scoring) -> None:
+    """Open and score each other ensemble member; one that does not load is skipped (single if none does)."""
+    for candidate in members:
+        try:
+            model = open_model(candidate, rows, run, plan.weight(candidate.path))
+        except Exception as error:  # noqa: BLE001 - a broken member is skipped, not fatal
+            scoring.skip(candidate, error)
+            continue
+        scoring.opened.append(model)
+        score_model(model, rows.to_score, deadline, run)
+    if members and len(scoring.opened) == 1:
+        scoring.strategy = "single"
 
 
-def meta_path_for(pred_path: str | os.PathLike) -> Path:
-    """``predictions.csv`` -> ``predictions_meta.json`` beside it."""
-    pred_path = Path(pred_path)
-    return pred_path.with_name(f"{pred_path.stem}_meta.json")
+def blend_with_prior(opened: list[OpenModel], rows: ContestRows, prior: ClassPrior) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted mean of the members' probabilities over the members that scored each row; the prior for rows none
+    scored. Returns the probabilities and the mask of those fallback rows."""
+    total = np.zeros((len(rows), len(LABELS)))
+    weight_sum = np.zeros(len(rows))
+    for model in opened:
+        total[model.scored] += model.weight * model.probs[model.scored]
+        weight_sum[model.scored] += model.weight
+    scored = weight_sum > 0
+    total[scored] /= weight_sum[scored, None]
+    for i in np.flatnonzero(~scored):
+        total[i] = prior.probabilities(rows.sections[i].criterion, rows.allowed[i])
+    return total, ~scored
+
+
+def decision_rule(plan: ModelPlan, scoring: Scoring) -> Decision:
+    """The ensemble's decision rule when the ensemble ran, else the primary model's (argmax when it has none)."""
+    if scoring.strategy == "ensemble":
+        return Decision.from_dict(plan.ensemble.decision)
+    return Decision.from_dict(scoring.opened[0].candidate.report.get("decision"))
+
+
+def decide_scores(probabilities: np.ndarray, fallback: np.ndarray, rows: ContestRows, decision: Decision,
+                  prior: ClassPrior) -> list[int]:
+    """One allowed score per row: the decision rule on scored rows, the prior's most likely label on the rest."""
+    scores = decide(probabilities, rows.allowed, decision)
+    for i in np.flatnonzero(fallback):
+        scores[i] = prior.score(rows.sections[i].criterion, rows.allowed[i])
+    return scores
+
+
+def describe_run(run: RunSettings, rows: ContestRows, plan: ModelPlan, scoring: Scoring, decision: Decision,
+                 scores: list[int], fallback: np.ndarray, prior: ClassPrior, deadline: Deadline,
+                 started: float) -> RunMeta:
+    """The meta file's content: the one place a :class:`RunMeta` is built."""
+    opened, primary = scoring.opened, scoring.opened[0]
+    processed = np.zeros(len(rows), dtype=bool)
+    processed[sorted(primary.processed)] = True
+    empty = rows.empty
+    tokens = sum(m.tokens_scored for m in opened)
+    engine_seconds = sum(m.seconds for m in opened)
+    return RunMeta(
+        rows=len(rows), choice_reason=plan.reason, skipped_models=scoring.skipped, metric=run.metric,
+        time_limit_s=run.time_limit_s, ensemble=scoring.ensemble,
+        ensemble_decision=scoring.ensemble.why if scoring.ensemble else None,
+        models=[ModelMeta(str(m.candidate.path), m.weight, run.metric, m.candidate.value, m.candidate.mode,
+                          m.engine.name, m.engine_fallback, m.vllm_rows) for m in opened],
+        model_dirs=[str(m.candidate.path) for m in opened],
+        strategy=scoring.strategy, engine=primary.engine.name, engine_reason=primary.engine_reason,
+        engine_fallback=primary.engine_fallback, vllm_start_failures=primary.engine.start_failures,
+        device=primary.engine.device, decision=decision.to_dict(), tokens=int(tokens),
+        timings_s=Timings(load=round(sum(m.load_s for m in opened), 3), engine=round(engine_seconds, 3),
+                          total=round(time.perf_counter() - started, 3), since_start=round(deadline.elapsed(), 3)),
+        tokens_per_s=round(tokens / max(engine_seconds, 1e-9), 1),
+        score_distribution={str(k): v for k, v in sorted(Counter(scores).items())},
+        truncated_rows=primary.rendered.truncated,
+        unparsed_rows=sum(not s.parsed for s in rows.sections),
+        fallback_rows=int(fallback.sum()),
+        fallback_reasons={
+            "empty_prompt": int(empty.sum()),
+            "sigterm" if deadline.interrupted else "deadline": int((fallback & ~processed & ~empty).sum()),
+            "no_score_in_text": int((fallback & processed & ~empty).sum()),
+        },
+        fallback_prior=prior.source, interrupted=deadline.interrupted,
+        oom_splits=sum(m.engine.oom_splits for m in opened),
+    )
 
 
 def write_outputs(result: RunResult, pred_path: str | os.PathLike) -> Path:

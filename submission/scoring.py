@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-LABELS: tuple[int, ...] = (-1, 0, 1, 2, 3)
+from submission.sections import LABELS
+
 LABEL_TOKENS: dict[int, str] = {-1: "-", 0: "0", 1: "1", 2: "2", 3: "3"}
 _IMPOSSIBLE_LOGPROB = -1e4  # stands in for -inf: exp() is 0 next to any real logprob, yet never NaN on its own
 _ORDINAL = np.array([0.0, 0.0, 1.0, 2.0, 3.0])  # expected score ignores -1 (it is "not applicable", not "below 0")

@@ -24,7 +24,9 @@ import json
 import re
 from dataclasses import dataclass, field
 
-ALL_LABELS: tuple[int, ...] = (-1, 0, 1, 2, 3)
+# The contest's labels, the one definition: 0..3 and -1 ("the criterion does not apply"). Every array of class
+# probabilities in the project has one column per label in this order.
+LABELS: tuple[int, ...] = (-1, 0, 1, 2, 3)
 
 # Header text -> field name. Matching is on the normalised header (lower case, no trailing colon).
 _HEADERS = {
@@ -55,10 +57,21 @@ class Sections:
     criterion: str
     scale: str
     reference: str | None = None
-    allowed: tuple[int, ...] = ALL_LABELS
+    allowed: tuple[int, ...] = LABELS
     family: str = "generative"
     parsed: bool = True
     repeated_headers: tuple[str, ...] = field(default_factory=tuple)
+
+
+def compose_prompt(task: str, answer: str, criterion: str, scale: str, reference: str | None = None) -> str:
+    """The contest's prompt layout, the one place it is written: sections joined by a blank line, the reference
+    section left out when ``reference`` is None, every text exactly as given (``scale`` keeps its own ending)."""
+    parts = [f"### Задание для оценки:\n{task}"]
+    if reference is not None:
+        parts.append(f"### Эталонный ответ:\n{reference}")
+    parts += [f"### Ответ для оценки:\n{answer}", f"### Критерий оценки:\n{criterion}",
+              f"### Шкала оценивания по критерию:\n{scale}"]
+    return "\n\n".join(parts)
 
 
 def _normalise_newlines(text: str) -> str:
@@ -68,8 +81,8 @@ def _normalise_newlines(text: str) -> str:
 def parse_scale(scale: str) -> tuple[int, ...]:
     """Scores named by the rubric lines (``N: text``), restricted to -1..3 and sorted; all labels when none parse."""
     found = {int(m.group("score")) for m in _SCALE_LINE_RE.finditer(_normalise_newlines(scale))}
-    allowed = tuple(sorted(s for s in found if s in ALL_LABELS))
-    return allowed or ALL_LABELS
+    allowed = tuple(sorted(s for s in found if s in LABELS))
+    return allowed or LABELS
 
 
 def classify_family(task: str, reference: str | None, answer: str) -> str:

@@ -6,6 +6,7 @@ import zipfile
 
 import pytest
 
+from submission.hashing import file_sha256
 from tests.build_scripts import load_script
 
 bundle = load_script("bundle")
@@ -20,7 +21,7 @@ def test_bundle_layout_manifest_and_best_pick(bundle_runs, tmp_path):
     assert not any(n.startswith(("models/weak/", "trainer/", "build/", "tests/")) for n in names)
     assert manifest["runs"] == [{"name": "strong", "metric": "qwk", "value": 0.8}]
     stored = json.loads(zipfile.ZipFile(out).read("manifest.json"))
-    assert stored["files"]["run.sh"]["sha256"] == bundle._sha256(bundle.ROOT / "run.sh")
+    assert stored["files"]["run.sh"]["sha256"] == file_sha256(bundle.ROOT / "run.sh")
     for entry in ("run.sh", "run.py"):
         assert zipfile.ZipFile(out).getinfo(entry).external_attr >> 16 & 0o111  # stays executable
         assert entry in stored["files"]

@@ -94,25 +94,25 @@ def test_the_blocker_really_hides_the_training_stack(lean_python):
 
 
 def test_run_py_scores_the_bundle_from_another_folder_without_pandas_scipy_sklearn(lean_python, unpacked_bundle,
-                                                                                  synth_dir, tmp_path):
+                                                                                  grade_data, tmp_path):
     """The organisers' call, from an unrelated working directory: models are found relative to run.py."""
     pred = tmp_path / "out" / "predictions.csv"
-    proc = subprocess.run([str(lean_python), str(unpacked_bundle / "run.py"), "--test_path", str(synth_dir / "test.csv"),
+    proc = subprocess.run([str(lean_python), str(unpacked_bundle / "run.py"), "--test_path", str(grade_data / "test.csv"),
                            "--pred_path", str(pred), "--device", "cpu"],
                           cwd=tmp_path, env=_clean_env(lean_python), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    _check_predictions(synth_dir / "test.csv", pred)
+    _check_predictions(grade_data / "test.csv", pred)
     meta = json.loads((tmp_path / "out" / "predictions_meta.json").read_text())
     assert Path(meta["model_dirs"][0]).resolve() == (unpacked_bundle / "models" / "tiny").resolve()
     assert re.search(r"\d+/\d+ rows .* tokens/s, elapsed [\d.]+s, [\d.]+s left before --time-limit", proc.stderr)
 
 
-def test_run_sh_scores_the_bundle_without_pandas_scipy_sklearn(lean_python, unpacked_bundle, synth_dir, tmp_path):
-    shutil.copyfile(synth_dir / "test.csv", unpacked_bundle / "test.csv")
+def test_run_sh_scores_the_bundle_without_pandas_scipy_sklearn(lean_python, unpacked_bundle, grade_data, tmp_path):
+    shutil.copyfile(grade_data / "test.csv", unpacked_bundle / "test.csv")
     proc = subprocess.run(["./run.sh", "test.csv", str(tmp_path / "predictions.csv"), "--device", "cpu"],
                           cwd=unpacked_bundle, env=_clean_env(lean_python), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    _check_predictions(synth_dir / "test.csv", tmp_path / "predictions.csv")
+    _check_predictions(grade_data / "test.csv", tmp_path / "predictions.csv")
 
 
 def test_run_py_help_and_a_bad_metric_need_no_training_stack(lean_python, unpacked_bundle, tmp_path):

@@ -2,16 +2,15 @@
 
 import pytest
 
-from submission.prompting import PromptRenderer, compose_prompt
-from submission.sections import parse_prompt
+from submission.prompting import PromptRenderer, compose_sections
+from submission.sections import compose_prompt, parse_prompt
 
 
 def make_prompt(task_words=10, answer_words=10, criterion="Правильность ответа и формата"):
     task = " ".join(["задание"] * task_words)
     answer = " ".join(["ответ"] * answer_words)
-    return (f"### Задание для оценки:\nНАЧАЛО {task} КОНЕЦ\n\n### Эталонный ответ:\n42\n\n"
-            f"### Ответ для оценки:\nСТАРТ {answer} ФИНИШ\n\n### Критерий оценки:\n{criterion}\n\n"
-            "### Шкала оценивания по критерию:\n0: неверно\n1: частично\n2: почти\n3: верно\n")
+    return compose_prompt(f"НАЧАЛО {task} КОНЕЦ", f"СТАРТ {answer} ФИНИШ", criterion,
+                          "0: неверно\n1: частично\n2: почти\n3: верно\n", reference="42")
 
 
 @pytest.fixture(scope="module")
@@ -76,6 +75,6 @@ def test_unparsed_prompt_is_cut_from_the_middle(renderer):
     assert rendered.text.startswith("начало") and rendered.text.endswith("конец")
 
 
-def test_compose_prompt_round_trips_through_the_parser():
+def test_composed_sections_round_trip_through_the_parser():
     sections = parse_prompt(make_prompt())
-    assert parse_prompt(compose_prompt(sections)) == sections
+    assert parse_prompt(compose_sections(sections)) == sections

@@ -7,8 +7,10 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from submission.data import read_predictions_csv
+from submission.run_meta import RunMeta
 from submission.sections import parse_prompt
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,6 +32,12 @@ def test_run_sh_writes_a_valid_predictions_file(tiny_model_dir, synth_dir, tmp_p
         assert score in parse_prompt(prompt).allowed
     meta = json.loads((tmp_path / "predictions_meta.json").read_text())
     assert meta["rows"] == len(test) and meta["engine"] == "hf"
+    # The file is exactly the RunMeta schema: it reads back into it and writes out the same.
+    assert RunMeta.from_dict(meta).to_dict() == meta
+    with pytest.raises(TypeError):
+        RunMeta.from_dict({**meta, "surprise": 1})
+    with pytest.raises((TypeError, KeyError)):
+        RunMeta.from_dict({k: v for k, v in meta.items() if k != "fallback_rows"})
 
 
 def test_baseline_flags_and_env_var_pick_the_model(tiny_model_dir, synth_dir, tmp_path):

@@ -15,6 +15,7 @@ import pytest
 from submission import runtime
 from submission.autopick import candidate_model_dirs, rank_candidates
 from submission.data import read_test_csv
+from submission.run_meta import RunMeta
 from submission.runtime import Deadline, RunSettings, choose_engine, predict
 from submission.sections import parse_prompt
 
@@ -116,8 +117,7 @@ def test_deadline_fills_unreached_rows_with_the_prior_and_counts_them(tiny_model
         chunks.append(clock.now)
         clock.now += 40.0
 
-    monkeypatch.setattr(runtime, "_before_chunk", next_chunk)
-    deadline = Deadline(100.0, clock=clock)  # 10 s write margin: chunks start at 0, 40, 80; at 120 none is left
+    deadline = Deadline(100.0, clock=clock, before_chunk=next_chunk)  # 10 s margin: chunks at 0, 40, 80; none at 120
     cut = predict(frame, RunSettings(model_dir=model, device="cpu", chunk_tokens=2000), deadline)
     assert len(chunks) == 3
     fallbacks = cut.meta["fallback_rows"]
@@ -183,6 +183,7 @@ def test_equally_good_reports_form_an_equal_weight_ensemble_and_a_worse_one_does
     assert meta["ensemble"]["members"] == [str(a), str(b)] and "2 models within 0.02 qwk" in meta["ensemble"]["reason"]
     assert meta["ensemble"]["strategy"] == "ensemble" and meta["ensemble"]["first_chunk_tokens_per_s"] > 0
     assert meta["decision"]["thresholds"] == pytest.approx([0.6, 1.6, 2.4])  # mean of the members' thresholds
+    assert RunMeta.from_dict(meta).to_dict() == meta  # the ensemble entry is part of the schema too
     alone = [predict(frame, RunSettings(model_dir=d, device="cpu")).probabilities for d in (a, b)]
     np.testing.assert_allclose(result.probabilities, (alone[0] + alone[1]) / 2, atol=1e-6)
 
@@ -236,10 +237,10 @@ def test_ensemble_is_decided_on_the_first_chunks_measured_throughput(two_models,
     place(two_models[1], runs / "b" / "merged", qwk=0.6)
     slow_engine(monkeypatch, tokens_per_s=10.0)  # 24 rows of ~1k tokens: each member needs ~40 min at this rate
     chunks, decided_after = [], []
-    monkeypatch.setattr(runtime, "_before_chunk", lambda: chunks.append(1))
-    real_fits = runtime._ensemble_fits
-    monkeypatch.setattr(runtime, "_ensemble_fits", lambda *a: (decided_after.append(len(chunks)), real_fits(*a))[1])
-    result = predict(frame, RunSettings(models=runs, device="cpu", time_limit_s=time_limit, chunk_tokens=4000))
+    real_fits = runtime.ensemble_fits
+    monkeypatch.setattr(runtime, "ensemble_fits", lambda *a: (decided_after.append(len(chunks)), real_fits(*a))[1])
+    deadline = Deadline(time_limit, before_chunk=lambda: chunks.append(1))
+    result = predict(frame, RunSettings(models=runs, device="cpu", time_limit_s=time_limit, chunk_tokens=4000), deadline)
     ensemble = result.meta["ensemble"]
     assert decided_after == [1]  # decided right after the first chunk, before the rest of the rows
     assert ensemble["first_chunk_tokens_per_s"] == pytest.approx(10.0, rel=0.05)
@@ -275,3 +276,25 @@ def test_auto_ensemble_averages_the_members_minus_one_thresholds(tmp_path):
     assert both.decision["minus_one_threshold"] == pytest.approx(0.3)
     one = auto_ensemble([candidate("a", 0.6, 0.2), candidate("b", 0.6, None)], "qwk", 0.02, 2)
     assert "minus_one_threshold" not in one.decision  # a member without a cut: argmax decides -1
+
+
+def test_each_prompt_is_parsed_once_per_run_even_with_two_models(two_models, frame, tmp_path, monkeypatch):
+    from collections import Counter
+
+    from submission import prompting, sections
+
+    runs = tmp_path / "runs"
+    place(two_models[0], runs / "a" / "merged", qwk=0.6)
+    place(two_models[1], runs / "b" / "merged", qwk=0.6)
+    parsed = Counter()
+    real = sections.parse_prompt
+
+    def counting(prompt):
+        parsed[prompt] += 1
+        return real(prompt)
+
+    monkeypatch.setattr(runtime, "parse_prompt", counting)
+    monkeypatch.setattr(prompting, "parse_prompt", counting)
+    result = predict(frame, RunSettings(models=runs, device="cpu", time_limit_s=1e7))
+    assert result.meta["strategy"] == "ensemble"  # both models rendered every row
+    assert {p: parsed[p] for p in frame["prompt"]} == dict(Counter(frame["prompt"]))

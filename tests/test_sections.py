@@ -2,17 +2,12 @@
 
 import pytest
 
-from submission.sections import ALL_LABELS, classify_family, parse_prompt, parse_scale
+from submission.sections import LABELS, classify_family, compose_prompt, parse_prompt, parse_scale
 
 
 def prompt(task="Сколько будет 12+30?", reference="42", answer="42", criterion="Правильность ответа и формата",
            scale="0: неверно\n1: частично\n2: верно, формат нарушен\n3: верно", newline="\n"):
-    parts = [f"### Задание для оценки:\n{task}"]
-    if reference is not None:
-        parts.append(f"### Эталонный ответ:\n{reference}")
-    parts += [f"### Ответ для оценки:\n{answer}", f"### Критерий оценки:\n{criterion}",
-              f"### Шкала оценивания по критерию:\n{scale}\n"]
-    return "\n\n".join(parts).replace("\n", newline)
+    return compose_prompt(task, answer, criterion, scale + "\n", reference).replace("\n", newline)
 
 
 def test_static_prompt_with_reference():
@@ -51,8 +46,8 @@ def test_arithmetic_without_reference_is_static():
     ("0 - плохо\n1 - хорошо", (0, 1)),
     ("1) плохо\n2) хорошо\n3) отлично", (1, 2, 3)),
     ("3 балла: отлично\n0 баллов: плохо", (0, 3)),
-    ("без чисел", ALL_LABELS),
-    ("5: вне шкалы\n7: тоже", ALL_LABELS),
+    ("без чисел", LABELS),
+    ("5: вне шкалы\n7: тоже", LABELS),
 ])
 def test_scale_line_formats(scale, expected):
     assert parse_scale(scale) == expected
@@ -60,7 +55,7 @@ def test_scale_line_formats(scale, expected):
 
 def test_unknown_layout_falls_back_to_whole_prompt_all_labels():
     s = parse_prompt("Оцени ответ: 2+2=4")
-    assert not s.parsed and s.task == "Оцени ответ: 2+2=4" and s.allowed == ALL_LABELS
+    assert not s.parsed and s.task == "Оцени ответ: 2+2=4" and s.allowed == LABELS
 
 
 def test_non_string_prompt_does_not_crash():

@@ -24,18 +24,22 @@ from submission.selfcheck import MINIMUM_VERSIONS, release
 ROOT = Path(__file__).resolve().parents[1]
 FLOOR = Path(os.environ.get("AIJ_CONTRACT_WHEELS", Path(sys.prefix) / "contract-wheels")) / "floor"
 
-SCRIPT = """
-import json, sys
-import transformers
-from submission.data import read_test_rows
-from submission.engine_hf import TransformersEngine
-from submission.prompting import PromptRenderer
-model_dir, test_csv = sys.argv[1], sys.argv[2]
-engine = TransformersEngine(model_dir, device="cpu", token_budget=4096)
-renderer = PromptRenderer(engine.tokenizer, max_tokens=1024)
-ids = [r.input_ids for r in renderer.render_many(read_test_rows(test_csv).prompts[:8])]
-print(json.dumps({"version": transformers.__version__, "ids": ids, "logits": engine.label_logits(ids).tolist()}))
-"""
+def render_and_score(model_dir: str, test_csv: str) -> dict:
+    """transformers' version, the rendered ids of 8 test prompts and the tiny model's label logits for them."""
+    import transformers
+
+    from submission.data import read_test_rows
+    from submission.engine_hf import TransformersEngine
+    from submission.prompting import PromptRenderer
+
+    engine = TransformersEngine(model_dir, device="cpu", token_budget=4096)
+    renderer = PromptRenderer(engine.tokenizer, max_tokens=1024)
+    ids = [r.input_ids for r in renderer.render_many(read_test_rows(test_csv).prompts[:8])]
+    return {"version": transformers.__version__, "ids": ids, "logits": engine.label_logits(ids).tolist()}
+
+
+SCRIPT = ("import json, sys; from tests.test_transformers_floor import render_and_score; "
+          "print(json.dumps(render_and_score(sys.argv[1], sys.argv[2])))")
 
 
 @pytest.fixture(scope="module")
@@ -52,8 +56,8 @@ def floor_path(tmp_path_factory) -> Path:
     return out
 
 
-def _runtime_outputs(tiny_model_dir, synth_dir, pythonpath: str | None) -> dict:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (pythonpath, str(ROOT)) if p)}
+def _on_the_floor(floor_path, tiny_model_dir, synth_dir) -> dict:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join((str(floor_path), str(ROOT)))}
     proc = subprocess.run([sys.executable, "-c", SCRIPT, str(tiny_model_dir), str(synth_dir / "test.csv")], cwd=ROOT,
                           env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -66,8 +70,8 @@ def test_the_floor_wheel_is_the_floor_the_runtime_states():
 
 
 def test_merged_model_renders_and_scores_the_same_on_transformers_5_5_3(floor_path, tiny_model_dir, synth_dir):
-    old = _runtime_outputs(tiny_model_dir, synth_dir, str(floor_path))
-    new = _runtime_outputs(tiny_model_dir, synth_dir, None)
+    old = _on_the_floor(floor_path, tiny_model_dir, synth_dir)
+    new = render_and_score(str(tiny_model_dir), str(synth_dir / "test.csv"))
     assert release(old["version"]) == MINIMUM_VERSIONS["transformers"] and old["version"] != new["version"]
     assert old["ids"] == new["ids"]
     np.testing.assert_allclose(old["logits"], new["logits"], rtol=1e-4, atol=1e-4)

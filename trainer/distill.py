@@ -67,20 +67,18 @@ def teacher_probabilities(
     """
     from submission import settings
     from submission.autopick import Candidate, read_report
-    from submission.runtime import Deadline, RunSettings, open_model, plan_chunks, score_model
-    from submission.sections import parse_prompt
+    from submission.runtime import ContestRows, Deadline, RunSettings, open_model, plan_chunks, score_model
 
     teacher_dir = Path(teacher_dir)
     candidate = Candidate(teacher_dir, read_report(teacher_dir))
     generate = candidate.mode == "generate"
     run = RunSettings(model_dir=teacher_dir, engine=engine, device=device, ensemble=False,
                       max_tokens=max_tokens or settings.MAX_PROMPT_TOKENS)
-    model = open_model(candidate, prompts, run, tokens_factor=samples if generate else 1)
+    rows = ContestRows.parse({"id": [str(i) for i in range(len(prompts))], "prompt": list(prompts)})
+    model = open_model(candidate, rows, run, tokens_factor=samples if generate else 1)
     log.info("teacher %s: mode %s, engine %s (%s)", teacher_dir, candidate.mode, model.engine.name,
              model.engine_fallback or model.engine_reason)
-    allowed = [parse_prompt(p).allowed for p in prompts]
     probs = np.zeros((len(prompts), len(LABELS)))
-    done = np.zeros(len(prompts), dtype=bool)
     device_kind = "cuda" if model.engine.device.startswith("cuda") else "cpu"
     chunks = plan_chunks(list(range(len(prompts))), model.rendered.lengths, settings.CHUNK_TOKENS[device_kind])
     bar = _progress(len(prompts), f"teacher ({candidate.mode})")
@@ -91,10 +89,11 @@ def teacher_probabilities(
 
                 texts = model.engine.sample_texts(model.rendered.ids(chunk), max_new_tokens or
                                                   settings.GENERATE_MAX_NEW_TOKENS, samples, temperature, seed)
-                probs[chunk] = probabilities_from_texts(texts, [allowed[i] for i in chunk])
+                probs[chunk] = probabilities_from_texts(texts, [rows.allowed[i] for i in chunk])
             else:
                 # The runtime's own chunk scorer: label logits renormalised over the rubric, vLLM failures retried.
-                score_model(model, chunk, Deadline(float("inf")), run, probs, done, allowed)
+                score_model(model, chunk, Deadline(float("inf")), run)
+                probs[chunk] = model.probs[chunk]
             bar.update(len(chunk))
     finally:
         bar.close()
@@ -133,7 +132,8 @@ def read_soft_labels(path: str | Path) -> pd.DataFrame:
 
 def read_rows_maybe_unlabelled(train_path: str | Path) -> pd.DataFrame:
     """Train CSV whose ``score`` may be empty (or absent): id, prompt, score (float, NaN where unlabelled)."""
-    from submission.data import ALL_LABELS, DataError, parse_score, read_prompt_csv
+    from submission.data import DataError, parse_score, read_prompt_csv
+    from submission.sections import LABELS as ALL_LABELS
 
     train_path = Path(train_path)
     frame = read_prompt_csv(train_path)

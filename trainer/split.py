@@ -6,23 +6,19 @@ compares on the same rows.
 
 from __future__ import annotations
 
-import hashlib
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from submission.hashing import file_sha256
 from submission.scoring import LABELS
 
 
 def data_hash(path: str | Path) -> str:
     """sha256 of the file's bytes (provenance for training_config.json and the model card)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return file_sha256(path)
 
 
 def stratified_split(frame: pd.DataFrame, val_fraction: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:

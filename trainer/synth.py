@@ -163,13 +163,10 @@ def _scale_text(criterion: str, top: int, not_applicable: bool) -> str:
 
 
 def render_prompt_text(task: str, reference: str | None, answer: str, criterion: str, scale: str) -> str:
-    """The contest's prompt layout; the reference section is left out when ``reference`` is None."""
-    parts = [f"### Задание для оценки:\n{task}"]
-    if reference is not None:
-        parts.append(f"### Эталонный ответ:\n{reference}")
-    parts += [f"### Ответ для оценки:\n{answer}", f"### Критерий оценки:\n{criterion}",
-              f"### Шкала оценивания по критерию:\n{scale}"]
-    return "\n\n".join(parts)
+    """The contest's prompt layout (submission.sections.compose_prompt); no reference section when it is None."""
+    from submission.sections import compose_prompt
+
+    return compose_prompt(task, answer, criterion, scale, reference)
 
 
 # --- the three families: (task, reference, answer words source) -------------------------------------------------

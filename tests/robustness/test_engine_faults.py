@@ -64,8 +64,12 @@ def test_vllm_failing_mid_run_hands_the_rest_to_transformers(tiny_model_dir, tin
 
     api.LLM.generate = generate_then_fail
     monkeypatch.setattr(engine_vllm, "load_vllm_api", lambda: api)
+    closed = []
+    real_close = engine_vllm.VllmEngine.close
+    monkeypatch.setattr(engine_vllm.VllmEngine, "close", lambda self: (closed.append(self), real_close(self))[1])
     hf = predict(frame, RunSettings(model_dir=tiny_model_dir, device="cpu", engine="hf"))
     got = predict(frame, RunSettings(model_dir=tiny_model_dir, device="cpu", engine="vllm", chunk_tokens=1500))
+    assert len(closed) == 1 and closed[0].llm is None  # the failed engine was closed through the protocol
     assert got.meta["engine"] == "hf" and "EngineDeadError" in got.meta["engine_fallback"]
     assert got.meta["fallback_rows"] == 0 and len(calls["params"]) == 1
     scored_by_vllm = got.meta["models"][0]["vllm_rows_before_failure"]
@@ -182,3 +186,16 @@ def test_other_load_errors_are_not_taken_for_out_of_memory(tiny_model_dir, frame
     monkeypatch.setattr(engine_hf, "load_causal_lm", broken)
     with pytest.raises(FileNotFoundError, match="no model could be loaded: RuntimeError: CUDA error: device-side"):
         predict(frame, RunSettings(model_dir=tiny_model_dir, device="cuda", engine="hf"))
+
+
+def test_both_engines_implement_the_scoring_engine_protocol(tiny_engine, tiny_model_dir, tiny_model, monkeypatch):
+    from submission.engines import ScoringEngine
+
+    api, _ = fake_api(tiny_model)
+    monkeypatch.setattr(engine_vllm, "load_vllm_api", lambda: api)
+    vllm = engine_vllm.VllmEngine(tiny_model_dir, tiny_engine.tokenizer, max_model_len=512)
+    for engine in (tiny_engine, vllm):
+        assert isinstance(engine, ScoringEngine), type(engine).__name__
+        assert engine.start_failures == [] and isinstance(engine.oom_splits, int)
+    vllm.close()
+    assert vllm.llm is None

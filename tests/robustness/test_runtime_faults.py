@@ -17,7 +17,7 @@ import pandas as pd
 
 from submission import runtime
 from submission.data import read_predictions_csv, read_test_csv
-from submission.runtime import RunSettings, predict
+from submission.runtime import Deadline, RunSettings, predict
 from submission.scoring import LABELS
 from submission.sections import parse_prompt
 
@@ -48,7 +48,7 @@ def test_empty_and_nan_prompts_are_scored_by_the_prior_and_counted(tiny_model_di
     assert result.scores[0] == 1  # middle of the full -1..3 rubric when no prior is known
 
 
-def test_sigterm_writes_what_is_scored_and_the_prior_for_the_rest(tiny_model_dir, test_frame, monkeypatch):
+def test_sigterm_writes_what_is_scored_and_the_prior_for_the_rest(tiny_model_dir, test_frame):
     calls = []
 
     def terminate_on_second_chunk():
@@ -56,8 +56,8 @@ def test_sigterm_writes_what_is_scored_and_the_prior_for_the_rest(tiny_model_dir
         if len(calls) == 2:
             os.kill(os.getpid(), signal.SIGTERM)
 
-    monkeypatch.setattr(runtime, "_before_chunk", terminate_on_second_chunk)
-    result = predict(test_frame, RunSettings(model_dir=tiny_model_dir, device="cpu", chunk_tokens=2000))
+    settings = RunSettings(model_dir=tiny_model_dir, device="cpu", chunk_tokens=2000)
+    result = predict(test_frame, settings, Deadline(settings.time_limit_s, before_chunk=terminate_on_second_chunk))
     assert result.meta["interrupted"] == "SIGTERM" and len(calls) == 2
     assert 0 < result.meta["fallback_reasons"]["sigterm"] == result.meta["fallback_rows"] < len(test_frame)
     assert len(result.scores) == len(test_frame)

@@ -1,0 +1,41 @@
+"""The contract every scoring engine implements (transformers: engine_hf.py, vLLM: engine_vllm.py).
+
+The runtime talks to an engine only through this protocol: it scores token-id prompts, reads the throughput
+counters, and calls ``close()`` before replacing a failed engine; it never reaches into an engine's attributes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+
+@runtime_checkable
+class ScoringEngine(Protocol):
+    """One loaded model that scores rendered prompts (token ids)."""
+
+    name: str  # "hf" or "vllm": the meta file's engine and the settings table's key
+    device: str  # "cpu", "cuda", "cuda:1", ...
+    tokens_scored: int  # prompt tokens scored so far ...
+    seconds: float  # ... and the engine seconds they took: measured throughput = tokens_scored / seconds
+    oom_splits: int  # batches halved after running out of accelerator memory
+    start_failures: list[str]  # start-up settings that failed before this engine started (vLLM's ladder)
+
+    def label_logits(self, prompts: Sequence[Sequence[int]]) -> np.ndarray:
+        """[N, 5] logits (or logprobs) of the label tokens, LABELS order, in input order."""
+        ...
+
+    def generate_texts(self, prompts: Sequence[Sequence[int]], max_new_tokens: int) -> list[str]:
+        """Greedy continuations (new text only), for generative judges."""
+        ...
+
+    def sample_texts(self, prompts: Sequence[Sequence[int]], max_new_tokens: int, samples: int, temperature: float,
+                     seed: int = 0) -> list[list[str]]:
+        """``samples`` sampled continuations per prompt (``trainer distill`` with a free-text teacher)."""
+        ...
+
+    def close(self) -> None:
+        """Free the model and its accelerator memory; the engine is not used afterwards (its counters may be read)."""
+        ...
