@@ -81,13 +81,15 @@ def test_demo_training_reduces_the_loss(demo_run):
 
 
 def assert_learned(run_dir):
-    """Held-out accuracy >= 0.9 on balanced classes (majority <= 0.35), and every score class is predicted right
-    at least most of the time (speed is `trainer bench`'s business, never a pass/fail condition)."""
+    """Held-out accuracy >= 0.9 on balanced classes (majority <= 0.35), and every score class with enough validation
+    rows to measure (>= 10; the default synth data has ~1 row of -1 there) is predicted right at least most of the
+    time (speed is `trainer bench`'s business, never a pass/fail condition)."""
     report = _report(run_dir)
     majority = max(v["support"] for v in report["per_class"].values()) / report["n"]
     assert majority <= 0.35
     assert report["accuracy"] >= 0.9, (report["accuracy"], report["confusion_matrix"])
-    recalls = {label: v["recall"] for label, v in report["per_class"].items()}
+    recalls = {label: v["recall"] for label, v in report["per_class"].items() if v["support"] >= 10}
+    assert len(recalls) >= 4, report["per_class"]
     assert min(recalls.values()) >= 0.5, recalls
 
 
