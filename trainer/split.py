@@ -12,13 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from submission.hashing import file_sha256
 from submission.scoring import LABELS
-
-
-def data_hash(path: str | Path) -> str:
-    """sha256 of the file's bytes (provenance for training_config.json and the model card)."""
-    return file_sha256(path)
 
 
 def stratified_split(frame: pd.DataFrame, val_fraction: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:

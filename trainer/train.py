@@ -24,6 +24,7 @@ import sys
 import time
 from pathlib import Path
 
+from submission.hashing import file_sha256
 from trainer.config import TrainConfig
 from trainer.rundir import RunDir
 
@@ -506,7 +507,7 @@ def train_run(config: TrainConfig, resume: bool = False, callbacks=(), validatio
             "precision": precision,
             "versions": library_versions(),
             "git_sha": git_sha(),
-            "data_sha256": split.data_hash(config.train_path),
+            "data_sha256": file_sha256(config.train_path),
             "rows": {"train": len(train_frame), "val": len(val_frame),
                      **({"soft_only": len(rows.unlabelled)} if config.soft_labels else {})},
             "split": training_data.split_record(config, rows),
