@@ -51,7 +51,7 @@ def test_scores(run_dir: Path, data_dir: Path, reuse: bool = False) -> dict:
     from submission.data import read_gold_csv, read_test_csv
     from submission.scoring import LABELS, Decision, decide
     from submission.sections import parse_prompt
-    from trainer.evaluate import save_predictions, score_rows
+    from trainer.evaluate import minus_one_scores, save_predictions, score_rows
     from trainer.metrics import compute_metrics
     from trainer.rundir import RunDir
 
@@ -71,13 +71,13 @@ def test_scores(run_dir: Path, data_dir: Path, reuse: bool = False) -> dict:
     out = {"validation": report.get("not_applicable"), "rule": report["decision"]}
     for name, decision in [("decision", Decision.from_dict(report["decision"])), ("argmax", Decision())]:
         pred = np.asarray(decide(probs, allowed, decision))
-        hits = int(((pred == -1) & (gold == -1)).sum())
+        minus_one = minus_one_scores(gold, pred)
         ordinal = gold >= 0
         metrics = compute_metrics(gold[ordinal], pred[ordinal])
         out[name] = {
-            "minus_one_precision": hits / int((pred == -1).sum()) if (pred == -1).any() else None,
-            "minus_one_recall": hits / int((gold == -1).sum()),
-            "minus_one_predicted": int((pred == -1).sum()), "minus_one_gold": int((gold == -1).sum()),
+            "minus_one_precision": minus_one["precision"],
+            "minus_one_recall": minus_one["recall"],
+            "minus_one_predicted": minus_one["predicted"], "minus_one_gold": minus_one["support"],
             "accuracy_0_3": metrics["accuracy"], "qwk_0_3": metrics["qwk"], "rows_0_3": int(ordinal.sum()),
         }
     return out

@@ -62,7 +62,8 @@ def metric_objective(metric: str):
     return objective
 
 
-def _minus_one_scores(y_true, y_pred) -> dict:
+def minus_one_scores(y_true, y_pred) -> dict:
+    """-1 precision and recall (None when undefined), how many rows said -1 and how many are gold -1."""
     truth = np.asarray(y_true) == -1
     said = np.asarray(y_pred) == -1
     hits = int((truth & said).sum())
@@ -92,8 +93,8 @@ def build_report(probs, allowed, families, y_true, metric: str, class_prior: dic
         decision, _ = fit_minus_one_threshold(all_probs, all_true, all_allowed, metric_objective(metric), decision)
         minus_one_block = {
             "rows": len(all_true), "augmented_rows": len(not_applicable[0]),
-            "decision": _minus_one_scores(all_true, decide(all_probs, all_allowed, decision)),
-            "argmax": _minus_one_scores(all_true, decide(all_probs, all_allowed, before)),
+            "decision": minus_one_scores(all_true, decide(all_probs, all_allowed, decision)),
+            "argmax": minus_one_scores(all_true, decide(all_probs, all_allowed, before)),
         }
     y_pred = decide(probs, allowed, decision)
     report = compute_metrics(list(y_true), y_pred, families=families)
