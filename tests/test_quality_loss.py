@@ -72,7 +72,8 @@ def test_objective_loss_is_the_alpha_mix_of_token_ce_kl_and_mse(rows, batch, mod
         kls.append(entropy(p[mask] / p[mask].sum(), q[mask]))
     ordinal = rows["score"].fillna(-100).to_numpy() >= 0
     se = (expected_score(student) - rows["score"].fillna(0).to_numpy()) ** 2
-    expected = (1 - alpha) * float(plain) + alpha * np.mean(kls) + mse_weight * se[ordinal].mean()
+    gold_share = rows["score"].notna().mean()  # 4 of 6: the 2 soft-only rows dilute the CE term, one mean over rows
+    expected = (1 - alpha) * float(plain) * gold_share + alpha * np.mean(kls) + mse_weight * se[ordinal].mean()
     assert float(loss) == pytest.approx(expected, rel=1e-4)
 
 
@@ -93,7 +94,7 @@ def test_split_micro_batches_sum_to_the_whole_step():
     halves = sum(objective.combine(token_ce[s].sum(), {"kl": kl[s], "se": se[s]}, counts)
                  for s in (slice(0, 2), slice(2, 4)))
     assert float(full) == pytest.approx(float(halves))
-    assert counts == {"tokens": 4, "soft": 3, "ordinal_gold": 1}
+    assert counts == {"tokens": 4, "gold": 2, "soft": 3, "rows": 4, "ordinal_gold": 1}
 
 
 def test_plain_ce_config_builds_no_objective():

@@ -16,6 +16,7 @@ import torch
 
 # The ordinal value of each label; -1 ("not applicable") carries no ordinal value and is masked out below.
 _ORDINAL = (0.0, 0.0, 1.0, 2.0, 3.0)
+NO_GOLD = -100  # ``gold`` of a row that only has a teacher's soft label
 
 
 def student_log_probs(label_logits: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
@@ -84,21 +85,35 @@ class Objective:
         return terms
 
     def combine(self, token_ce: torch.Tensor, rows: dict[str, torch.Tensor], counts: dict[str, float]) -> torch.Tensor:
-        """(1 - alpha) * CE + alpha * KL (+ mse_weight * MSE), each the SUM over this micro-batch divided by its count
-        over the whole optimizer step (``counts``: tokens, soft rows, ordinal-gold rows), so the step is a mean."""
+        """The step's loss from this micro-batch's sums; ``counts`` are over the whole optimizer step (tokens, gold
+        rows, soft rows, rows, ordinal-gold rows), so any split of the step's rows sums to the same loss.
+
+        Plain/ce_mse: mean CE per labelled token (+ mse_weight * mean squared error over ordinal-gold rows).
+        With soft labels: one mean over the step's rows of ``(1 - alpha) * CE_row + alpha * KL_row``, each term where
+        the row has it (the CE rows' sum = mean token CE x gold rows). Rows without a gold label so dilute the CE term
+        instead of leaving a few gold rows the CE weight of the whole step; with every row gold and soft this is
+        ``(1 - alpha) * mean CE + alpha * mean KL``.
+        """
         ce = token_ce / max(counts["tokens"], 1)
-        loss = ce if self.distill_alpha is None else (1 - self.distill_alpha) * ce
-        if "kl" in rows:
-            loss = loss + self.distill_alpha * rows["kl"].sum() / max(counts["soft"], 1)
+        if self.distill_alpha is None:
+            loss = ce
+        else:
+            all_rows = max(counts["rows"], 1)
+            loss = (1 - self.distill_alpha) * ce * counts["gold"] / all_rows
+            loss = loss + self.distill_alpha * rows["kl"].sum() / all_rows
         if "se" in rows:
             loss = loss + self.mse_weight * rows["se"].sum() / max(counts["ordinal_gold"], 1)
         return loss
 
 
+ROW_COUNTS = ("gold", "soft", "rows", "ordinal_gold")  # per-row counts of a step (summed over ranks under DDP)
+
+
 def step_counts(batches: list[dict]) -> dict[str, int]:
     """What each term is a mean over, counted over the micro-batches of one optimizer step (one rank)."""
-    return {
-        "tokens": sum(int((b["labels"][:, 1:] != -100).sum()) for b in batches),
-        "soft": sum(int(b["has_soft"].sum()) for b in batches if "has_soft" in b),
-        "ordinal_gold": sum(int((b["gold"] >= 0).sum()) for b in batches if "gold" in b),
-    }
+    counts = {"tokens": sum(int((b["labels"][:, 1:] != -100).sum()) for b in batches)}
+    which = {"gold": lambda b: b["gold"] != NO_GOLD, "soft": lambda b: b["has_soft"],
+             "rows": lambda b: (b["gold"] != NO_GOLD) | b["has_soft"], "ordinal_gold": lambda b: b["gold"] >= 0}
+    for name in ROW_COUNTS:
+        counts[name] = sum(int(which[name](b).sum()) for b in batches if "gold" in b)
+    return counts

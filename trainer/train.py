@@ -102,9 +102,6 @@ class ExampleDataset:
         return self.rows[index]
 
 
-NO_GOLD = -100  # ``gold`` of a row that only has a teacher's soft label
-
-
 def tokenise(frame, renderer, max_tokens: int, weights: dict[int, float] | None = None) -> ExampleDataset:
     """Rows -> training examples from the runtime's own renderer (only score + end token carry labels).
 
@@ -115,6 +112,7 @@ def tokenise(frame, renderer, max_tokens: int, weights: dict[int, float] | None 
 
     from submission.scoring import LABELS, allowed_mask
     from submission.sections import parse_prompt
+    from trainer.losses import NO_GOLD
 
     soft_columns = [f"p_{label}" for label in LABELS]
     has_soft_columns = all(c in frame.columns for c in soft_columns)
@@ -358,13 +356,13 @@ def _make_trainer_class():
             if self.objective is not None and batches:
                 import torch
 
-                from trainer.losses import step_counts
+                from trainer.losses import ROW_COUNTS, step_counts
 
                 counts = step_counts(batches)
                 if self.args.world_size > 1:
-                    mine = torch.tensor([counts["soft"], counts["ordinal_gold"]], device=device)
-                    total = self.accelerator.gather(mine).view(-1, 2).sum(dim=0)
-                    counts.update(soft=int(total[0]), ordinal_gold=int(total[1]))
+                    mine = torch.tensor([counts[name] for name in ROW_COUNTS], device=device)
+                    total = self.accelerator.gather(mine).view(-1, len(ROW_COUNTS)).sum(dim=0)
+                    counts.update({name: int(value) for name, value in zip(ROW_COUNTS, total, strict=True)})
                 self.step_rows = counts
             return batches, num_items_in_batch
 
