@@ -16,16 +16,21 @@ STEP_SETTINGS = {"max_steps": 1, "logging_steps": 1, "lora_dropout": 0.0, "learn
                  "max_grad_norm": 1e6, "precision": "fp32", "max_tokens": 512, "seed": 0}  # no clipping, no dropout
 
 
-def one_step(model_dir, frame, method: str, batch_size: int, grad_accum: int, out_dir) -> dict:
-    """Train one step (rows in file order) -> {"loss", "grad_norm", "grads": {name: tensor before the step}}."""
+def one_step(model_dir, frame, method: str, batch_size: int, grad_accum: int, out_dir, **settings) -> dict:
+    """Train one step (rows in file order) -> {"loss", "grad_norm", "grads": {name: tensor before the step}}.
+
+    ``settings`` are extra TrainConfig fields (e.g. ``soft_labels``/``distill_alpha``: the trainer's Objective then
+    reads the frame's ``p_-1``..``p_3`` columns; rows with an empty score are soft-label only)."""
     from transformers import TrainerCallback, set_seed
 
     from submission.prompting import PromptRenderer
+    from submission.scoring import label_token_ids
     from trainer.config import TrainConfig
+    from trainer.losses import Objective
     from trainer.train import LeftPadCollator, _make_trainer_class, build_peft_model, tokenise, training_arguments
 
     config = TrainConfig(method=method, base_model=str(model_dir), batch_size=batch_size, grad_accum=grad_accum,
-                         output_dir=str(out_dir), **STEP_SETTINGS)
+                         output_dir=str(out_dir), **{**STEP_SETTINGS, **settings})
     set_seed(0)  # the LoRA initialisation must be the same for every split
     model, tokenizer = build_peft_model(config, "fp32")
     dataset = tokenise(frame, PromptRenderer(tokenizer, max_tokens=512), 512)
@@ -40,7 +45,8 @@ def one_step(model_dir, frame, method: str, batch_size: int, grad_accum: int, ou
         def on_log(self, args, state, control, logs=None, **kwargs):
             seen["logs"].update(logs or {})
 
-    trainer = _make_trainer_class()(model=model, args=args, train_dataset=dataset,
+    objective = Objective.from_config(config, label_token_ids(tokenizer))
+    trainer = _make_trainer_class()(model=model, args=args, train_dataset=dataset, objective=objective,
                                     data_collator=LeftPadCollator(tokenizer.pad_token_id))
     trainer.add_callback(Record())
     trainer.train()

@@ -79,6 +79,29 @@ def test_batch_split_and_accumulation_give_the_same_loss_and_gradients(
             assert torch.allclose(grad, reference["grads"][name], rtol=1e-4, atol=1e-7), (split, name)
 
 
+def test_distillation_step_is_the_same_mean_over_rows_however_split(tiny_model_dir, eight_rows, tmp_path):
+    """Soft labels on every row, gold on the first three only: the micro-batches hold 3/0/0/0 or 2/1/0/0 gold rows,
+    so a CE or KL term normalised per micro-batch (not per optimizer step) gives different losses and gradients."""
+    import numpy as np
+    import torch
+
+    rows = eight_rows.copy()
+    rows["score"] = rows["score"].astype(float)
+    rows.loc[3:, "score"] = np.nan
+    soft = np.random.default_rng(3).dirichlet(np.ones(5), size=len(rows))
+    for i, label in enumerate((-1, 0, 1, 2, 3)):
+        rows[f"p_{label}"] = soft[:, i]
+    settings = {"soft_labels": "soft.csv", "distill_alpha": 0.4}
+    steps = {split: one_step(tiny_model_dir, rows, "lora", *split, tmp_path / f"{split[0]}x{split[1]}", **settings)
+             for split in SPLITS}
+    reference = steps[(8, 1)]
+    assert reference["grad_norm"] > 0
+    for split, step in steps.items():
+        assert step["loss"] == pytest.approx(reference["loss"], rel=1e-4), split
+        for name, grad in step["grads"].items():
+            assert torch.allclose(grad, reference["grads"][name], rtol=1e-4, atol=1e-7), (split, name)
+
+
 @pytest.fixture(scope="module")
 def sixteen_rows(synth_dir):
     """One optimizer step of every preset 1-4 (8 x 2 or 4 x 4)."""
