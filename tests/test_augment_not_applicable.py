@@ -148,3 +148,5 @@ def test_the_minus_one_threshold_is_fitted_on_validation_rows_only(tmp_path, tra
     assert block["augmented_rows"] == round(0.3 * len(val)) and block["argmax"]["recall"] == 0.0
     assert block["decision"]["recall"] == 1.0 and block["decision"]["precision"] == 1.0
     assert report["n"] == len(val)  # the usual metrics stay on the original validation rows
+    card = RunDir(run_dir).model_card_path.read_text(encoding="utf-8")
+    assert f"-1 precision/recall under this decision: 1.00/1.00 (validation rows + {block['augmented_rows']}" in card

@@ -85,3 +85,21 @@ def test_rank_order_rejects_unknown_metrics():
 
     with pytest.raises(UnknownMetric, match="choose one of accuracy"):
         rank_order([{"qwk": 0.1}], "QWKX")
+
+
+def test_report_shows_minus_one_precision_recall_only_for_runs_that_taught_it():
+    from trainer.report import format_report
+
+    def row(name, report):
+        return {"run": name, "report": report, "report_mtime": 0.0, "config": {"metric": "qwk"}, "metric": "qwk",
+                "metrics": {"qwk": report.get("qwk")}, "size_mb": 1.0, "train_s": 1.0}
+
+    taught = {"qwk": 0.9, "not_applicable": {"decision": {"precision": 0.75, "recall": 0.5, "predicted": 4,
+                                                          "support": 6}}}
+    silent = {"qwk": 0.8, "not_applicable": {"decision": {"precision": None, "recall": 0.0, "predicted": 0,
+                                                          "support": 6}}}
+    table = format_report([row("taught", taught), row("silent", silent), row("plain", {"qwk": 0.7})])
+    lines = table.splitlines()
+    assert "-1 P/R" in lines[0]
+    assert "0.75/0.50" in lines[2] and "-/0.00" in lines[3] and "n/a" in lines[4]
+    assert "-1 P/R" not in format_report([row("plain", {"qwk": 0.7})])

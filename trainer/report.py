@@ -48,6 +48,15 @@ def pick_best_run(rows: list[dict], metric: str) -> int | None:
     return best if rows[best]["metrics"].get(metric) is not None else None
 
 
+def minus_one_cell(report: dict) -> str | None:
+    """"precision/recall" of -1 under the run's decision on validation + not-applicable rows (``augment_not_applicable``
+    runs, trainer/evaluate.py), None for a run without them; an undefined side (no -1 said) prints as "-"."""
+    scores = (report.get("not_applicable") or {}).get("decision")
+    if not scores:
+        return None
+    return "/".join("-" if scores[k] is None else f"{scores[k]:.2f}" for k in ("precision", "recall"))
+
+
 def format_report(rows: list[dict], metric: str | None = None) -> str:
     metric = metric or (rows[0]["metric"] if rows else "qwk")
     best = pick_best_run(rows, metric)
@@ -56,12 +65,14 @@ def format_report(rows: list[dict], metric: str | None = None) -> str:
     def fmt(value, spec=".3f"):
         return "n/a" if value is None else format(value, spec)
 
-    header = ["", "run", *_SHOWN, "size_MB", "train_s", "config deltas"]
+    minus_one = [minus_one_cell(r.get("report") or {}) for r in rows]
+    shown_minus_one = any(cell is not None for cell in minus_one)  # a column only when some run taught -1
+    header = ["", "run", *_SHOWN, *(["-1 P/R"] if shown_minus_one else []), "size_MB", "train_s", "config deltas"]
     lines = [" | ".join(header), " | ".join("---" for _ in header)]
     for i, (row, delta) in enumerate(zip(rows, deltas, strict=True)):
         cells = ["*" if i == best else "", row["run"], *(fmt(row["metrics"].get(k)) for k in _SHOWN),
-                 fmt(row["size_mb"], ".1f"), fmt(row["train_s"], ".0f"),
-                 ", ".join(f"{k}={v}" for k, v in delta.items())]
+                 *([minus_one[i] or "n/a"] if shown_minus_one else []), fmt(row["size_mb"], ".1f"),
+                 fmt(row["train_s"], ".0f"), ", ".join(f"{k}={v}" for k, v in delta.items())]
         lines.append(" | ".join(cells))
     lines.append(f"* best by {metric}")
     return "\n".join(lines)
