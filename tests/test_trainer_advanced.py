@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
 
@@ -109,10 +110,18 @@ def test_kfold_scores_each_fold_once_and_saves_one_out_of_fold_prediction_per_id
 
 def test_ensemble_json_is_what_the_runtime_reads(tiny_model_dir, synth_dir, tmp_path):
     from submission.autopick import find_ensemble
+    from trainer.rundir import RunDir
 
     path = _cli(["advanced", "--ensemble", "demo", "--ensemble", "trainer/configs/demo_full.yaml", "--experiment",
                  "demo", "--train-path", synth_dir / "train.csv", "--base-model", tiny_model_dir, "--output-dir",
-                 tmp_path, "--set", "max_steps=2"])
+                 tmp_path, "--set", "max_steps=2", "--set", "augment_not_applicable=0.3"])
     ensemble = find_ensemble([path])
     assert len(ensemble.members) == 2 and all((m.path / "config.json").is_file() for m in ensemble.members)
     assert abs(sum(m.weight for m in ensemble.members) - 1) < 1e-9
+    # the blend's P(-1) cut is fitted like a single run's: validation rows + not-applicable rows made from them
+    record = json.loads(Path(path).read_text(encoding="utf-8"))
+    first_run = RunDir((Path(path).parent / record["members"][0]["model"]).resolve().parent)
+    val_rows = len(first_run.read_val_ids())
+    block = record["not_applicable"]
+    assert block["rows"] == val_rows + block["augmented_rows"] and block["augmented_rows"] == round(0.3 * val_rows)
+    assert block["decision"]["support"] >= block["augmented_rows"]

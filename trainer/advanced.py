@@ -79,8 +79,9 @@ def fit_blend_weights(prob_sets: list[np.ndarray], y_true, allowed, metric: str,
 def ensemble(configs: list[TrainConfig], out_dir: Path) -> Path:
     """Train each config on the same validation split, fit blend weights + thresholds there, write ensemble.json."""
     from submission.data import read_train_csv
-    from submission.scoring import fit_thresholds
-    from trainer.evaluate import metric_objective, score_rows
+    from submission.scoring import decide
+    from trainer.augment import not_applicable_rows
+    from trainer.evaluate import fit_decision, metric_objective, score_rows
     from trainer.merge import merge_run
     from trainer.split import split_by_ids
     from trainer.train import train_run
@@ -96,15 +97,21 @@ def ensemble(configs: list[TrainConfig], out_dir: Path) -> Path:
     for run in runs[1:]:
         if run.read_val_ids() != set(val["id"]):
             raise ValueError(f"{run.path}: a different validation split; give every member the same seed/val_fraction")
+    # With augment_not_applicable (first member's share and seed) the blend also gets a P(-1) cut, fitted as
+    # evaluate_run fits a single run's: on the validation rows plus not-applicable rows made from them.
+    augmented = not_applicable_rows(val, configs[0].augment_not_applicable, configs[0].seed)
+    prompts, n = [*val["prompt"], *augmented["prompt"]], len(val)
     prob_sets, allowed = [], None
     for run, config in zip(runs, configs, strict=True):
-        probs, allowed, _ = score_rows(run.merged, val["prompt"], config.max_tokens)
+        probs, allowed, _ = score_rows(run.merged, prompts, config.max_tokens)
         prob_sets.append(probs)
     y_true = val["score"].astype(int).tolist()
     metric = configs[0].metric
-    weights, _ = fit_blend_weights(prob_sets, y_true, allowed, metric)
+    weights, _ = fit_blend_weights([p[:n] for p in prob_sets], y_true, allowed[:n], metric)
     blended = sum(w * p for w, p in zip(weights, prob_sets, strict=True))
-    decision, value = fit_thresholds(blended, y_true, allowed, metric_objective(metric))
+    decision, minus_one = fit_decision(blended[:n], allowed[:n], y_true, metric,
+                                       (blended[n:], allowed[n:]) if len(augmented) else None)
+    value = metric_objective(metric)(y_true, decide(blended[:n], allowed[:n], decision))
     from submission.metrics import higher_is_better
 
     record = {
@@ -113,6 +120,7 @@ def ensemble(configs: list[TrainConfig], out_dir: Path) -> Path:
         "decision": decision.to_dict(),
         "metric": metric,
         "value": float(value if higher_is_better(metric) else -value),
+        **({"not_applicable": minus_one} if minus_one else {}),
     }
     path = out_dir / "ensemble.json"
     path.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")

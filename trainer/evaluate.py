@@ -72,30 +72,35 @@ def minus_one_scores(y_true, y_pred) -> dict:
             "predicted": int(said.sum()), "support": int(truth.sum())}
 
 
-def build_report(probs, allowed, families, y_true, metric: str, class_prior: dict | None, model_dir: Path,
-                 not_applicable: tuple | None = None) -> dict:
-    """compute_metrics output + decision (fitted for ``metric``), metric, class_prior, rows, created, model_dir.
-
-    ``not_applicable`` = (probabilities, allowed) of augmented validation rows, all gold -1: the P(-1) cut is fitted
-    for ``metric`` on them together with the original rows (a false -1 costs as much as a missed one), and
-    ``not_applicable`` reports -1 precision/recall on both.
-    """
+def fit_decision(probs, allowed, y_true, metric: str, not_applicable: tuple | None = None):
+    """(decision, its -1 block or None): ordinal thresholds fitted for ``metric`` on the rows, then, with
+    ``not_applicable`` = (probabilities, allowed) of augmented rows (all gold -1), the P(-1) cut fitted on both
+    together (a false -1 costs as much as a missed one); the block gives -1 precision/recall on both."""
     from submission.scoring import decide, fit_minus_one_threshold, fit_thresholds
-    from trainer.metrics import compute_metrics
 
     decision, _ = fit_thresholds(probs, list(y_true), allowed, metric_objective(metric))
-    minus_one_block = None
-    if not_applicable is not None and len(not_applicable[0]):
-        all_probs = np.concatenate([np.asarray(probs), np.asarray(not_applicable[0])])
-        all_allowed = [*allowed, *not_applicable[1]]
-        all_true = [*map(int, y_true), *[-1] * len(not_applicable[0])]
-        before = decision
-        decision, _ = fit_minus_one_threshold(all_probs, all_true, all_allowed, metric_objective(metric), decision)
-        minus_one_block = {
-            "rows": len(all_true), "augmented_rows": len(not_applicable[0]),
-            "decision": minus_one_scores(all_true, decide(all_probs, all_allowed, decision)),
-            "argmax": minus_one_scores(all_true, decide(all_probs, all_allowed, before)),
-        }
+    if not_applicable is None or not len(not_applicable[0]):
+        return decision, None
+    all_probs = np.concatenate([np.asarray(probs), np.asarray(not_applicable[0])])
+    all_allowed = [*allowed, *not_applicable[1]]
+    all_true = [*map(int, y_true), *[-1] * len(not_applicable[0])]
+    before = decision
+    decision, _ = fit_minus_one_threshold(all_probs, all_true, all_allowed, metric_objective(metric), decision)
+    return decision, {
+        "rows": len(all_true), "augmented_rows": len(not_applicable[0]),
+        "decision": minus_one_scores(all_true, decide(all_probs, all_allowed, decision)),
+        "argmax": minus_one_scores(all_true, decide(all_probs, all_allowed, before)),
+    }
+
+
+def build_report(probs, allowed, families, y_true, metric: str, class_prior: dict | None, model_dir: Path,
+                 not_applicable: tuple | None = None) -> dict:
+    """compute_metrics output + decision (fitted for ``metric``, :func:`fit_decision`), metric, class_prior, rows,
+    created, model_dir; ``not_applicable`` (augmented validation rows) adds the P(-1) cut and the -1 block."""
+    from submission.scoring import decide
+    from trainer.metrics import compute_metrics
+
+    decision, minus_one_block = fit_decision(probs, allowed, y_true, metric, not_applicable)
     y_pred = decide(probs, allowed, decision)
     report = compute_metrics(list(y_true), y_pred, families=families)
     argmax = compute_metrics(list(y_true), decide(probs, allowed), families=None)
