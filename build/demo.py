@@ -2,7 +2,7 @@
 """The embedded demo: the whole pipeline offline on CPU, from nothing to a graded submission.
 
     python build/demo.py --out demo_out          # what `make demo` runs (~2 minutes on 2 cores)
-    python build/demo.py --out demo_out --fast   # the CI smoke variant (fewer rows and steps)
+    python build/demo.py --out demo_out --fast   # the CI smoke variant (fewer rows and steps, one entry point)
 
 synthetic data -> tiny base model -> train --experiment demo (merge + evaluate) -> bundle -> grade (netns when
 root and available, else none) -> the grade table and where every artefact is. Each step is the same command a
@@ -46,8 +46,11 @@ def isolation_mode() -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=Path("demo_out"), help="folder for every artefact")
-    parser.add_argument("--fast", action="store_true", help="CI smoke variant: 300 rows, 120 steps")
+    parser.add_argument("--fast", action="store_true", help="CI smoke variant: 300 rows, 60 steps, graded through run.sh only")
     parser.add_argument("--rows", type=int, default=None, help="synthetic train rows (default 1000, fast 300)")
+    parser.add_argument("--base-model", type=Path, default=None,
+                        help="an existing base model folder to fine-tune (default: build the tiny random Qwen3 into "
+                             "OUT/tiny-base)")
     args = parser.parse_args(argv)
     out = args.out.resolve()
     rows = args.rows or (300 if args.fast else 1000)
@@ -55,24 +58,27 @@ def main(argv: list[str] | None = None) -> int:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
            "PYTHONUNBUFFERED": "1"}
     started = time.perf_counter()
-    data, base, runs, dist = out / "data", out / "tiny-base", out / "runs", out / "dist"
+    data, runs, dist = out / "data", out / "runs", out / "dist"
+    base = args.base_model.resolve() if args.base_model else out / "tiny-base"
     step("synthetic data", [py, "-m", "trainer", "synth", str(data), "--rows", str(rows), "--seed", "1"], env)
-    step("tiny base model", [py, "-m", "trainer", "tiny-model", str(base)], env)
+    if args.base_model is None:
+        step("tiny base model", [py, "-m", "trainer", "tiny-model", str(base)], env)
     train = [py, "-m", "trainer", "train", "--experiment", "demo", "--train-path", str(data / "train.csv"),
              "--base-model", str(base), "--output-dir", str(runs)]
     if args.fast:
-        train += ["--set", "max_steps=120", "--set", "save_steps=1000"]
+        train += ["--set", "max_steps=60", "--set", "save_steps=1000"]
     run = RunDir(step("train + merge + evaluate", train, env).strip().splitlines()[-1])
     bundle = dist / "submission.zip"
     step("bundle", [py, "build/bundle.py", "--runs", str(runs), "--out", str(bundle)], env)
     isolation = isolation_mode()
     graded = step(f"grade ({isolation})", [py, "build/grade.py", "--bundle", str(bundle), "--test",
                                            str(data / "test.csv"), "--gold", str(data / "gold.csv"), "--isolation",
-                                           isolation, "--time-limit", "600", "--out-dir", str(dist / "grade")], env)
+                                           isolation, "--time-limit", "600", "--out-dir", str(dist / "grade"),
+                                           *(["--entry", "run.sh"] if args.fast else [])], env)
     report = json.loads((dist / "grade" / "grade_report.json").read_text(encoding="utf-8"))
     print("\n" + graded)
     print(f"demo finished in {time.perf_counter() - started:.0f} s")
-    for name, path in [("train/test/gold CSVs", data), ("tiny base model", base), ("run dir", run.path),
+    for name, path in [("train/test/gold CSVs", data), ("base model", base), ("run dir", run.path),
                        ("merged model", run.merged), ("validation report", run.report_path),
                        ("plot images", run.plots), ("submission zip", bundle),
                        ("grade report", dist / "grade" / "grade_report.json")]:
