@@ -86,7 +86,7 @@ class Objective:
 
     def combine(self, token_ce: torch.Tensor, rows: dict[str, torch.Tensor], counts: dict[str, float]) -> torch.Tensor:
         """The step's loss from this micro-batch's sums; ``counts`` are over the whole optimizer step (tokens, gold
-        rows, soft rows, rows, ordinal-gold rows), so any split of the step's rows sums to the same loss.
+        rows, rows with any label, ordinal-gold rows), so any split of the step's rows sums to the same loss.
 
         Plain/ce_mse: mean CE per labelled token (+ mse_weight * mean squared error over ordinal-gold rows).
         With soft labels: one mean over the step's rows of ``(1 - alpha) * CE_row + alpha * KL_row``, each term where
@@ -106,14 +106,19 @@ class Objective:
         return loss
 
 
-ROW_COUNTS = ("gold", "soft", "rows", "ordinal_gold")  # per-row counts of a step (summed over ranks under DDP)
+ROW_COUNTS = ("gold", "rows", "ordinal_gold")  # per-row counts of a step (summed over ranks under DDP)
+
+
+def labelled_token_count(inputs: dict) -> int:
+    """Labelled target tokens in one batch (what transformers counts into ``num_items_in_batch``)."""
+    return int((inputs["labels"][:, 1:] != -100).sum())
 
 
 def step_counts(batches: list[dict]) -> dict[str, int]:
     """What each term is a mean over, counted over the micro-batches of one optimizer step (one rank)."""
-    counts = {"tokens": sum(int((b["labels"][:, 1:] != -100).sum()) for b in batches)}
-    which = {"gold": lambda b: b["gold"] != NO_GOLD, "soft": lambda b: b["has_soft"],
-             "rows": lambda b: (b["gold"] != NO_GOLD) | b["has_soft"], "ordinal_gold": lambda b: b["gold"] >= 0}
+    counts = {"tokens": sum(labelled_token_count(b) for b in batches)}
+    which = {"gold": lambda b: b["gold"] != NO_GOLD, "rows": lambda b: (b["gold"] != NO_GOLD) | b["has_soft"],
+             "ordinal_gold": lambda b: b["gold"] >= 0}
     for name in ROW_COUNTS:
         counts[name] = sum(int(which[name](b).sum()) for b in batches if "gold" in b)
     return counts

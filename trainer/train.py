@@ -236,11 +236,6 @@ def token_cross_entropy(window: LabelledWindow):
     return token_loss * window.row_weight.unsqueeze(1) * window.labelled
 
 
-def labelled_token_count(inputs: dict) -> int:
-    """Labelled target tokens in one batch (what transformers counts into ``num_items_in_batch``)."""
-    return int((inputs["labels"][:, 1:] != -100).sum())
-
-
 def labelled_loss(model, inputs: dict, normaliser=None, objective=None, counts: dict | None = None):
     """(loss, tokens): summed weighted cross-entropy of the labelled tokens divided by ``normaliser``.
 
@@ -255,6 +250,8 @@ def labelled_loss(model, inputs: dict, normaliser=None, objective=None, counts: 
     """
     import torch
 
+    from trainer.losses import labelled_token_count, step_counts
+
     window = labelled_window(model, inputs)
     summed = token_cross_entropy(window).sum()
     count = labelled_token_count(inputs) if normaliser is None else normaliser
@@ -262,8 +259,6 @@ def labelled_loss(model, inputs: dict, normaliser=None, objective=None, counts: 
     if objective is None:
         loss = summed / torch.as_tensor(count, dtype=summed.dtype, device=summed.device).clamp(min=1)
         return loss, tokens
-    from trainer.losses import step_counts
-
     counts = dict(counts or step_counts([inputs]), tokens=float(count))
     label_logits = window.answer_label_logits(inputs["answer_offset"], objective.label_ids)
     return objective.combine(summed, objective.row_terms(label_logits, inputs), counts), tokens
