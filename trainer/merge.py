@@ -108,10 +108,10 @@ def write_model_card(run: RunDir) -> Path:
 
         lines += ["", "## Validation", "", f"decision: `{json.dumps(report.get('decision'))}`", "", "```",
                   format_table(report), "```"]
-        if minus_one_cell(report) is not None:
-            rows = report["not_applicable"]
-            lines += ["", f"-1 precision/recall under this decision: {minus_one_cell(report)} (validation rows + "
-                          f"{rows['augmented_rows']} not-applicable rows made from them)"]
+        minus_one = minus_one_cell(report)
+        if minus_one is not None:
+            lines += ["", f"-1 precision/recall under this decision: {minus_one} (validation rows + "
+                          f"{report['not_applicable']['augmented_rows']} not-applicable rows made from them)"]
     run.merged.mkdir(parents=True, exist_ok=True)
     run.model_card_path.write_text(scrub_secrets("\n".join(lines)) + "\n", encoding="utf-8")
     return run.model_card_path
