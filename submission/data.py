@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import os
 import sys
 import tempfile
@@ -107,13 +108,18 @@ def _check_prompts(table: Table, ids: list[str]) -> None:
             raise DataError(f"{table.path}: row {row + 1}: empty prompt (id {ids[row]!r})")
 
 
-def _check_scores(table: Table, ids: list[str], with_id: bool) -> list[int]:
+def _check_scores(table: Table, ids: list[str], with_id: bool, allow_empty: bool = False) -> list[int | None]:
+    """Scores as ints; with ``allow_empty`` an empty cell is None (an unlabelled row)."""
     scores = []
     for row, raw in enumerate(table.columns["score"]):
+        if allow_empty and not raw.strip():
+            scores.append(None)
+            continue
         score = parse_score(raw)
         if score not in LABELS:
             where = f" (id {ids[row]!r})" if with_id else ""
-            raise DataError(f"{table.path}: row {row + 1}: score {raw!r} is not one of -1,0,1,2,3{where}")
+            allowed = "-1,0,1,2,3 or empty" if allow_empty else "-1,0,1,2,3"
+            raise DataError(f"{table.path}: row {row + 1}: score {raw!r} is not one of {allowed}{where}")
         scores.append(score)
     return scores
 
@@ -144,6 +150,20 @@ def read_train_csv(path: str | os.PathLike):
     ids = _check_ids(table)
     _check_prompts(table, ids)
     scores = _check_scores(table, ids, with_id=True)
+    return _frame({"id": ids, "prompt": table.columns["prompt"], "score": scores})
+
+
+def read_train_csv_maybe_unlabelled(path: str | os.PathLike):
+    """Train CSV whose ``score`` may be empty (or absent) -> DataFrame[id:str, prompt:str, score:float], NaN where a
+    row is unlabelled (soft-label-only rows of ``trainer distill``); the other checks as :func:`read_train_csv`."""
+    table = _read_table(path)
+    _require_columns(table, ("id", "prompt"))
+    ids = _check_ids(table)
+    _check_prompts(table, ids)
+    if "score" in table.columns:
+        scores = [math.nan if s is None else float(s) for s in _check_scores(table, ids, True, allow_empty=True)]
+    else:
+        scores = [math.nan] * len(ids)
     return _frame({"id": ids, "prompt": table.columns["prompt"], "score": scores})
 
 

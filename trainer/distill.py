@@ -130,28 +130,11 @@ def read_soft_labels(path: str | Path) -> pd.DataFrame:
     return frame[["id", *SOFT_COLUMNS]]
 
 
-def read_rows_maybe_unlabelled(train_path: str | Path) -> pd.DataFrame:
-    """Train CSV whose ``score`` may be empty (or absent): id, prompt, score (float, NaN where unlabelled)."""
-    from submission.data import DataError, parse_score, read_prompt_csv
-    from submission.sections import LABELS as ALL_LABELS
-
-    train_path = Path(train_path)
-    frame = read_prompt_csv(train_path)
-    raw = pd.read_csv(train_path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
-    texts = raw["score"] if "score" in raw.columns else pd.Series([""] * len(raw))
-    scores = []
-    for row, text in enumerate(texts):
-        value = parse_score(text) if str(text).strip() else None
-        if str(text).strip() and value not in ALL_LABELS:
-            raise DataError(f"{train_path}: row {row + 1}: score {text!r} is not one of -1,0,1,2,3 or empty")
-        scores.append(np.nan if value is None else float(value))
-    frame["score"] = scores
-    return frame
-
-
 def read_gold_rows(train_path: str | Path) -> pd.DataFrame:
     """The rows of a train CSV that carry a gold score (others, soft-label-only rows, are dropped), score as int."""
-    frame = read_rows_maybe_unlabelled(train_path)
+    from submission.data import read_train_csv_maybe_unlabelled
+
+    frame = read_train_csv_maybe_unlabelled(train_path)
     frame = frame[frame["score"].notna()].reset_index(drop=True)
     return frame.assign(score=frame["score"].astype(int))
 
@@ -159,9 +142,9 @@ def read_gold_rows(train_path: str | Path) -> pd.DataFrame:
 def read_rows_with_soft_labels(train_path: str | Path, soft_path: str | Path) -> pd.DataFrame:
     """Train rows (``score`` may be empty) joined with their soft labels by id: id, prompt, score (float, NaN where
     unlabelled), p_-1..p_3 (NaN where the teacher gave none). A row with neither is an error."""
-    from submission.data import DataError
+    from submission.data import DataError, read_train_csv_maybe_unlabelled
 
-    frame = read_rows_maybe_unlabelled(train_path)
+    frame = read_train_csv_maybe_unlabelled(train_path)
     soft = read_soft_labels(soft_path)
     frame = frame.merge(soft, on="id", how="left")
     orphan = frame["score"].isna() & frame[SOFT_COLUMNS[0]].isna()
