@@ -6,7 +6,8 @@
 
 synthetic data -> tiny base model -> train --experiment demo (merge + evaluate) -> bundle -> grade (netns when
 root and available, else none) -> the grade table and where every artefact is. Each step is the same command a
-user would type; nothing is downloaded.
+user would type; nothing is downloaded. Each step's progress (the trainer's step lines, the grader's per-chunk
+lines) is passed through on stderr as it comes; a failing step ends the demo with its last stderr lines.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
+from collections import deque
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -24,17 +27,35 @@ if str(ROOT) not in sys.path:  # run as a script outside the installed project: 
     sys.path.append(str(ROOT))
 from trainer.rundir import RunDir  # noqa: E402
 
+TAIL_LINES = 40  # of a failing step's stderr, repeated under the failure so the cause is not scrolled away
+
+
+def echo_lines(pipe, tail: deque) -> None:
+    """Pass a step's stderr through line by line (indented under its title), keeping the last lines in ``tail``."""
+    for line in iter(pipe.readline, ""):
+        line = line.rstrip("\n").rsplit("\r", 1)[-1]  # a progress bar's redraws: the last one
+        tail.append(line)
+        print(f"   {line}", file=sys.stderr, flush=True)
+
 
 def step(title: str, command: list[str], env: dict) -> str:
-    """Run one pipeline command; returns its stdout; stops the demo with its stderr tail on failure."""
+    """Run one pipeline command, its stderr shown as it comes; returns its stdout; stops the demo with its stderr
+    tail on failure (a grade that ran but found the bundle invalid or late, exit 1 or 3, is not a failure here)."""
     print(f"\n== {title}\n$ {' '.join(command)}", file=sys.stderr, flush=True)
     start = time.perf_counter()
-    proc = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
-    if proc.returncode != 0 and not (title.startswith("grade") and proc.returncode in (1, 3)):
-        print(proc.stderr[-3000:], file=sys.stderr)
-        raise SystemExit(f"demo failed at '{title}' (exit {proc.returncode})")
+    tail: deque = deque(maxlen=TAIL_LINES)
+    proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            errors="replace")
+    reader = threading.Thread(target=echo_lines, args=(proc.stderr, tail), daemon=True)
+    reader.start()
+    stdout = proc.stdout.read()  # the step's result (the run folder, the grade table); stderr drains meanwhile
+    returncode = proc.wait()
+    reader.join()
+    if returncode != 0 and not (title.startswith("grade") and returncode in (1, 3)):
+        print(f"-- last {len(tail)} stderr lines of '{title}':", *tail, sep="\n", file=sys.stderr)
+        raise SystemExit(f"demo failed at '{title}' (exit {returncode})")
     print(f"   done in {time.perf_counter() - start:.1f} s", file=sys.stderr)
-    return proc.stdout
+    return stdout
 
 
 def isolation_mode() -> str:

@@ -11,7 +11,12 @@ submission image (``--isolation docker``), a fresh network namespace via ``unsha
 (``none``, only when asked; ``auto`` picks docker when an engine answers and the image exists, else netns when it
 works, else refuses); then check the predictions (every id once, same order, integer labels allowed by each
 rubric) and compute every metric against the gold labels. Writes ``grade_report.json`` and prints a table.
-Exit codes: 0 valid and on time, 1 invalid predictions or a crash, 3 late, 2 bad arguments.
+
+The test and gold files are read and checked before anything runs: a gold file that does not cover the test ids
+exactly is refused (exit 2, the missing and unexpected ids counted) unless ``--grade-overlap`` says to score the
+shared ids only. While an entry point runs, its output (the runtime logs one line per scored chunk) is passed
+through on stderr, each line prefixed with the entry, the elapsed seconds and the time limit.
+Exit codes: 0 valid and on time, 1 invalid predictions or a crash, 3 late, 2 bad arguments or data.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 import zipfile
@@ -88,6 +94,29 @@ def build_image(bundle_dir: Path, build_args: list[str], log) -> str:
     return tag
 
 
+def gold_for_test(test: Path, gold: Path, grade_overlap: bool = False) -> tuple[object, dict]:
+    """The gold scores (Series by id) for the test ids, and the coverage counts; read before any bundle runs.
+
+    DataError (one line) for an unreadable or malformed file, a gold file sharing no id with the test, or one that
+    misses test ids or has ids the test lacks (unless ``grade_overlap``: then only the shared ids are scored).
+    """
+    test_ids = read_test_csv(test)["id"].tolist()
+    scores = read_gold_csv(gold).set_index("id")["score"]
+    test_set, gold_set = set(test_ids), set(scores.index)
+    coverage = {"test_ids": len(test_ids), "gold_ids": len(gold_set), "shared_ids": len(test_set & gold_set),
+                "test_ids_without_gold": len(test_set - gold_set), "gold_ids_not_in_test": len(gold_set - test_set)}
+    if not coverage["shared_ids"]:
+        raise DataError(f"{gold} shares no id with {test} ({len(test_ids)} test ids, {len(gold_set)} gold ids, e.g. "
+                        f"test {test_ids[0]!r} vs gold {scores.index[0]!r}): is it the gold file for this test?")
+    if (coverage["test_ids_without_gold"] or coverage["gold_ids_not_in_test"]) and not grade_overlap:
+        example = next((i for i in test_ids if i not in gold_set), None)
+        raise DataError(f"{gold} does not match {test}: {coverage['test_ids_without_gold']} of {len(test_ids)} test "
+                        f"ids have no gold score{f' (e.g. {example!r})' if example is not None else ''}, "
+                        f"{coverage['gold_ids_not_in_test']} gold ids are not in the test; pass --grade-overlap to "
+                        f"score the {coverage['shared_ids']} shared ids only")
+    return scores, coverage
+
+
 def kill_process_group(proc: subprocess.Popen) -> None:
     """SIGKILL every process in ``proc``'s group (it leads one: start_new_session) and reap ``proc``."""
     try:
@@ -97,13 +126,30 @@ def kill_process_group(proc: subprocess.Popen) -> None:
     proc.wait()
 
 
+def pass_through(pipe, log, entry: str, start: float, time_limit: float, echo: bool) -> None:
+    """Copy the run's output into its log, echoing each line on stderr as ``[entry 12.3/600 s] line`` when ``echo``."""
+    try:
+        for raw in iter(pipe.readline, b""):
+            log.write(raw)
+            log.flush()
+            if echo:
+                line = raw.decode("utf-8", errors="replace").rstrip("\r\n").rsplit("\r", 1)[-1]
+                print(f"  [{entry} {time.perf_counter() - start:.1f}/{time_limit:.0f} s] {line}", file=sys.stderr,
+                      flush=True)
+    except (OSError, ValueError):  # the log was closed under a straggler that escaped the process group
+        pass
+
+
 def run_bundle(bundle_dir: Path, isolation: str, time_limit: float, python: str,
-               build_args: list[str] | None = None, entry: str = "run.sh") -> dict:
+               build_args: list[str] | None = None, entry: str = "run.sh", echo: bool = True) -> dict:
     """Run one entry point in ``bundle_dir`` (docker: the bundle's image on /data); returns {returncode, seconds,
-    late, log_tail}."""
+    late, log_tail}. With ``echo``, a start line, the run's output as it comes and an end line go to stderr."""
     command = entry_command(entry, python)
     log_path = bundle_dir.parent / f"{bundle_dir.name}.{entry}.log"
     if isolation == "docker":
+        if echo:
+            print(f"grade: {entry}: building the bundle's image (not counted against the limit)", file=sys.stderr,
+                  flush=True)
         with log_path.open("wb") as log:
             tag = build_image(bundle_dir, build_args or [], log)
         bundle_dir.chmod(0o777)  # the image runs as a non-root user and writes predictions.csv here
@@ -116,11 +162,16 @@ def run_bundle(bundle_dir: Path, isolation: str, time_limit: float, python: str,
         command = ["unshare", "--net", "--", *command]
     elif isolation != "none":
         raise ValueError(f"unknown isolation {isolation!r}")
+    if echo:
+        print(f"grade: {entry}: started, limit {time_limit:.0f} s", file=sys.stderr, flush=True)
     start = time.perf_counter()
     with log_path.open("ab") as log:
         # Its own session and process group, so the whole tree (run.sh, python, workers) can be killed at once.
-        proc = subprocess.Popen(command, cwd=bundle_dir, env=clean_env(bundle_dir, python), stdout=log,
+        proc = subprocess.Popen(command, cwd=bundle_dir, env=clean_env(bundle_dir, python), stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, start_new_session=True)
+        reader = threading.Thread(target=pass_through, args=(proc.stdout, log, entry, start, time_limit, echo),
+                                  daemon=True)
+        reader.start()
         try:
             returncode, late = proc.wait(timeout=time_limit), False
         except subprocess.TimeoutExpired:
@@ -129,9 +180,13 @@ def run_bundle(bundle_dir: Path, isolation: str, time_limit: float, python: str,
                 subprocess.run(["docker", "rm", "-f", tag], capture_output=True, timeout=60)
         finally:
             kill_process_group(proc)  # late, or done but left children behind: nothing outlives the run
+            reader.join(timeout=10)  # the pipe closes with the group; a straggler outside it must not hang the grader
             if isolation == "docker":  # the tag is unique per grading; its layers stay cached for the next build
                 subprocess.run(["docker", "image", "rm", "-f", tag], capture_output=True, timeout=120)
     seconds = time.perf_counter() - start
+    if echo:
+        outcome = f"late, killed after the {time_limit:.0f} s limit" if late else f"exit {returncode}"
+        print(f"grade: {entry}: {outcome}, {seconds:.1f} s of {time_limit:.0f} s", file=sys.stderr, flush=True)
     return {"returncode": returncode, "seconds": round(seconds, 2), "late": late,
             "log_tail": log_path.read_text(encoding="utf-8", errors="replace")[-4000:]}
 
@@ -162,14 +217,14 @@ def check_predictions(test_csv: Path, pred_csv: Path) -> tuple[list[str], object
 
 
 def run_entry(work: Path, entry: str, isolation: str, time_limit: float, python: str,
-              build_args: list[str] | None) -> dict:
+              build_args: list[str] | None, echo: bool = True) -> dict:
     """Run one entry point from a clean slate and check its predictions: the run's fields + valid, problems, pred."""
     for name in ("predictions.csv", "predictions_meta.json"):
         (work / name).unlink(missing_ok=True)
     if not (work / entry).is_file():
         return {"returncode": None, "seconds": 0.0, "late": False, "log_tail": "", "valid": False,
                 "problems": [f"the bundle has no {entry} at its root"], "pred": None}
-    run = run_bundle(work, isolation, time_limit, python, build_args, entry)
+    run = run_bundle(work, isolation, time_limit, python, build_args, entry, echo)
     problems, pred = ([], None)
     if run["late"]:
         problems = [f"late: still running after the {time_limit:.0f} s limit"]
@@ -184,10 +239,15 @@ def run_entry(work: Path, entry: str, isolation: str, time_limit: float, python:
 
 def grade(bundle: Path, test: Path, gold: Path, time_limit: float, isolation: str, out_dir: Path,
           python: str = sys.executable, build_args: list[str] | None = None, keep: bool = False,
-          entry: str = "both") -> dict:
+          entry: str = "both", grade_overlap: bool = False, echo: bool = True) -> dict:
     """Unpack, run each entry point (``entry``: run.sh, run.py or both), check and score; returns the grade report
     (also written to out_dir). Top-level run fields are the first entry's; ``entries`` has each one's; the bundle
-    is valid when every entry is, and the metrics score the first entry's predictions."""
+    is valid when every entry is, and the metrics score the first entry's predictions on the ids that have gold.
+
+    The test and gold files are checked first (:func:`gold_for_test`: DataError before anything runs); ``echo``
+    passes each run's output through on stderr.
+    """
+    gold_scores, coverage = gold_for_test(test, gold, grade_overlap)
     isolation = resolve_isolation(isolation)
     work = Path(tempfile.mkdtemp(prefix="aij-grade-")) / "bundle"
     try:
@@ -198,20 +258,21 @@ def grade(bundle: Path, test: Path, gold: Path, time_limit: float, isolation: st
                 if mode:
                     os.chmod(work / info.filename, mode & 0o777)
         shutil.copyfile(test, work / "test.csv")
-        runs = {name: run_entry(work, name, isolation, time_limit, python, build_args) for name in ENTRIES[entry]}
+        runs = {name: run_entry(work, name, isolation, time_limit, python, build_args, echo)
+                for name in ENTRIES[entry]}
         first = runs[ENTRIES[entry][0]]
         problems = [p if len(runs) == 1 else f"{name}: {p}" for name, r in runs.items() for p in r["problems"]]
         report = {"bundle": str(bundle), "isolation": isolation, "time_limit_s": time_limit,
                   **{k: first[k] for k in ("returncode", "seconds", "late", "log_tail")},
                   "late": any(r["late"] for r in runs.values()), "valid": not problems, "problems": problems,
+                  "gold_coverage": coverage,
                   "entries": {name: {k: r[k] for k in ("returncode", "seconds", "late", "valid", "problems")}
                               for name, r in runs.items()}}
         if not problems:
             pred = first["pred"]
-            gold_frame = read_gold_csv(gold).set_index("id")["score"]
             families = [parse_prompt(p).family for p in read_test_csv(work / "test.csv")["prompt"]]
-            known = [i for i, x in enumerate(pred["id"]) if x in gold_frame.index]
-            report["metrics"] = compute_metrics([int(gold_frame[pred["id"][i]]) for i in known],
+            known = [i for i, x in enumerate(pred["id"]) if x in gold_scores.index]
+            report["metrics"] = compute_metrics([int(gold_scores[pred["id"][i]]) for i in known],
                                                 [int(pred["score"][i]) for i in known], [families[i] for i in known])
             report["meta"] = first["meta"]
             if len(runs) > 1:  # the same bundle called two ways: how many rows got the same score
@@ -243,6 +304,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the unpacked bundle for inspection")
     parser.add_argument("--entry", choices=sorted(ENTRIES), default="both",
                         help="entry point(s) to smoke-test: run.sh, run.py (the organisers' call) or both (default)")
+    parser.add_argument("--grade-overlap", action="store_true",
+                        help="score the ids the test and gold share when gold misses test ids or has extra ones "
+                             "(default: refuse, exit 2)")
+    parser.add_argument("--quiet", action="store_true", help="do not pass the runs' output through on stderr")
     args = parser.parse_args(argv)
     for path in (args.bundle, args.test, args.gold):
         if not path.is_file():
@@ -250,7 +315,10 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_USAGE
     try:
         report = grade(args.bundle, args.test, args.gold, args.time_limit, args.isolation, args.out_dir,
-                       args.python, args.build_arg, args.keep, args.entry)
+                       args.python, args.build_arg, args.keep, args.entry, args.grade_overlap, not args.quiet)
+    except DataError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_USAGE
     except subprocess.CalledProcessError as err:
         print(f"error: docker build of the bundle failed (exit {err.returncode}); see the log with --keep", file=sys.stderr)
         return EXIT_INVALID
@@ -261,6 +329,10 @@ def main(argv: list[str] | None = None) -> int:
           f"{'VALID' if report['valid'] else 'INVALID'}")
     for problem in report["problems"]:
         print(f"  problem: {problem}")
+    coverage = report["gold_coverage"]
+    if coverage["shared_ids"] != coverage["test_ids"] or coverage["gold_ids"] != coverage["test_ids"]:
+        print(f"  scored on the overlap (--grade-overlap): {coverage['shared_ids']} of {coverage['test_ids']} test ids "
+              f"have gold; {coverage['gold_ids_not_in_test']} gold ids are not in the test")
     if report["valid"]:
         print(format_table(report["metrics"]))
     else:

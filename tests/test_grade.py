@@ -1,5 +1,7 @@
-"""grade.py: a good bundle is graded; late, incomplete, wrong-label, weightless and networked bundles are not."""
+"""grade.py: a good bundle is graded; late, incomplete, wrong-label, weightless and networked bundles are not; a gold
+file that does not fit the test is refused before anything runs; each run's progress is passed through."""
 
+import csv
 import json
 import shutil
 import time
@@ -36,9 +38,17 @@ def run_grade(bundle_path, data, tmp_path, isolation="none", time_limit=300):
     return grade.grade(bundle_path, data / "test.csv", data / "gold.csv", time_limit, isolation, tmp_path / "out")
 
 
-def test_good_bundle_is_valid_and_scored(good_bundle, grade_data, tmp_path):
+def test_good_bundle_is_valid_and_scored(good_bundle, grade_data, tmp_path, capsys):
     report = run_grade(good_bundle, grade_data, tmp_path)
     assert report["valid"], report["problems"]
+    # While each entry runs, the runtime's per-chunk lines come through on stderr between its start and end lines,
+    # prefixed with the entry and the seconds against the limit.
+    err = capsys.readouterr().err
+    for entry in ("run.sh", "run.py"):
+        start, end = err.index(f"grade: {entry}: started, limit 300 s"), err.index(f"grade: {entry}: exit 0, ")
+        chunk = err.index(f"  [{entry} ", start)
+        assert start < chunk < end and "rows (" in err[chunk:end] and "s left before --time-limit" in err[chunk:end]
+        assert "/300 s] " in err[chunk:end]
     assert report["metrics"]["n"] == 12 and "qwk" in report["metrics"]
     assert json.loads((tmp_path / "out" / "grade_report.json").read_text())["valid"]
     # Both entry points were smoke-tested, each from a clean slate, and scored the same rows the same way.
@@ -124,3 +134,69 @@ def test_network_is_cut_under_netns(grade_data, tmp_path):
 
 def test_cli_reports_missing_files_with_exit_2(tmp_path):
     assert grade.main(["--bundle", str(tmp_path / "x.zip"), "--test", "t", "--gold", "g"]) == 2
+
+
+def _write_csv(path, header, rows):
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        csv.writer(handle).writerows([header, *rows])
+    return path
+
+
+def _gold_rows(grade_data):
+    with (grade_data / "gold.csv").open(encoding="utf-8") as handle:
+        return [(r["id"], r["score"]) for r in csv.DictReader(handle)]
+
+
+def _hostile_gold(kind, grade_data, path):
+    rows = _gold_rows(grade_data)
+    if kind == "missing_test_ids":
+        return _write_csv(path, ["id", "score"], rows[:8])
+    if kind == "extra_gold_ids":
+        return _write_csv(path, ["id", "score"], [*rows, ("not-in-test", "1")])
+    if kind == "no_shared_id":
+        return _write_csv(path, ["id", "score"], [(f"other-{i}", s) for i, s in rows])
+    if kind == "bad_score":
+        return _write_csv(path, ["id", "score"], [rows[0], (rows[1][0], "high"), *rows[2:]])
+    if kind == "score_out_of_range":
+        return _write_csv(path, ["id", "score"], [rows[0], (rows[1][0], "7"), *rows[2:]])
+    assert kind == "no_score_column"
+    return _write_csv(path, ["id", "label"], rows)
+
+
+@pytest.mark.parametrize("kind, message", [
+    ("missing_test_ids", "4 of 12 test ids have no gold score"),
+    ("extra_gold_ids", "1 gold ids are not in the test"),
+    ("no_shared_id", "shares no id with"),
+    ("bad_score", "score 'high' is not one of"),
+    ("score_out_of_range", "score '7' is not one of"),
+    ("no_score_column", "missing column(s) score"),
+])
+def test_gold_that_does_not_fit_the_test_is_refused_before_the_bundle_runs(kind, message, grade_data, tmp_path,
+                                                                          capsys):
+    ran = tmp_path / "ran"  # the bundle leaves this mark if the grader started it
+    bundle_path = fake_bundle(tmp_path / "b.zip", f"touch {ran}\ncp test.csv predictions.csv\n")
+    gold = _hostile_gold(kind, grade_data, tmp_path / "gold.csv")
+    code = grade.main(["--bundle", str(bundle_path), "--test", str(grade_data / "test.csv"), "--gold", str(gold),
+                       "--isolation", "none", "--out-dir", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2 and not ran.exists()
+    assert err.startswith("error: ") and err.count("\n") == 1 and message in err, err  # one line, no traceback
+    if kind in ("missing_test_ids", "extra_gold_ids"):
+        assert "--grade-overlap" in err
+
+
+def test_grade_overlap_scores_the_shared_ids_only(grade_data, tmp_path, capsys):
+    rows = _gold_rows(grade_data)
+    gold = _write_csv(tmp_path / "gold.csv", ["id", "score"], [*rows[:8], ("not-in-test", "1")])
+    # A bundle that answers with the gold scores for every test row: valid, and scored on the 8 shared ids.
+    answer = "\n".join(["id,score", *(f"{i},{s}" for i, s in rows)])
+    bundle_path = fake_bundle(tmp_path / "b.zip", f"cat > predictions.csv <<'EOF'\n{answer}\nEOF\n")
+    code = grade.main(["--bundle", str(bundle_path), "--test", str(grade_data / "test.csv"), "--gold", str(gold),
+                       "--isolation", "none", "--out-dir", str(tmp_path / "out"), "--entry", "run.sh",
+                       "--grade-overlap"])
+    out = capsys.readouterr().out
+    report = json.loads((tmp_path / "out" / "grade_report.json").read_text())
+    assert code == 0 and report["valid"] and report["metrics"]["n"] == 8
+    assert report["gold_coverage"] == {"test_ids": 12, "gold_ids": 9, "shared_ids": 8, "test_ids_without_gold": 4,
+                                       "gold_ids_not_in_test": 1}
+    assert "scored on the overlap (--grade-overlap): 8 of 12 test ids have gold" in out
