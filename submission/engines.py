@@ -17,7 +17,8 @@ class ScoringEngine(Protocol):
     """One loaded model that scores rendered prompts (token ids)."""
 
     name: str  # "hf" or "vllm": the meta file's engine and the settings table's key
-    device: str  # "cpu", "cuda", "cuda:1", ...
+    device: str  # "cpu", "cuda", "cuda:1", ...: where the engine really runs
+    dtype: str  # "float32", "bfloat16", "float16": the weights' dtype there
     tokens_scored: int  # prompt tokens scored so far ...
     seconds: float  # ... and the engine seconds they took: measured throughput = tokens_scored / seconds
     oom_splits: int  # batches halved after running out of accelerator memory

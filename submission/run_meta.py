@@ -30,6 +30,8 @@ class EnsembleMeta:
     first_chunk_tokens_per_s: float | None
     strategy: str  # "ensemble" (ran) or "single" (did not fit the time left, or members did not load)
     why: str
+    # Members are scored one after another, each engine closed before the next loads: never two engines at once.
+    engines_at_once: int = 1
 
 
 @dataclass
@@ -87,6 +89,8 @@ class RunMeta:
     engine_fallback: str | None
     vllm_start_failures: list[str]
     device: str
+    dtype: str  # the primary engine's weights dtype on that device
+    engine_settings: dict  # vLLM: the start-up settings that started (max_model_len, KV cache, eager, ...); hf: {}
     decision: dict  # {"rule": "argmax" | "thresholds", "thresholds": [...]}
     tokens: int
     timings_s: Timings

@@ -285,7 +285,8 @@ def open_model(candidate: Candidate, rows: ContestRows, run: RunSettings, weight
     engine = None
     if name == "vllm":
         try:
-            engine = engine_vllm.VllmEngine(candidate.path, tokenizer, run.max_tokens + 1, run.enforce_eager)
+            engine = engine_vllm.VllmEngine(candidate.path, tokenizer, run.max_tokens + 1, run.enforce_eager,
+                                            tokens_hint=sum(rendered.lengths) + len(rows))
         except (ImportError, engine_vllm.EngineStartError) as error:
             fallback = f"vLLM unavailable ({type(error).__name__}: {error}); using transformers"
             log.warning(fallback)
@@ -461,6 +462,8 @@ def predict(frame, run: RunSettings, deadline: Deadline | None = None) -> RunRes
             score_members(plan, members, rows, deadline, run, scoring)
         except Interrupted:
             log.warning("SIGTERM: writing what is scored, the rest gets the prior")
+        finally:
+            close_engines(scoring.opened)
     if not scoring.opened:
         raise scoring.nothing_loaded()
     prior = ClassPrior(scoring.opened[0].candidate.report.get("class_prior"))
@@ -529,6 +532,9 @@ def score_members(plan: ModelPlan, members: list[Candidate], rows: ContestRows, 
                   run: RunSettings, scoring: Scoring) -> None:
     """Open and score each other ensemble member; one that does not load is skipped (single if none does)."""
     for candidate in members:
+        # One engine at a time: the one that scored last frees its memory before the next member loads (two vLLM
+        # engines would each ask for 90% of the same GPU).
+        close_engines(scoring.opened)
         try:
             model = open_model(candidate, rows, run, plan.weight(candidate.path))
         except Exception as error:  # noqa: BLE001 - a broken member is skipped, not fatal
@@ -538,6 +544,12 @@ def score_members(plan: ModelPlan, members: list[Candidate], rows: ContestRows, 
         score_model(model, rows.to_score, deadline, run)
     if members and len(scoring.opened) == 1:
         scoring.strategy = "single"
+
+
+def close_engines(opened: list[OpenModel]) -> None:
+    """Close every opened model's engine (idempotent); their counters stay readable for the meta file."""
+    for model in opened:
+        model.engine.close()
 
 
 def blend_with_prior(opened: list[OpenModel], rows: ContestRows, prior: ClassPrior) -> tuple[np.ndarray, np.ndarray]:
@@ -590,7 +602,8 @@ def describe_run(run: RunSettings, rows: ContestRows, plan: ModelPlan, scoring: 
         model_dirs=[str(m.candidate.path) for m in opened],
         strategy=scoring.strategy, engine=primary.engine.name, engine_reason=primary.engine_reason,
         engine_fallback=primary.engine_fallback, vllm_start_failures=primary.engine.start_failures,
-        device=primary.engine.device, decision=decision.to_dict(), tokens=int(tokens),
+        device=primary.engine.device, dtype=getattr(primary.engine, "dtype", "unknown"),
+        engine_settings=_engine_settings(primary.engine), decision=decision.to_dict(), tokens=int(tokens),
         timings_s=Timings(load=round(sum(m.load_s for m in opened), 3), engine=round(engine_seconds, 3),
                           total=round(time.perf_counter() - started, 3), since_start=round(deadline.elapsed(), 3)),
         tokens_per_s=round(tokens / max(engine_seconds, 1e-9), 1),
@@ -606,6 +619,12 @@ def describe_run(run: RunSettings, rows: ContestRows, plan: ModelPlan, scoring: 
         fallback_prior=prior.source, interrupted=deadline.interrupted,
         oom_splits=sum(m.engine.oom_splits for m in opened),
     )
+
+
+def _engine_settings(engine: ScoringEngine) -> dict:
+    """The start-up settings worth reporting (vLLM's; the model path is in ``models``)."""
+    started = getattr(engine, "settings", None) or {}
+    return {k: v for k, v in started.items() if k != "model"}
 
 
 def write_outputs(result: RunResult, pred_path: str | os.PathLike) -> Path:

