@@ -113,5 +113,5 @@ def test_model_weights_follow_the_seed(tiny_model_dir, tmp_path, model):
 
 
 def test_odd_hidden_size_is_refused(tmp_path, tiny_model_dir):
-    with pytest.raises(ValueError, match="multiple of head_dim 32"):
+    with pytest.raises(ValueError, match="multiple of 16"):
         build_tiny_model(tmp_path, hidden_size=40, tokenizer=AutoTokenizer.from_pretrained(tiny_model_dir))
