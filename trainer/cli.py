@@ -232,7 +232,7 @@ def distill(
     Zero outside the rubric, each row sums to 1. Train on them with `train --soft-labels PATH` (+ `--set distill_alpha=A`).
     """
     from submission.data import DataError, read_prompt_csv
-    from trainer.distill import soft_label_frame, teacher_probabilities
+    from trainer.distill import soft_label_frame, teacher_probabilities, write_soft_labels
 
     if engine not in ("auto", "vllm", "hf"):
         _fail(f"--engine {engine}: choose auto, vllm or hf")
@@ -248,8 +248,7 @@ def distill(
     if len(soft) < len(frame):
         log.warning("%d of %d rows: no sampled verdict named an allowed score; left out of %s (raise --samples)",
                     len(frame) - len(soft), len(frame), out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    soft.to_csv(out, index=False)
+    write_soft_labels(out, soft)
     log.info("soft labels (%s teacher) for %d rows", mode, len(soft))
     typer.echo(str(out))
 
