@@ -7,6 +7,9 @@ split); otherwise every row is. Scoring is PromptRenderer -> TransformersEngine.
 probabilities_from_label_logits -> decide, exactly as submission/runtime.py does; thresholds are fitted here, on
 these rows, for the configured metric (argmax unless beaten).
 
+The report also carries the calibration and bias checks of trainer/judge_checks.py (ECE, answer-length quartiles,
+reference present/absent, score distribution, per-criterion agreement, most confident errors) on the same rows.
+
 When the run used ``augment_not_applicable``, the same augmentation is applied to these rows (never to train or test
 rows) and the P(-1) cut is fitted for the metric on them plus these rows (argmax for -1 unless beaten);
 the report's ``not_applicable`` block gives -1 precision and recall on those rows. The other metrics stay on the
