@@ -5,7 +5,8 @@
     python build/demo.py --out demo_out --fast   # the CI smoke variant (fewer rows and steps, one entry point)
 
 synthetic data -> tiny base model -> train --experiment demo (merge + evaluate) -> bundle -> grade (netns when
-root and available, else none) -> the grade table and where every artefact is. Each step is the same command a
+root and available, else none) -> report --html (one page: calibration, bias checks, per-criterion agreement) ->
+the grade table and where every artefact is, the HTML report last. Each step is the same command a
 user would type; nothing is downloaded. Each step's progress (the trainer's step lines, the grader's per-chunk
 lines) is passed through on stderr as it comes; a failing step ends the demo with its last stderr lines.
 """
@@ -96,13 +97,15 @@ def main(argv: list[str] | None = None) -> int:
                                            str(data / "test.csv"), "--gold", str(data / "gold.csv"), "--isolation",
                                            isolation, "--time-limit", "600", "--out-dir", str(dist / "grade"),
                                            *(["--entry", "run.sh"] if args.fast else [])], env)
+    html = out / "report.html"
+    step("report (html)", [py, "-m", "trainer", "report", str(runs), "--html", str(html)], env)
     report = json.loads((dist / "grade" / "grade_report.json").read_text(encoding="utf-8"))
     print("\n" + graded)
     print(f"demo finished in {time.perf_counter() - started:.0f} s")
     for name, path in [("train/test/gold CSVs", data), ("base model", base), ("run dir", run.path),
                        ("merged model", run.merged), ("validation report", run.report_path),
                        ("plot images", run.plots), ("submission zip", bundle),
-                       ("grade report", dist / "grade" / "grade_report.json")]:
+                       ("grade report", dist / "grade" / "grade_report.json"), ("HTML report", html)]:
         print(f"  {name:<22} {path}")
     return 0 if report["valid"] else 1
 

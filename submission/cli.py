@@ -44,6 +44,9 @@ def build_parser(prog: str = "run_optimized.py") -> argparse.ArgumentParser:
         help="Transformers: tokens per batch (rows x longest row).")
     add("--enforce-eager", dest="enforce_eager", action="store_true",
         help="vLLM: no CUDA graphs (faster start, slower scoring).")
+    add("--probabilities", type=Path, default=None,
+        help="Also write id,p_-1,p_0,p_1,p_2,p_3 here: the probabilities the decision read (the prior's for rows "
+             "that got the prior), zero outside the rubric; the `trainer distill` format.")
     add("--quiet", "-q", action="store_true", help="Warnings and errors only.")
     return parser
 
@@ -78,6 +81,10 @@ def run(args: argparse.Namespace) -> int:
         )
         result = predict(rows, run_settings, deadline)
         meta = write_outputs(result, args.pred_path)
+        if args.probabilities is not None:
+            from submission.probabilities import write_probabilities
+
+            write_probabilities(args.probabilities, result.ids, result.probabilities)
     except (DataError, FileNotFoundError) as error:
         return fail(str(error))
     info = result.meta

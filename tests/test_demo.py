@@ -32,6 +32,9 @@ def test_fast_demo_end_to_end(tmp_path, tiny_model_dir):
     assert list(report["entries"]) == ["run.sh"]  # --fast grades one entry point; test_grade.py covers both
     assert (out / "runs" / "demo" / "merged" / "validation_report.json").is_file()
     assert "submission zip" in proc.stdout
+    html = out / "report.html"  # the demo ends by saying where the one-page report is
+    assert proc.stdout.strip().splitlines()[-1].split() == ["HTML", "report", str(html.resolve())]
+    assert "Best run: demo" in html.read_text(encoding="utf-8")
     # Progress reached the user while the steps ran: the trainer's step lines (every logging step, 20 of 60) inside
     # the train step, the runtime's per-chunk lines inside the grade step, each before that step's 'done in'.
     train = _section(proc.stderr, "train + merge + evaluate")

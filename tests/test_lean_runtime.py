@@ -109,10 +109,15 @@ def test_run_py_scores_the_bundle_from_another_folder_without_pandas_scipy_sklea
 
 def test_run_sh_scores_the_bundle_without_pandas_scipy_sklearn(lean_python, unpacked_bundle, grade_data, tmp_path):
     shutil.copyfile(grade_data / "test.csv", unpacked_bundle / "test.csv")
-    proc = subprocess.run(["./run.sh", "test.csv", str(tmp_path / "predictions.csv"), "--device", "cpu"],
+    proc = subprocess.run(["./run.sh", "test.csv", str(tmp_path / "predictions.csv"), "--device", "cpu",
+                           "--probabilities", str(tmp_path / "probabilities.csv")],
                           cwd=unpacked_bundle, env=_clean_env(lean_python), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     _check_predictions(grade_data / "test.csv", tmp_path / "predictions.csv")
+    with (tmp_path / "probabilities.csv").open(encoding="utf-8", newline="") as handle:  # written without pandas too
+        probabilities = list(csv.DictReader(handle))
+    assert [r["id"] for r in probabilities] == [r["id"] for r in csv.DictReader((tmp_path / "predictions.csv").open())]
+    assert all(abs(sum(float(v) for k, v in r.items() if k != "id") - 1) < 1e-6 for r in probabilities)
 
 
 def test_run_py_help_and_a_bad_metric_need_no_training_stack(lean_python, unpacked_bundle, tmp_path):
@@ -120,7 +125,8 @@ def test_run_py_help_and_a_bad_metric_need_no_training_stack(lean_python, unpack
                             text=True, cwd=tmp_path)
     assert helped.returncode == 0
     for flag in ("--test_path", "--test-path", "--pred_path", "--models", "--model-dir", "--engine", "--time-limit",
-                 "--metric", "--no-ensemble", "--device", "--max-tokens", "--token-budget", "--enforce-eager", "--quiet"):
+                 "--metric", "--no-ensemble", "--device", "--max-tokens", "--token-budget", "--enforce-eager", "--quiet",
+                 "--probabilities"):
         assert flag in helped.stdout, flag
     bad = subprocess.run([str(lean_python), str(unpacked_bundle / "run.py"), "--test_path", "t.csv", "--pred_path",
                           "p.csv", "--metric", "QWKX"], capture_output=True, text=True, cwd=tmp_path)

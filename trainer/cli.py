@@ -249,7 +249,7 @@ def distill(
     Zero outside the rubric, each row sums to 1. Train on them with `train --soft-labels PATH` (+ `--set distill_alpha=A`).
     """
     from submission.data import DataError, read_prompt_csv
-    from trainer.distill import soft_label_frame, teacher_probabilities
+    from trainer.distill import soft_label_frame, teacher_probabilities, write_soft_labels
 
     if engine not in ("auto", "vllm", "hf"):
         _fail(f"--engine {engine}: choose auto, vllm or hf")
@@ -265,8 +265,7 @@ def distill(
     if len(soft) < len(frame):
         log.warning("%d of %d rows: no sampled verdict named an allowed score; left out of %s (raise --samples)",
                     len(frame) - len(soft), len(frame), out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    soft.to_csv(out, index=False)
+    write_soft_labels(out, soft)
     log.info("soft labels (%s teacher) for %d rows", mode, len(soft))
     typer.echo(str(out))
 
@@ -304,8 +303,14 @@ def evaluate(
 def report(
     runs: Path = typer.Argument(Path("runs"), help="Folder of run folders."),
     metric: str = typer.Option(None, "--metric", help="Metric to rank by (default: each run's configured metric)."),
+    html: Path = typer.Option(None, "--html", help="Also write a self-contained page (plots embedded, no network): "
+                              "the run table, then the best run's confusion matrix, reliability diagram, per-family "
+                              "and per-criterion tables, bias checks and most confident errors."),
 ) -> None:
-    """One table across runs: metric, size, time, config deltas; the best is marked."""
+    """One table across runs: metrics, ECE, worst criterion, size, time, config deltas; the best is marked.
+
+    With --html the last stdout line is the page written.
+    """
     from submission.metrics import UnknownMetric, check_metric
     from trainer.report import collect_runs, format_report
     from trainer.rundir import RunDir
@@ -319,7 +324,14 @@ def report(
     found = RunDir.all_in(runs)
     if not found:
         _fail(f"{runs}: no run folders (*/{RunDir.RECORD})")
-    typer.echo(format_report(collect_runs([r.path for r in found]), metric))
+    rows = collect_runs([r.path for r in found])
+    typer.echo(format_report(rows, metric))
+    if html is not None:
+        from trainer.report_html import render_report_html
+
+        html.parent.mkdir(parents=True, exist_ok=True)
+        html.write_text(render_report_html(rows, metric, title=str(runs)), encoding="utf-8")
+        typer.echo(str(html))
 
 
 @app.command("advanced")

@@ -21,11 +21,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from submission.probabilities import PROBABILITY_COLUMNS, write_probabilities
 from submission.scoring import LABELS
 
 log = logging.getLogger("trainer.distill")
 
-SOFT_COLUMNS: tuple[str, ...] = tuple(f"p_{label}" for label in LABELS)
+SOFT_COLUMNS: tuple[str, ...] = PROBABILITY_COLUMNS  # the runtime's --probabilities format: one can feed the other
 # Copies made by a label-preserving augmentation inherit the teacher's distribution of the row they copy.
 _LABEL_PRESERVING_SUFFIX = ("#aug", "#noref")
 
@@ -107,6 +108,11 @@ def soft_label_frame(ids, probs: np.ndarray) -> pd.DataFrame:
     frame = pd.DataFrame(probs[kept], columns=list(SOFT_COLUMNS))
     frame.insert(0, "id", np.asarray(list(ids), dtype=object)[kept])
     return frame
+
+
+def write_soft_labels(path: str | Path, soft: pd.DataFrame) -> Path:
+    """Write :func:`soft_label_frame` output with the runtime's own writer (submission/probabilities.py)."""
+    return write_probabilities(path, soft["id"].tolist(), soft[list(SOFT_COLUMNS)].to_numpy(dtype=np.float64))
 
 
 def read_soft_labels(path: str | Path) -> pd.DataFrame:

@@ -7,6 +7,9 @@ split); otherwise every row is. Scoring is PromptRenderer -> TransformersEngine.
 probabilities_from_label_logits -> decide, exactly as submission/runtime.py does; thresholds are fitted here, on
 these rows, for the configured metric (argmax unless beaten).
 
+The report also carries the calibration and bias checks of trainer/judge_checks.py (ECE, answer-length quartiles,
+reference present/absent, score distribution, per-criterion agreement, most confident errors) on the same rows.
+
 When the run used ``augment_not_applicable``, the same augmentation is applied to these rows (never to train or test
 rows) and the P(-1) cut is fitted for the metric on them plus these rows (argmax for -1 unless beaten);
 the report's ``not_applicable`` block gives -1 precision and recall on those rows. The other metrics stay on the
@@ -94,10 +97,12 @@ def fit_decision(probs, allowed, y_true, metric: str, not_applicable: tuple | No
 
 
 def build_report(probs, allowed, families, y_true, metric: str, class_prior: dict | None, model_dir: Path,
-                 not_applicable: tuple | None = None) -> dict:
+                 not_applicable: tuple | None = None, prompts=None, ids=None) -> dict:
     """compute_metrics output + decision (fitted for ``metric``, :func:`fit_decision`), metric, class_prior, rows,
-    created, model_dir; ``not_applicable`` (augmented validation rows) adds the P(-1) cut and the -1 block."""
+    created, model_dir; ``not_applicable`` (augmented validation rows) adds the P(-1) cut and the -1 block;
+    ``prompts`` (and ``ids``) add calibration and the bias checks (trainer/judge_checks.py)."""
     from submission.scoring import decide
+    from trainer.judge_checks import judge_checks
     from trainer.metrics import compute_metrics
 
     decision, minus_one_block = fit_decision(probs, allowed, y_true, metric, not_applicable)
@@ -115,6 +120,8 @@ def build_report(probs, allowed, families, y_true, metric: str, class_prior: dic
     })
     if minus_one_block is not None:
         report["not_applicable"] = minus_one_block
+    if prompts is not None:
+        report.update(judge_checks(list(prompts), probs, list(y_true), y_pred, ids))
     return report
 
 
@@ -179,6 +186,7 @@ def evaluate_run(run_dir: str | Path, data_path: str | Path | None = None, devic
     """Evaluate ``RUN_DIR/merged`` on ``data_path`` (default: the run's train CSV, validation ids only)."""
     from submission.data import read_train_csv
     from trainer.augment import not_applicable_rows
+    from trainer.judge_checks import plot_reliability_diagram, plot_score_distribution
     from trainer.merge import write_model_card
     from trainer.metrics import plot_confusion_matrix
 
@@ -197,7 +205,8 @@ def evaluate_run(run_dir: str | Path, data_path: str | Path | None = None, devic
                                           device)
     n = len(frame)
     report = build_report(probs[:n], allowed[:n], families[:n], frame["score"].astype(int).tolist(), config["metric"],
-                          run.read_prior(), run.merged, (probs[n:], allowed[n:]) if len(augmented) else None)
+                          run.read_prior(), run.merged, (probs[n:], allowed[n:]) if len(augmented) else None,
+                          prompts=frame["prompt"].tolist(), ids=frame["id"].tolist())
     split = run.read_record().get("split")
     if split:
         from submission.scoring import Decision, decide
@@ -208,6 +217,8 @@ def evaluate_run(run_dir: str | Path, data_path: str | Path | None = None, devic
     save_predictions(run.val_predictions_path, frame["id"].tolist(), probs[:n], frame["score"].astype(int).tolist())
     run.plots.mkdir(exist_ok=True)
     plot_confusion_matrix(report, run.plots / "confusion_matrix.png")
+    plot_reliability_diagram(report, run.plots / "reliability_diagram.png")
+    plot_score_distribution(report, run.plots / "score_distribution.png")
     plot_loss_curve(run, run.plots / "loss_curve.png")
     write_model_card(run)
     return report

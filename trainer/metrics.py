@@ -45,7 +45,8 @@ def _qwk(y_true: np.ndarray, y_pred: np.ndarray) -> float | None:
     return _clean(cohen_kappa_score(y_true, y_pred, weights="quadratic", labels=labels))
 
 
-def _scalar_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict:
+def scalar_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict:
+    """Accuracy, F1s, MAE, RMSE, correlations and QWK of integer arrays (undefined -> None); for sub-groups too."""
     present = sorted(set(y_true.tolist()) | set(y_pred.tolist()))
     return {
         "accuracy": _clean(accuracy_score(y_true, y_pred)),
@@ -77,7 +78,7 @@ def compute_metrics(
     if len(y_true) == 0:
         raise ValueError("no rows to score")
     labels = list(labels)
-    report: dict = {"n": int(len(y_true)), **_scalar_metrics(y_true, y_pred)}
+    report: dict = {"n": int(len(y_true)), **scalar_metrics(y_true, y_pred)}
     precision, recall, f1, support = precision_recall_fscore_support(
         y_true, y_pred, labels=labels, zero_division=0
     )
@@ -96,7 +97,7 @@ def compute_metrics(
         report["per_family"] = {}
         for family in sorted(set(families.tolist())):
             rows = families == family
-            scalars = _scalar_metrics(y_true[rows], y_pred[rows])
+            scalars = scalar_metrics(y_true[rows], y_pred[rows])
             report["per_family"][family] = {"n": int(rows.sum())} | {
                 k: scalars[k] for k in ("accuracy", "macro_f1", "mae", "qwk")
             }

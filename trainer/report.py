@@ -1,4 +1,5 @@
-"""Compare runs: one row per run with the selection metric, size, time and what differs in the config."""
+"""Compare runs: one row per run with the selection metric, calibration (ECE), the worst criterion, size, time and
+what differs in the config. ``--html`` renders the same rows as a page (trainer/report_html.py)."""
 
 from __future__ import annotations
 
@@ -57,6 +58,21 @@ def minus_one_cell(report: dict) -> str | None:
     return "/".join("-" if scores[k] is None else f"{scores[k]:.2f}" for k in ("precision", "recall"))
 
 
+def ece_value(report: dict) -> float | None:
+    """The report's top-label expected calibration error (trainer/judge_checks.py), None for an older report."""
+    return (report.get("calibration") or {}).get("ece")
+
+
+def worst_criterion_cell(report: dict, width: int = 28) -> str | None:
+    """"<criterion> (acc A, n N)" for the criterion with the lowest accuracy, None for a report without the block."""
+    rows = report.get("per_criterion")
+    if not rows:
+        return None
+    worst = rows[0]
+    name = worst["criterion"] if len(worst["criterion"]) <= width else worst["criterion"][: width - 1] + "…"
+    return f"{name} (acc {worst['accuracy']:.2f}, n {worst['n']})"
+
+
 def format_report(rows: list[dict], metric: str | None = None) -> str:
     metric = metric or (rows[0]["metric"] if rows else "qwk")
     best = pick_best_run(rows, metric)
@@ -67,11 +83,13 @@ def format_report(rows: list[dict], metric: str | None = None) -> str:
 
     minus_one = [minus_one_cell(r.get("report") or {}) for r in rows]
     shown_minus_one = any(cell is not None for cell in minus_one)  # a column only when some run taught -1
-    header = ["", "run", *_SHOWN, *(["-1 P/R"] if shown_minus_one else []), "size_MB", "train_s", "config deltas"]
+    header = ["", "run", *_SHOWN, *(["-1 P/R"] if shown_minus_one else []), "ECE", "worst criterion", "size_MB",
+              "train_s", "config deltas"]
     lines = [" | ".join(header), " | ".join("---" for _ in header)]
     for i, (row, delta) in enumerate(zip(rows, deltas, strict=True)):
         cells = ["*" if i == best else "", row["run"], *(fmt(row["metrics"].get(k)) for k in _SHOWN),
-                 *([minus_one[i] or "n/a"] if shown_minus_one else []), fmt(row["size_mb"], ".1f"),
+                 *([minus_one[i] or "n/a"] if shown_minus_one else []), fmt(ece_value(row.get("report") or {})),
+                 worst_criterion_cell(row.get("report") or {}) or "n/a", fmt(row["size_mb"], ".1f"),
                  fmt(row["train_s"], ".0f"), ", ".join(f"{k}={v}" for k, v in delta.items())]
         lines.append(" | ".join(cells))
     lines.append(f"* best by {metric}")

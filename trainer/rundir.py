@@ -10,7 +10,7 @@
       merged/                 fp16 safetensors + tokenizer + README.md + validation_report.json: what ships
       validation_report.json  the merged model's report on the validation rows (copied into merged/)
       val_predictions.csv     label probabilities per validation id (trainer/evaluate.py:save_predictions)
-      plots/                  confusion_matrix.png, loss_curve.png
+      plots/                  confusion_matrix.png, loss_curve.png, reliability_diagram.png, score_distribution.png
 
 train, merge, evaluate, report, advanced, bench and build/bundle.py reach these files only through :class:`RunDir`.
 The two names the runtime reads too (``merged/``, ``validation_report.json``) are defined in submission/autopick.py,
