@@ -146,7 +146,7 @@ def parse_scale(scale: str) -> tuple[int, ...]:
 
 
 # -- the second, independent reading ------------------------------------------------------------------------------
-_CLAUSE_BREAKS = str.maketrans({",": "\n", ";": "\n", "|": "\n", ".": "\n"})
+_CLAUSE_BREAKS = str.maketrans({",": "\n", ";": "\n", "|": "\n", ".": "\n", ":": "\n"})
 _BULLETS = ("- ", "* ", "• ", "– ", "> ", "-\t", "*\t", "•\t", "–\t")
 _LEADING_WORDS = ("оценка", "балл", "score", "grade", "rating", "points", "point")
 _AFTER_LABEL = (":", ".", ")", "]", "-", "–", "—", "=", "балл", "очк", "point", "pt")
@@ -157,7 +157,7 @@ def stated_labels(prompt: str) -> tuple[int, ...]:
     """The labels the prompt's text states as score lines anywhere, sorted; every label when it states none.
 
     Deliberately not :func:`parse_scale`: no sections, no indentation, no regular expressions. The text is cut into
-    clauses at line ends and at ',', ';', '|', '.'; a clause that (after markup, a bullet, a bracket and a word like
+    clauses at line ends and at ',', ';', '|', '.', ':'; a clause that (after markup, a bullet, a bracket and a word like
     "Оценка") starts with a label followed by a separator or a word like "балла" states that label. It is a
     superset of what :func:`parse_scale` reads, so it serves as the check that no written score is outside the text.
     """
@@ -181,7 +181,7 @@ def stated_labels(prompt: str) -> tuple[int, ...]:
             if rest[:1].isdigit():
                 break
             rest = rest.lstrip().lower()
-            if not rest or rest.startswith(_AFTER_LABEL):  # a clause cut at '.' leaves nothing after "2."
+            if not rest or rest.startswith(_AFTER_LABEL):  # a clause cut at '.' or ':' leaves nothing after "2"
                 found.add(_label(label))
             break
     return tuple(sorted(found)) or LABELS
@@ -237,6 +237,8 @@ def _canonical_bounds(heads: list[tuple[str, re.Match]]):
     if not (scale_h and crit_h and task_h and answer_h):
         return None
     ref_h = first("reference", task_h.end(), answer_h.start())
+    if ref_h is None and any(n == "reference" and not answer_h.start() < m.start() < crit_h.start() for n, m in heads):
+        return None  # a reference section elsewhere (after the criterion, say): another order
     return {"task": task_h, "reference": ref_h, "answer": answer_h, "criterion": crit_h, "scale": scale_h}
 
 
