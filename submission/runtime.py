@@ -52,7 +52,7 @@ from submission.scoring import (
     finite_rows,
     probabilities_from_label_logits,
 )
-from submission.sections import Sections, parse_prompt, stated_labels
+from submission.sections import Sections, parse_prompt
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +142,7 @@ class ContestRows:
 
     def __post_init__(self):
         self.allowed = [s.allowed for s in self.sections]
-        self.stated = [stated_labels(p) for p in self.prompts]
+        self.stated = [s.stated for s in self.sections]
         self.empty = np.array([not p.strip() for p in self.prompts], dtype=bool)
         self.to_score = [int(i) for i in np.flatnonzero(~self.empty)]
 

@@ -98,6 +98,7 @@ class Sections:
     family: str = "generative"
     parsed: bool = True
     repeated_headers: tuple[str, ...] = field(default_factory=tuple)
+    stated: tuple[int, ...] = LABELS  # the independent reading (stated_labels of the whole prompt): the output check
 
 
 def compose_prompt(task: str, answer: str, criterion: str, scale: str, reference: str | None = None) -> str:
@@ -146,7 +147,7 @@ def parse_scale(scale: str) -> tuple[int, ...]:
 
 
 # -- the second, independent reading ------------------------------------------------------------------------------
-_CLAUSE_BREAKS = str.maketrans({",": "\n", ";": "\n", "|": "\n", ".": "\n", ":": "\n"})
+_CLAUSE_BREAKS = (",", ";", "|", ".", ":")
 _BULLETS = ("- ", "* ", "• ", "– ", "> ", "-\t", "*\t", "•\t", "–\t")
 _LEADING_WORDS = ("оценка", "балл", "score", "grade", "rating", "points", "point")
 _AFTER_LABEL = (":", ".", ")", "]", "-", "–", "—", "=", "балл", "очк", "point", "pt")
@@ -162,9 +163,13 @@ def stated_labels(prompt: str) -> tuple[int, ...]:
     superset of what :func:`parse_scale` reads, so it serves as the check that no written score is outside the text.
     """
     text = _normalise_newlines(prompt if isinstance(prompt, str) else "")
-    text = text.replace("**", "").replace("__", "").translate(_CLAUSE_BREAKS)
+    text = text.replace("**", "").replace("__", "")
+    for mark in _CLAUSE_BREAKS:
+        text = text.replace(mark, "\n")
     found: set[int] = set()
     for clause in text.split("\n"):
+        if "0" not in clause and "1" not in clause and "2" not in clause and "3" not in clause:
+            continue  # most clauses of a long prompt: no label digit at all
         clause = clause.strip()
         if clause.startswith(_BULLETS):
             clause = clause[2:].strip()
@@ -264,7 +269,7 @@ def parse_prompt(prompt: str) -> Sections:
     bounds = _canonical_bounds(contest) or _canonical_bounds(heads) or _any_order_bounds(heads)
     if bounds is None:
         return Sections(task=text, answer="", criterion="", scale="", allowed=stated, parsed=False,
-                        family="generative")
+                        family="generative", stated=stated)
     starts = sorted(m.start() for m in bounds.values() if m is not None)
 
     def body(name: str) -> str | None:
@@ -289,6 +294,7 @@ def parse_prompt(prompt: str) -> Sections:
         family=classify_family(task, reference, answer),
         parsed=True,
         repeated_headers=tuple(n for n, c in counts.items() if c > 1),
+        stated=stated,
     )
 
 
