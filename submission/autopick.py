@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+import numbers
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +21,7 @@ REPORT_NAME = "validation_report.json"
 MERGED_DIR = "merged"  # a training run's model folder (runs/<name>/merged); trainer/rundir.py reuses both names
 ENSEMBLE_NAME = "ensemble.json"
 JUDGE_NAME = "judge.json"
+MODES = ("score", "generate")
 
 
 @dataclass
@@ -32,11 +35,21 @@ class Candidate:
 
     @property
     def mode(self) -> str:
-        """``score`` (one forward, label logits) or ``generate`` (free-text judge, score extracted from text)."""
+        """``score`` (one forward, label logits) or ``generate`` (free-text judge, score extracted from text).
+
+        ValueError (one line) for a judge.json that is not JSON or names another mode (:func:`artefact_problem`).
+        """
         judge = self.path / JUDGE_NAME
         if judge.is_file():
-            return json.loads(judge.read_text(encoding="utf-8")).get("mode", "score")
-        return self.report.get("mode", "score")
+            data = _read_json(judge)
+            mode = data.get("mode", "score") if isinstance(data, dict) else None
+            if mode not in MODES:
+                raise ValueError(f"{judge}: mode {mode!r} is not one of {', '.join(MODES)}")
+            return mode
+        mode = self.report.get("mode", "score")
+        if mode not in MODES:
+            raise ValueError(f"{self.path / REPORT_NAME}: mode {mode!r} is not one of {', '.join(MODES)}")
+        return mode
 
 
 @dataclass
@@ -71,6 +84,58 @@ def read_report(model_dir: Path) -> dict:
         log.warning("%s: unreadable report (%s); ranking it last", path, error)
         return {}
     return report if isinstance(report, dict) else {}
+
+
+def _read_json(path: Path):
+    """The file's JSON value; ValueError (one line) when it cannot be read or is not JSON."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path}: unreadable ({error})") from None
+    except ValueError as error:
+        raise ValueError(f"{path}: not JSON ({error})") from None
+
+
+def model_dir_problem(path: Path) -> str | None:
+    """Why ``path`` cannot be loaded as a model folder (missing, a file, no config.json, no safetensors), or None."""
+    path = Path(path)
+    if not path.exists():
+        return f"{path}: no such folder"
+    if not path.is_dir():
+        return f"{path}: is a file, not a model folder (config.json + *.safetensors + tokenizer)"
+    if not (path / "config.json").is_file():
+        return f"{path}: not a model folder (no config.json)"
+    if not any(path.glob("*.safetensors")):
+        return f"{path}: no *.safetensors weights (pickled weights are not loaded)"
+    return None
+
+
+def artefact_problem(path: Path, metric: str) -> str | None:
+    """What is malformed in the folder's JSON artefacts, or None: a validation_report.json that is not a JSON
+    object, its ``decision``, ``class_prior``, ``mode`` or ``metric`` value; a judge.json that is not JSON or names
+    an unknown mode. The runtime skips such a model with this reason (it would fail after scoring otherwise)."""
+    from submission.priors import ClassPrior
+    from submission.scoring import Decision
+
+    path = Path(path)
+    report_path = path / REPORT_NAME
+    try:
+        report = _read_json(report_path) if report_path.is_file() else {}
+        if not isinstance(report, dict):
+            raise ValueError(f"{report_path}: not a JSON object")
+        candidate = Candidate(path, report)
+        candidate.mode  # noqa: B018 - raises for a bad judge.json or report mode
+        for read in (lambda: Decision.from_dict(report.get("decision")),
+                     lambda: ClassPrior(report.get("class_prior")), lambda: metric_value(report, metric)):
+            try:
+                read()
+            except KeyError:
+                pass  # no such metric: ranks last, as documented
+            except (TypeError, ValueError) as error:
+                raise ValueError(f"{report_path}: {error}") from None
+    except ValueError as error:
+        return str(error)
+    return None
 
 
 def is_model_dir(path: Path) -> bool:
@@ -108,7 +173,7 @@ def rank_order(reports: list[dict], metric: str, report_mtimes: list[float] | No
     def key(i: int):
         try:
             value = metric_value(reports[i], metric) if reports[i] else None
-        except KeyError:
+        except (KeyError, ValueError):  # absent or not a number: ranks last
             value = None
         signed = 0.0 if value is None else (value if higher else -value)
         return (value is not None, signed, str(reports[i].get("created", "")), mtimes[i])
@@ -124,7 +189,7 @@ def rank_candidates(dirs: list[Path], metric: str) -> list[Candidate]:
     for i in rank_order(reports, metric, mtimes):
         try:
             value = metric_value(reports[i], metric) if reports[i] else None
-        except KeyError:
+        except (KeyError, ValueError):
             value = None
         ranked.append(Candidate(Path(dirs[i]), reports[i], value, str(reports[i].get("created", ""))))
     return ranked
@@ -146,23 +211,46 @@ def pick_reason(ranked: list[Candidate], metric: str) -> str:
     return f"{direction} {metric}: {display_name(best.path)}={best.value:.4g}" + (f" (vs {others})" if others else "")
 
 
-def find_ensemble(roots: list[Path]) -> Ensemble | None:
+def ensemble_path(roots: list[Path]) -> Path | None:
     """ensemble.json given directly, inside a root, or beside it (the bundle root holds models/ and ensemble.json)."""
     for root in roots:
         root = Path(root)
         for path in (root, root / ENSEMBLE_NAME, root.parent / ENSEMBLE_NAME):
             if path.is_file() and path.name.endswith(".json") and path.name != REPORT_NAME:
-                return read_ensemble(path)
+                return path
     return None
 
 
+def find_ensemble(roots: list[Path]) -> Ensemble | None:
+    """The ensemble.json :func:`ensemble_path` finds, read (ValueError when malformed), or None."""
+    path = ensemble_path(roots)
+    return read_ensemble(path) if path else None
+
+
 def read_ensemble(path: Path) -> Ensemble:
-    """Parse ensemble.json; member paths are relative to the file. Raises ValueError on a malformed file."""
-    data = json.loads(Path(path).read_text(encoding="utf-8"))
-    members = [Member((path.parent / m["model"]).resolve(), float(m.get("weight", 1.0))) for m in data.get("members", [])]
-    if not members:
-        raise ValueError(f"{path}: no members")
-    return Ensemble(Path(path), members, data.get("decision"), data.get("metric"), data.get("value"),
+    """Parse ensemble.json; member paths are relative to the file. ValueError (one line) on a malformed file: not
+    JSON, no members, a member without a ``model`` path, a weight that is not a finite number, a bad ``decision``.
+    A weight of 0 or below is kept here; the runtime leaves such a member out and says so."""
+    from submission.scoring import Decision
+
+    path = Path(path)
+    data = _read_json(path)
+    if not isinstance(data, dict) or not isinstance(data.get("members"), list) or not data["members"]:
+        raise ValueError(f"{path}: expected {{\"members\": [{{\"model\": PATH, \"weight\": W}}, ...]}}")
+    members = []
+    for k, entry in enumerate(data["members"]):
+        model = entry.get("model") if isinstance(entry, dict) else None
+        if not isinstance(model, str) or not model.strip():
+            raise ValueError(f"{path}: member {k + 1} has no \"model\" path")
+        weight = entry.get("weight", 1.0)
+        if isinstance(weight, bool) or not isinstance(weight, numbers.Real) or not math.isfinite(weight):
+            raise ValueError(f"{path}: member {k + 1} ({model}): weight {weight!r} is not a finite number")
+        members.append(Member((path.parent / model).resolve(), float(weight)))
+    try:
+        Decision.from_dict(data.get("decision"))
+    except ValueError as error:
+        raise ValueError(f"{path}: {error}") from None
+    return Ensemble(path, members, data.get("decision"), data.get("metric"), data.get("value"),
                     f"{path} ({len(members)} members, stored weights)")
 
 

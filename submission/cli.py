@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
+import re
 import sys
 import time
 from pathlib import Path
@@ -16,6 +18,9 @@ from submission import settings
 
 _STARTED = time.monotonic()  # the deadline counts from process start, imports included
 EXIT_USAGE = 2
+EXIT_WRITE = 1  # the predictions or the meta file could not be written
+MIN_PROMPT_TOKENS = 64  # below this no chat template plus rubric fits
+_DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 
 
 def build_parser(prog: str = "run_optimized.py") -> argparse.ArgumentParser:
@@ -51,45 +56,72 @@ def build_parser(prog: str = "run_optimized.py") -> argparse.ArgumentParser:
     return parser
 
 
-def run(args: argparse.Namespace) -> int:
-    """Score ``args.test_path`` and write ``args.pred_path`` (plus PRED_meta.json); the exit status."""
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
-                        format="%(levelname)s %(name)s: %(message)s")
-    from submission.data import DataError, read_test_rows
+def check_flags(args: argparse.Namespace) -> str | None:
+    """What is wrong with the flags (one line), or None: each is checked before the test file is even read."""
     from submission.metrics import UnknownMetric, check_metric
-    from submission.runtime import Deadline, RunSettings, predict, write_outputs
-
-    def fail(message: str) -> int:
-        print(f"error: {message}", file=sys.stderr)
-        return EXIT_USAGE
 
     if args.engine not in ("auto", "vllm", "hf"):
-        return fail(f"--engine {args.engine!r}: choose auto, vllm or hf")
+        return f"--engine {args.engine!r}: choose auto, vllm or hf"
+    if not _DEVICE_RE.match(str(args.device)):
+        return f"--device {args.device!r}: choose auto, cpu, cuda or cuda:N"
     try:
         check_metric(args.metric)
     except UnknownMetric as error:
-        return fail(f"--metric: {error}")
-    if args.time_limit < 0:
-        return fail(f"--time-limit {args.time_limit}: must be >= 0 seconds")
-    deadline = Deadline(args.time_limit, started=_STARTED)
-    try:
-        rows = read_test_rows(args.test_path)
-        run_settings = RunSettings(
-            model_dir=args.model_dir, models=args.models, engine=args.engine, device=args.device,
-            max_tokens=args.max_tokens, token_budget=args.token_budget, time_limit_s=args.time_limit,
-            metric=args.metric, ensemble=not args.no_ensemble, enforce_eager=args.enforce_eager,
-        )
-        result = predict(rows, run_settings, deadline)
-        meta = write_outputs(result, args.pred_path)
-        if args.probabilities is not None:
-            from submission.probabilities import write_probabilities
+        return f"--metric: {error}"
+    if not math.isfinite(args.time_limit) or args.time_limit < 0:
+        return f"--time-limit {args.time_limit}: must be a finite number of seconds >= 0"
+    if args.max_tokens < MIN_PROMPT_TOKENS:
+        return f"--max-tokens {args.max_tokens}: must be at least {MIN_PROMPT_TOKENS} (the prompt length limit in tokens)"
+    if args.token_budget is not None and args.token_budget < 1:
+        return f"--token-budget {args.token_budget}: must be a positive number of tokens per batch"
+    return None
 
-            write_probabilities(args.probabilities, result.ids, result.probabilities)
-    except (DataError, FileNotFoundError) as error:
-        return fail(str(error))
+
+def run(args: argparse.Namespace) -> int:
+    """Score ``args.test_path`` and write ``args.pred_path`` (plus PRED_meta.json); the exit status.
+
+    0: a complete file (also after SIGTERM/SIGINT or the deadline: the meta counts the fallbacks); 2: a usage or
+    data problem found before scoring (flags, the test file, the models, the output path is the test file);
+    1: the output could not be written (probed before scoring, and again at the end: a full disk).
+    """
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s")
+    from submission.data import DataError, OutputError, check_output_path, read_test_rows
+    from submission.run_meta import meta_path_for
+    from submission.runtime import Deadline, RunSettings, predict, signals_interrupt, write_outputs
+
+    def fail(message: str, status: int = EXIT_USAGE) -> int:
+        print(f"error: {message}", file=sys.stderr)
+        return status
+
+    problem = check_flags(args)
+    if problem:
+        return fail(problem)
+    deadline = Deadline(args.time_limit, started=_STARTED)
+    with signals_interrupt(deadline):  # from here on a signal cannot lose the file: it is recorded, then honoured
+        try:
+            for path in (args.pred_path, meta_path_for(args.pred_path)):
+                check_output_path(path, args.test_path)
+            rows = read_test_rows(args.test_path)
+            run_settings = RunSettings(
+                model_dir=args.model_dir, models=args.models, engine=args.engine, device=args.device,
+                max_tokens=args.max_tokens, token_budget=args.token_budget, time_limit_s=args.time_limit,
+                metric=args.metric, ensemble=not args.no_ensemble, enforce_eager=args.enforce_eager,
+            )
+            result = predict(rows, run_settings, deadline)
+            meta = write_outputs(result, args.pred_path)
+            if args.probabilities is not None:
+                from submission.probabilities import write_probabilities
+
+                write_probabilities(args.probabilities, result.ids, result.probabilities)
+        except OutputError as error:
+            return fail(str(error), EXIT_WRITE)
+        except (DataError, FileNotFoundError) as error:
+            return fail(str(error))
     info = result.meta
+    interrupted = f"; stopped by {info['interrupted']}" if info.get("interrupted") else ""
     print(f"wrote {len(result.ids)} predictions to {args.pred_path} ({info['strategy']}, {info['engine']}, "
-          f"{info['fallback_rows']} fallbacks; meta: {meta})", file=sys.stderr)
+          f"{info['fallback_rows']} fallbacks{interrupted}; meta: {meta})", file=sys.stderr)
     return 0
 
 

@@ -10,9 +10,11 @@ tools as pandas DataFrames, importing pandas only when called.
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import math
 import os
+import stat
 import sys
 import tempfile
 from collections.abc import Iterable, Sequence
@@ -29,6 +31,10 @@ class DataError(ValueError):
     """A user-fixable problem with an input or output file; the message is one line."""
 
 
+class OutputError(OSError):
+    """An output file could not be written (read-only folder, a folder in the way, disk full); one line."""
+
+
 @dataclass
 class Table:
     """A CSV read as strings: stripped column names and one list per column (all the same length)."""
@@ -42,7 +48,7 @@ class Table:
 
 @dataclass
 class PromptRows:
-    """The runtime's view of a test CSV: ids (stripped strings, unique, non-empty) and prompts, in file order."""
+    """The runtime's view of a test CSV: ids (exactly as in the file, unique, non-blank) and prompts, in file order."""
 
     ids: list[str]
     prompts: list[str]
@@ -58,8 +64,7 @@ class PromptRows:
 def _read_table(path: str | os.PathLike) -> Table:
     """Parse with the stdlib csv module: BOM stripped, quoted multi-line cells kept, blank lines skipped."""
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: file not found")
+    _check_readable_file(path)
     try:
         text = path.read_bytes().decode("utf-8-sig")
     except UnicodeDecodeError as err:
@@ -74,7 +79,8 @@ def _read_table(path: str | os.PathLike) -> Table:
     width = len(header)
     for line, record in enumerate(records[1:], start=1):
         if len(record) > width:
-            raise DataError(f"{path}: not a readable CSV (row {line}: expected {width} fields, saw {len(record)})")
+            raise DataError(f"{path}: not a readable CSV (row {line}: expected {width} fields, saw {len(record)})"
+                            + _delimiter_hint(header))
     rows = [r + [""] * (width - len(r)) for r in records[1:]]
     columns: dict[str, list[str]] = {}
     for k, name in enumerate(header):
@@ -82,19 +88,47 @@ def _read_table(path: str | os.PathLike) -> Table:
     return Table(path, columns)
 
 
+def _check_readable_file(path: Path) -> None:
+    """DataError naming what ``path`` is when it is not a file to read (a pipe is fine: ``<(cat test.csv)``)."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+    except OSError as err:
+        raise DataError(f"{path}: cannot be read ({err.strerror or err})") from None
+    if stat.S_ISDIR(mode):
+        raise DataError(f"{path}: is a folder, not a CSV file; pass the CSV file inside it")
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISSOCK(mode):
+        raise DataError(f"{path}: is a device or socket, not a CSV file")
+    if not os.access(path, os.R_OK):
+        raise DataError(f"{path}: permission denied (not readable by this user)")
+
+
+def _delimiter_hint(header: list[str]) -> str:
+    """'; the header looks tab-separated ...' when a one-column header holds a tab or ';' (a TSV or an Excel CSV)."""
+    if len(header) != 1:
+        return ""
+    for char, name in (("\t", "tab"), (";", "semicolon")):
+        if char in header[0]:
+            return f"; the header {header[0]!r} looks {name}-separated: save the file comma-separated"
+    return ""
+
+
 def _require_columns(table: Table, columns: Sequence[str]) -> None:
     missing = [c for c in columns if c not in table.columns]
     if missing:
         have = ",".join(table.columns) or "(none)"
-        raise DataError(f"{table.path}: missing column(s) {','.join(missing)}; found {have}; expected {','.join(columns)}")
+        raise DataError(f"{table.path}: missing column(s) {','.join(missing)}; found {have}; expected "
+                        f"{','.join(columns)}" + _delimiter_hint(list(table.columns)))
 
 
 def _check_ids(table: Table) -> list[str]:
-    """Stripped ids; DataError on the first empty or repeated one."""
-    ids = [i.strip() for i in table.columns["id"]]
+    """The ids exactly as in the file (surrounding spaces kept: the grader matches them as written); DataError on
+    the first blank or repeated one."""
+    ids = list(table.columns["id"])
     first: dict[str, int] = {}
     for row, value in enumerate(ids):
-        if not value:
+        if not value.strip():
             raise DataError(f"{table.path}: row {row + 1}: empty id")
         if value in first:
             raise DataError(f"{table.path}: row {row + 1}: duplicate id {value!r} (first seen at row {first[value] + 1})")
@@ -220,21 +254,99 @@ def validate_predictions(
 
 
 def write_predictions(path: str | os.PathLike, ids: Sequence[str], scores: Sequence[int]) -> None:
-    """Write ``id,score`` atomically: a temp file in the same folder, then a rename. Never leaves a partial file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    """Write ``id,score`` atomically (:func:`write_text_atomic`): never a partial file; OutputError on failure."""
+    buffer = io.StringIO(newline="")
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["id", "score"])
+    writer.writerows([i, int(s)] for i, s in zip(ids, scores, strict=True))
+    write_text_atomic(path, buffer.getvalue())
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _fallback_in_place(error: OSError) -> bool:
+    """Errors where a rename cannot replace the destination but writing into it may work (a bind-mounted file:
+    EBUSY; another file system: EXDEV; a folder we may not create files in: EACCES/EPERM/EROFS)."""
+    return error.errno in (errno.EBUSY, errno.EXDEV, errno.EACCES, errno.EPERM, errno.EROFS)
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path``; returns the file written (the link's target when ``path`` is a link).
+
+    A temp file in the destination folder, fsync, then ``os.replace``, with the mode a new file gets under the umask
+    (not mkstemp's 0600: a grader may read as another user). A symlink is written through: its target is replaced,
+    the link stays. Where the rename cannot work (a bind-mounted file, EBUSY) the existing file is overwritten in
+    place. Any failure (read-only folder, a folder in the way, disk full) raises :class:`OutputError` with one line;
+    the old file is then left as it was, except after a failed in-place write.
+    """
+    target = Path(os.path.realpath(path))
+    if target.is_dir():
+        raise OutputError(f"{path}: is a folder; pass a file path")
+    data = text.encode("utf-8")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            writer = csv.writer(handle, lineterminator="\n")
-            writer.writerow(["id", "score"])
-            writer.writerows([i, int(s)] for i, s in zip(ids, scores, strict=True))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    except OSError as error:
+        if target.is_file() and _fallback_in_place(error):
+            return _write_in_place(path, target, data)
+        raise OutputError(f"{path}: cannot write there ({error.strerror or error})") from None
+    try:
+        try:
+            os.fchmod(fd, 0o666 & ~_umask())
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+        except OSError as error:
+            raise OutputError(f"{path}: write failed ({error.strerror or error})") from None
+        try:
+            os.replace(tmp, target)
+        except OSError as error:
+            if not (target.is_file() and _fallback_in_place(error)):
+                raise OutputError(f"{path}: cannot replace the file ({error.strerror or error})") from None
+            return _write_in_place(path, target, data)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return target
+
+
+def _write_in_place(path, target: Path, data: bytes) -> Path:
+    try:
+        with open(target, "r+b") as handle:
+            handle.write(data)
+            handle.truncate()
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    except OSError as error:
+        raise OutputError(f"{path}: write failed ({error.strerror or error})") from None
+    return target
+
+
+def check_output_path(path: str | os.PathLike, *inputs: str | os.PathLike) -> None:
+    """Before any work: DataError when ``path`` is (after resolving links) one of ``inputs`` (writing would destroy
+    it); OutputError when it is a folder or its folder cannot take a new file (probed with a temp file)."""
+    target = Path(os.path.realpath(path))
+    for source in inputs:
+        if target == Path(os.path.realpath(source)) or (target.exists() and Path(source).exists()
+                                                         and os.path.samefile(target, source)):
+            raise DataError(f"{path}: is the input file {source} (after resolving links); writing there would "
+                            "destroy it, choose another path")
+    if target.is_dir():
+        raise OutputError(f"{path}: is a folder; pass a file path")
+    folder = target.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".probe", dir=folder)
+    except OSError as error:
+        if target.is_file() and os.access(target, os.W_OK):
+            return  # a writable file in a folder we cannot add to (a bind mount): written in place
+        raise OutputError(f"{path}: cannot write in {folder} ({error.strerror or error})") from None
+    os.close(fd)
+    Path(probe).unlink(missing_ok=True)
 
 
 def read_predictions_csv(path: str | os.PathLike):
@@ -244,5 +356,4 @@ def read_predictions_csv(path: str | os.PathLike):
     for row, value in enumerate(table.columns["score"]):
         if not value.strip().lstrip("-").isdigit():
             raise DataError(f"{table.path}: row {row + 1}: score {value!r} is not an integer")
-    return _frame({"id": [i.strip() for i in table.columns["id"]],
-                   "score": [int(v) for v in table.columns["score"]]})
+    return _frame({"id": list(table.columns["id"]), "score": [int(v) for v in table.columns["score"]]})

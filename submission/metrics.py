@@ -6,6 +6,9 @@ The numbers themselves are computed at evaluation time by :mod:`trainer.metrics`
 
 from __future__ import annotations
 
+import math
+import numbers
+
 METRIC_NAMES: tuple[str, ...] = (
     "accuracy", "macro_f1", "weighted_f1", "mae", "rmse", "spearman", "pearson", "qwk",
 )
@@ -32,9 +35,14 @@ def higher_is_better(name: str) -> bool:
 
 
 def metric_value(report: dict, name: str) -> float | None:
-    """One scalar metric from a report (None when undefined); raises KeyError naming the valid metrics."""
+    """One scalar metric from a report (None when undefined: null or NaN); raises KeyError naming the valid metrics
+    and ValueError when the value is not a number (text, a boolean, a list)."""
     check_metric(name)
     if name not in report:
         raise KeyError(f"report has no {name!r}; it has {', '.join(k for k in METRIC_NAMES if k in report)}")
     value = report[name]
-    return None if value is None else float(value)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"{name} is {value!r:.40}, not a number")
+    return None if math.isnan(value) else float(value)

@@ -6,6 +6,8 @@ the middle of the row's rubric. The prior is restricted to the labels the rubric
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Iterable, Mapping
 
 import numpy as np
@@ -17,9 +19,16 @@ class ClassPrior:
     """Label probabilities per criterion with an overall default, from a report's ``class_prior`` (may be None)."""
 
     def __init__(self, class_prior: Mapping | None):
+        """ValueError (one line) when ``class_prior`` is not shaped like a report's: {overall: {label: p},
+        by_criterion: {criterion: {label: p}}} with finite non-negative numbers."""
         class_prior = class_prior or {}
+        if not isinstance(class_prior, Mapping):
+            raise ValueError(f"class_prior must be an object {{overall, by_criterion}}, got {class_prior!r:.80}")
+        by_criterion = class_prior.get("by_criterion") or {}
+        if not isinstance(by_criterion, Mapping):
+            raise ValueError(f"class_prior.by_criterion must be an object, got {by_criterion!r:.80}")
         self.overall = _vector(class_prior.get("overall"))
-        self.by_criterion = {str(k): _vector(v) for k, v in (class_prior.get("by_criterion") or {}).items()}
+        self.by_criterion = {str(k): _vector(v) for k, v in by_criterion.items()}
         self.by_criterion = {k: v for k, v in self.by_criterion.items() if v is not None}
         self.source = "report" if self.overall is not None or self.by_criterion else "rubric_middle"
 
@@ -41,7 +50,12 @@ class ClassPrior:
 def _vector(distribution: Mapping | None) -> np.ndarray | None:
     if not distribution:
         return None
-    vector = np.array([float(distribution.get(str(label), 0.0)) for label in LABELS])
+    if not isinstance(distribution, Mapping):
+        raise ValueError(f"class_prior: a distribution must be an object {{label: probability}}, got {distribution!r:.80}")
+    values = [distribution.get(str(label), 0.0) for label in LABELS]
+    if any(isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v) or v < 0 for v in values):
+        raise ValueError(f"class_prior: probabilities must be finite numbers >= 0, got {dict(distribution)!r:.80}")
+    vector = np.array(values, dtype=np.float64)
     return vector if vector.sum() > 0 else None
 
 

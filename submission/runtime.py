@@ -2,9 +2,10 @@
 
 This is the orchestration behind ``run.py``; :func:`predict` reads top to bottom as its named steps. The pieces it
 calls (model ranking, renderer, engines, scorer, priors, the meta schema) live in their own modules. Row-level
-trouble (an empty or unparseable prompt, no time left, a generative judge that wrote no score) is scored by a prior
-and counted in the meta file; file-level trouble raises :class:`submission.data.DataError` or FileNotFoundError.
-SIGTERM stops scoring and still writes a complete file.
+trouble (an empty or unparseable prompt, no time left, a generative judge that wrote no score, NaN or infinite
+logits) is scored by a prior and counted in the meta file; file-level trouble raises
+:class:`submission.data.DataError` or FileNotFoundError. SIGTERM or SIGINT at any moment, while models are
+planned, loaded, started or scoring, stops the work and still gives a complete file.
 """
 
 from __future__ import annotations
@@ -27,20 +28,30 @@ from submission import settings as defaults
 from submission.autopick import (
     Candidate,
     Ensemble,
+    artefact_problem,
     auto_ensemble,
     candidate_model_dirs,
     display_name,
-    find_ensemble,
+    ensemble_path,
+    model_dir_problem,
     pick_reason,
     rank_candidates,
+    read_ensemble,
     read_report,
 )
-from submission.data import validate_predictions, write_predictions
+from submission.data import DataError, validate_predictions, write_predictions, write_text_atomic
 from submission.engines import ScoringEngine
 from submission.priors import ClassPrior
 from submission.prompting import RenderedRows
 from submission.run_meta import EnsembleMeta, ModelMeta, RunMeta, SkippedModel, Timings, meta_path_for
-from submission.scoring import LABELS, Decision, decide, extract_score_from_text, probabilities_from_label_logits
+from submission.scoring import (
+    LABELS,
+    Decision,
+    decide,
+    extract_score_from_text,
+    finite_rows,
+    probabilities_from_label_logits,
+)
 from submission.sections import Sections, parse_prompt
 
 log = logging.getLogger(__name__)
@@ -77,7 +88,11 @@ class RunResult:
 
 
 class Interrupted(BaseException):
-    """Raised from the SIGTERM handler; BaseException so engine code that catches Exception lets it through."""
+    """Raised from the SIGTERM/SIGINT handler; BaseException so engine code that catches Exception lets it through."""
+
+
+class NonFiniteScores(RuntimeError):
+    """A model whose label logits were NaN or infinite on every row it scored (e.g. fp16 overflow): skipped."""
 
 
 class Deadline:
@@ -94,7 +109,8 @@ class Deadline:
         self.limit_s = float(limit_s)
         self.margin_s = min(defaults.WRITE_MARGIN_S, 0.1 * self.limit_s)
         self.before_chunk = before_chunk or (lambda: None)
-        self.interrupted: str | None = None
+        self.interrupted: str | None = None  # "SIGTERM" / "SIGINT" once a signal arrived
+        self.raise_on_signal = False  # True while models load and score: a signal then raises Interrupted
         self.announced = False  # the "remaining rows get the prior" warning is logged once per run
 
     def elapsed(self) -> float:
@@ -120,11 +136,13 @@ class ContestRows:
     prompts: list[str]
     sections: list[Sections]
     allowed: list[tuple[int, ...]] = field(init=False)
+    stated: list[tuple[int, ...]] = field(init=False)  # the independent reading the written scores are checked on
     empty: np.ndarray = field(init=False)
     to_score: list[int] = field(init=False)
 
     def __post_init__(self):
         self.allowed = [s.allowed for s in self.sections]
+        self.stated = [s.stated for s in self.sections]
         self.empty = np.array([not p.strip() for p in self.prompts], dtype=bool)
         self.to_score = [int(i) for i in np.flatnonzero(~self.empty)]
 
@@ -151,11 +169,13 @@ def default_roots() -> list[Path]:
 
 @dataclass
 class ModelPlan:
-    """Candidates best first (the single-model order), the ensemble to try (if any), and why."""
+    """Candidates best first (the single-model order), the ensemble to try (if any), and why; ``skipped``: model
+    folders (and an ensemble.json) left out before loading, with the reason."""
 
     ranked: list[Candidate]
     ensemble: Ensemble | None
     reason: str
+    skipped: list[SkippedModel] = field(default_factory=list)
 
     def weight(self, path: Path) -> float:
         """The ensemble weight of a model folder (1.0 outside an ensemble)."""
@@ -166,31 +186,86 @@ class ModelPlan:
         return bool(self.ensemble) and Path(path).resolve() in {m.path.resolve() for m in self.ensemble.members}
 
 
+def _skip_before_loading(path: Path, reason: str, skipped: list[SkippedModel]) -> None:
+    log.warning("skipping %s: %s", path, reason)
+    skipped.append(SkippedModel(str(path), reason))
+
+
+def _usable(paths: list[Path], metric: str, skipped: list[SkippedModel]) -> list[Path]:
+    """The model folders whose layout and JSON artefacts are sound; the others go to ``skipped`` with the reason."""
+    usable = []
+    for path in paths:
+        problem = model_dir_problem(path) or artefact_problem(path, metric)
+        if problem:
+            _skip_before_loading(path, problem, skipped)
+        else:
+            usable.append(path)
+    return usable
+
+
+def _checked_ensemble(roots: list[Path], metric: str, skipped: list[SkippedModel]) -> Ensemble | None:
+    """ensemble.json with its unusable members left out (missing, broken, weight <= 0); None when it is malformed
+    or no member is left (then the models are ranked as if there were no ensemble.json)."""
+    path = ensemble_path(roots)
+    if path is None:
+        return None
+    try:
+        ensemble = read_ensemble(path)
+    except ValueError as error:
+        _skip_before_loading(path, f"{error}; ignoring the ensemble", skipped)
+        return None
+    members = []
+    for member in ensemble.members:
+        if member.weight <= 0:
+            _skip_before_loading(member.path, f"ensemble weight {member.weight:g} in {ensemble.path}: must be > 0; "
+                                 "member left out", skipped)
+        elif _usable([member.path], metric, skipped):
+            members.append(member)
+    if not members:
+        _skip_before_loading(ensemble.path, "no usable member; ignoring the ensemble", skipped)
+        return None
+    ensemble.members = members
+    return ensemble
+
+
 def plan_models(run: RunSettings) -> ModelPlan:
-    """Which model folders to try, in order, and the ensemble: ensemble.json, else equally good reports."""
+    """Which model folders to try, in order, and the ensemble: ensemble.json, else equally good reports.
+
+    Every folder and JSON artefact is checked here, before anything loads: an explicit ``--model-dir`` that cannot
+    be used is a DataError (one line); among several candidates an unusable one is skipped with the reason.
+    """
     explicit = run.model_dir or os.environ.get(MODEL_DIR_ENV)
     if explicit:
         path = Path(explicit)
-        if not path.is_dir():
+        if not path.exists():
             raise FileNotFoundError(f"model dir {path} does not exist")
+        problem = model_dir_problem(path) or artefact_problem(path, run.metric)
+        if problem:
+            raise DataError(f"--model-dir / ${MODEL_DIR_ENV}: {problem}")
         return ModelPlan([Candidate(path, read_report(path))], None, "explicit --model-dir / $" + MODEL_DIR_ENV)
     roots = [Path(run.models)] if run.models else default_roots()
     if run.models and not Path(run.models).exists():
         raise FileNotFoundError(f"--models {run.models} does not exist")
-    ensemble = find_ensemble(roots) if run.ensemble else None
+    skipped: list[SkippedModel] = []
+    ensemble = _checked_ensemble(roots, run.metric, skipped) if run.ensemble else None
     if ensemble:
         members = rank_candidates([m.path for m in ensemble.members], run.metric)
         reason = f"ensemble {ensemble.path} ({len(members)} members); single-model fallback: " + pick_reason(members, run.metric)
-        return ModelPlan(members, ensemble, reason)
+        return ModelPlan(members, ensemble, reason, skipped)
     found = candidate_model_dirs(roots)
     if not found:
         where = ", ".join(str(r) for r in roots)
-        raise FileNotFoundError(f"no model folder (config.json + *.safetensors) under {where}; pass --models DIR")
+        raise FileNotFoundError(f"no model folder (config.json + *.safetensors) under {where}; pass --models DIR"
+                                + "".join(f"; {s.error}" for s in skipped))
+    found = _usable(found, run.metric, skipped)
+    if not found:
+        raise FileNotFoundError("no model could be loaded: " + "; ".join(s.error for s in skipped))
     ranked = rank_candidates(found, run.metric)
     if run.ensemble:
         ensemble = auto_ensemble(ranked, run.metric, defaults.ENSEMBLE_TOLERANCE, defaults.ENSEMBLE_MAX_MEMBERS)
     reason = pick_reason(ranked, run.metric)
-    return ModelPlan(ranked, ensemble, f"ensemble of {ensemble.reason}; single-model fallback: {reason}" if ensemble else reason)
+    return ModelPlan(ranked, ensemble, f"ensemble of {ensemble.reason}; single-model fallback: {reason}" if ensemble else reason,
+                     skipped)
 
 
 # -- engines -----------------------------------------------------------------------------------------------------
@@ -226,6 +301,7 @@ class OpenModel:
     engine_fallback: str | None = None
     load_s: float = 0.0
     processed: set = field(default_factory=set)
+    non_finite: set = field(default_factory=set)  # rows whose label logits were NaN/inf (scored by the prior)
     vllm_rows: int | None = None  # rows vLLM scored before it failed mid-run
     probs: np.ndarray = field(init=False)
     scored: np.ndarray = field(init=False)
@@ -239,6 +315,10 @@ class OpenModel:
     @property
     def generate(self) -> bool:
         return self.candidate.mode == "generate"
+
+    def only_non_finite(self) -> bool:
+        """Every row this model ran over gave NaN/inf logits: a broken model, not a row-level problem."""
+        return bool(self.non_finite) and not self.scored.any()
 
     @property
     def tokens_scored(self) -> int:
@@ -396,8 +476,14 @@ def _store_chunk(model: OpenModel, chunk: list[int], out) -> None:
                 model.probs[i] = np.eye(len(LABELS))[LABELS.index(score)]
                 model.scored[i] = True
     else:
-        model.probs[chunk] = probabilities_from_label_logits(out, [allowed[i].allowed for i in chunk])
-        model.scored[chunk] = True
+        rubrics = [allowed[i].allowed for i in chunk]
+        good = finite_rows(out, rubrics)
+        model.probs[chunk] = probabilities_from_label_logits(out, rubrics)
+        model.scored[chunk] = good
+        if not good.all():
+            model.non_finite.update(i for i, g in zip(chunk, good, strict=True) if not g)
+            log.warning("%s: %d of %d rows gave NaN or infinite label logits; they get the prior",
+                        display_name(model.candidate.path), int((~good).sum()), len(chunk))
 
 
 def log_progress(model: OpenModel, done_rows: int, total_rows: int, deadline: Deadline) -> None:
@@ -409,21 +495,31 @@ def log_progress(model: OpenModel, done_rows: int, total_rows: int, deadline: De
 
 
 @contextmanager
-def sigterm_interrupts(deadline: Deadline):
-    """While inside, SIGTERM marks the deadline and raises :class:`Interrupted` (main thread only)."""
+def signals_interrupt(deadline: Deadline):
+    """While inside, SIGTERM and SIGINT are recorded on the deadline (``interrupted``); while
+    ``deadline.raise_on_signal`` (models loading and scoring) the first one also raises :class:`Interrupted`, so the
+    run stops and writes what it has. Later signals are only recorded: they cannot cut the writing short. Main
+    thread only (elsewhere a no-op)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def handler(signum, frame):
-        deadline.interrupted = "SIGTERM"
-        raise Interrupted()
+        if deadline.interrupted is None:
+            deadline.interrupted = signal.Signals(signum).name
+        if deadline.raise_on_signal:
+            deadline.raise_on_signal = False
+            raise Interrupted()
 
-    previous = signal.signal(signal.SIGTERM, handler)
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+sigterm_interrupts = signals_interrupt  # the name before SIGINT was handled too
 
 
 # -- the run, step by step -----------------------------------------------------------------------------------------
@@ -448,35 +544,46 @@ class Scoring:
 def predict(frame, run: RunSettings, deadline: Deadline | None = None) -> RunResult:
     """Scores for test rows (``frame["id"]``, ``frame["prompt"]``: PromptRows or a DataFrame): always one valid
     score per row, the meta says how. The steps, in order, each a function below; writing the files is the
-    caller's last step (:func:`write_outputs`)."""
+    caller's last step (:func:`write_outputs`). A signal at any step after the rows are parsed ends the work and
+    the rows not scored get the prior (the rubric's middle when no model was loaded yet)."""
     deadline = deadline or Deadline(run.time_limit_s)
-    rows = ContestRows.parse(frame)
-    plan = plan_models(run)
-    started, scoring = time.perf_counter(), Scoring()
-    with sigterm_interrupts(deadline):
+    started, scoring, plan = time.perf_counter(), Scoring(), None
+    with signals_interrupt(deadline):
+        rows = ContestRows.parse(frame)
         try:
-            primary = open_primary(plan, rows, run, scoring)
-            score_model(primary, rows.to_score, deadline, run, max_chunks=1)  # measures this machine's throughput
+            deadline.raise_on_signal = True
+            if deadline.interrupted:
+                raise Interrupted()  # the signal came while the file was read
+            plan = plan_models(run)
+            scoring.skipped.extend(plan.skipped)
+            primary = open_primary(plan, rows, run, scoring, deadline)  # scores one chunk: measures throughput
             members = choose_strategy(plan, primary, rows, deadline, scoring)
             score_model(primary, rows.to_score, deadline, run)
             score_members(plan, members, rows, deadline, run, scoring)
         except Interrupted:
-            log.warning("SIGTERM: writing what is scored, the rest gets the prior")
+            log.warning("%s: writing what is scored, the rest gets the prior", deadline.interrupted)
         finally:
-            close_engines(scoring.opened)
-    if not scoring.opened:
-        raise scoring.nothing_loaded()
-    prior = ClassPrior(scoring.opened[0].candidate.report.get("class_prior"))
-    probabilities, fallback = blend_with_prior(scoring.opened, rows, prior)
-    decision = decision_rule(plan, scoring)
-    scores = decide_scores(probabilities, fallback, rows, decision, prior)
-    validate_predictions(rows.ids, scores, rows.allowed)
-    meta = describe_run(run, rows, plan, scoring, decision, scores, fallback, prior, deadline, started)
+            deadline.raise_on_signal = False
+            close_engines(scoring.opened)  # their counters stay readable for the meta
+        settle_scoring(scoring)
+        if not scoring.opened and not deadline.interrupted:
+            raise scoring.nothing_loaded()
+        prior = fallback_prior(plan, scoring)
+        probabilities, fallback = blend_with_prior(scoring.opened, rows, prior)
+        decision = decision_rule(plan, scoring)
+        scores = decide_scores(probabilities, fallback, rows, decision, prior)
+        validate_predictions(rows.ids, scores, rows.stated)  # the prompt's own text, read independently
+        meta = describe_run(run, rows, plan, scoring, decision, scores, fallback, prior, deadline, started)
     return RunResult(rows.ids, scores, probabilities, meta.to_dict())
 
 
-def open_primary(plan: ModelPlan, rows: ContestRows, run: RunSettings, scoring: Scoring) -> OpenModel:
-    """The best-ranked candidate that loads (engine sized for every ensemble member's pass); failures are listed."""
+def open_primary(plan: ModelPlan, rows: ContestRows, run: RunSettings, scoring: Scoring,
+                 deadline: Deadline | None = None) -> OpenModel:
+    """The best-ranked candidate that loads (engine sized for every ensemble member's pass); failures are listed.
+
+    With ``deadline`` the model also scores its first chunk (which measures this machine's throughput), and a model
+    whose first chunk is NaN/inf on every row is skipped like one that did not load.
+    """
     factor = len(plan.ensemble.members) if plan.ensemble else 1
     for candidate in plan.ranked:
         try:
@@ -486,8 +593,41 @@ def open_primary(plan: ModelPlan, rows: ContestRows, run: RunSettings, scoring: 
             continue
         scoring.opened.append(model)
         scoring.strategy = "generate" if model.generate else "single"
-        return model
+        if deadline is None:
+            return model
+        score_model(model, rows.to_score, deadline, run, max_chunks=1)
+        if not model.only_non_finite():
+            return model
+        scoring.opened.remove(model)
+        scoring.skip(candidate, NonFiniteScores(
+            f"all {len(model.non_finite)} rows of its first chunk gave NaN or infinite label logits"))
+        model.engine.close()
     raise scoring.nothing_loaded()
+
+
+def settle_scoring(scoring: Scoring) -> None:
+    """After scoring (finished or interrupted): other members that gave only NaN/inf are moved to ``skipped``, and
+    the strategy and the ensemble's entry say what really ran (a member that failed leaves ``single``)."""
+    for model in list(scoring.opened[1:]):
+        if model.only_non_finite():
+            scoring.opened.remove(model)
+            scoring.skip(model.candidate, NonFiniteScores(
+                f"all {len(model.non_finite)} rows it scored gave NaN or infinite label logits"))
+    if scoring.strategy == "ensemble" and len(scoring.opened) < 2:
+        scoring.strategy = "single"
+    ensemble = scoring.ensemble
+    if ensemble is not None and ensemble.strategy != scoring.strategy and scoring.strategy != "generate":
+        ensemble.strategy = scoring.strategy
+        ensemble.why += f"; only {len(scoring.opened)} model scored, the other members failed (skipped_models)"
+
+
+def fallback_prior(plan: ModelPlan | None, scoring: Scoring) -> ClassPrior:
+    """The primary model's report prior; before any model loaded, the best candidate's; else the rubric middle."""
+    if scoring.opened:
+        return ClassPrior(scoring.opened[0].candidate.report.get("class_prior"))
+    if plan is not None and plan.ranked:
+        return ClassPrior(plan.ranked[0].report.get("class_prior"))
+    return ClassPrior(None)
 
 
 def choose_strategy(plan: ModelPlan, primary: OpenModel, rows: ContestRows, deadline: Deadline,
@@ -567,8 +707,11 @@ def blend_with_prior(opened: list[OpenModel], rows: ContestRows, prior: ClassPri
     return total, ~scored
 
 
-def decision_rule(plan: ModelPlan, scoring: Scoring) -> Decision:
-    """The ensemble's decision rule when the ensemble ran, else the primary model's (argmax when it has none)."""
+def decision_rule(plan: ModelPlan | None, scoring: Scoring) -> Decision:
+    """The ensemble's decision rule when the ensemble ran, else the primary model's (argmax when it has none, or
+    when no model loaded)."""
+    if not scoring.opened:
+        return Decision()
     if scoring.strategy == "ensemble":
         return Decision.from_dict(plan.ensemble.decision)
     return Decision.from_dict(scoring.opened[0].candidate.report.get("decision"))
@@ -583,38 +726,55 @@ def decide_scores(probabilities: np.ndarray, fallback: np.ndarray, rows: Contest
     return scores
 
 
-def describe_run(run: RunSettings, rows: ContestRows, plan: ModelPlan, scoring: Scoring, decision: Decision,
+def describe_run(run: RunSettings, rows: ContestRows, plan: ModelPlan | None, scoring: Scoring, decision: Decision,
                  scores: list[int], fallback: np.ndarray, prior: ClassPrior, deadline: Deadline,
                  started: float) -> RunMeta:
-    """The meta file's content: the one place a :class:`RunMeta` is built."""
-    opened, primary = scoring.opened, scoring.opened[0]
+    """The meta file's content: the one place a :class:`RunMeta` is built (also when a signal came before any
+    model loaded: no models, engine ``none``)."""
+    opened = scoring.opened
+    primary = opened[0] if opened else None
     processed = np.zeros(len(rows), dtype=bool)
-    processed[sorted(primary.processed)] = True
+    non_finite = np.zeros(len(rows), dtype=bool)
+    if primary is not None:
+        processed[sorted(primary.processed)] = True
+    for model in opened:
+        non_finite[sorted(model.non_finite)] = True
     empty = rows.empty
     tokens = sum(m.tokens_scored for m in opened)
     engine_seconds = sum(m.seconds for m in opened)
+    cut_short = fallback & ~processed & ~empty & ~non_finite
+    if primary is None:
+        engine, engine_reason, engine_fallback, start_failures, device = (
+            "none", f"{deadline.interrupted} before any model loaded", None, [], run.device or "auto")
+    else:
+        engine, engine_reason = primary.engine.name, primary.engine_reason
+        engine_fallback, start_failures = primary.engine_fallback, primary.engine.start_failures
+        device = primary.engine.device
     return RunMeta(
-        rows=len(rows), choice_reason=plan.reason, skipped_models=scoring.skipped, metric=run.metric,
+        rows=len(rows), choice_reason=plan.reason if plan else f"{deadline.interrupted} before the models were planned",
+        skipped_models=scoring.skipped, metric=run.metric,
         time_limit_s=run.time_limit_s, ensemble=scoring.ensemble,
         ensemble_decision=scoring.ensemble.why if scoring.ensemble else None,
         models=[ModelMeta(str(m.candidate.path), m.weight, run.metric, m.candidate.value, m.candidate.mode,
                           m.engine.name, m.engine_fallback, m.vllm_rows) for m in opened],
         model_dirs=[str(m.candidate.path) for m in opened],
-        strategy=scoring.strategy, engine=primary.engine.name, engine_reason=primary.engine_reason,
-        engine_fallback=primary.engine_fallback, vllm_start_failures=primary.engine.start_failures,
-        device=primary.engine.device, dtype=getattr(primary.engine, "dtype", "unknown"),
-        engine_settings=_engine_settings(primary.engine), decision=decision.to_dict(), tokens=int(tokens),
+        strategy=scoring.strategy, engine=engine, engine_reason=engine_reason,
+        engine_fallback=engine_fallback, vllm_start_failures=start_failures,
+        device=device, dtype=getattr(primary.engine, "dtype", "unknown") if primary else "none",
+        engine_settings=_engine_settings(primary.engine) if primary else {}, decision=decision.to_dict(),
+        tokens=int(tokens),
         timings_s=Timings(load=round(sum(m.load_s for m in opened), 3), engine=round(engine_seconds, 3),
                           total=round(time.perf_counter() - started, 3), since_start=round(deadline.elapsed(), 3)),
         tokens_per_s=round(tokens / max(engine_seconds, 1e-9), 1),
         score_distribution={str(k): v for k, v in sorted(Counter(scores).items())},
-        truncated_rows=primary.rendered.truncated,
+        truncated_rows=primary.rendered.truncated if primary else 0,
         unparsed_rows=sum(not s.parsed for s in rows.sections),
         fallback_rows=int(fallback.sum()),
         fallback_reasons={
             "empty_prompt": int(empty.sum()),
-            "sigterm" if deadline.interrupted else "deadline": int((fallback & ~processed & ~empty).sum()),
-            "no_score_in_text": int((fallback & processed & ~empty).sum()),
+            deadline.interrupted.lower() if deadline.interrupted else "deadline": int(cut_short.sum()),
+            "no_score_in_text": int((fallback & processed & ~empty & ~non_finite).sum()),
+            "non_finite": int((fallback & non_finite & ~empty).sum()),
         },
         fallback_prior=prior.source, interrupted=deadline.interrupted,
         oom_splits=sum(m.engine.oom_splits for m in opened),
@@ -628,8 +788,21 @@ def _engine_settings(engine: ScoringEngine) -> dict:
 
 
 def write_outputs(result: RunResult, pred_path: str | os.PathLike) -> Path:
-    """Predictions (atomically) and the meta file; returns the meta path."""
+    """Predictions, then the meta file, each atomically (:func:`submission.data.write_text_atomic`); returns the meta
+    path. :class:`submission.data.OutputError` (one line) when either cannot be written."""
     write_predictions(pred_path, result.ids, result.scores)
     meta_path = meta_path_for(pred_path)
-    meta_path.write_text(json.dumps(result.meta, ensure_ascii=False, indent=2, default=str), encoding="utf-8")
+    text = json.dumps(_finite_json(result.meta), ensure_ascii=False, indent=2, default=str, allow_nan=False)
+    write_text_atomic(meta_path, text)
     return meta_path
+
+
+def _finite_json(value):
+    """The meta with NaN/inf floats as null: the file stays strict JSON (``--time-limit inf`` from the API)."""
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_json(v) for v in value]
+    return value

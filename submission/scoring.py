@@ -10,6 +10,7 @@ Every array of class probabilities here has one column per label in :data:`LABEL
 from __future__ import annotations
 
 import math
+import numbers
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -55,9 +56,25 @@ def _masks(allowed: Sequence[Iterable[int]]) -> np.ndarray:
     return np.stack([allowed_mask(a) for a in allowed]) if len(allowed) else np.ones((0, len(LABELS)), bool)
 
 
+def finite_rows(label_logits, allowed: Sequence[Iterable[int]]) -> np.ndarray:
+    """[N] bool: the row's logits of its allowed labels are all finite (NaN/inf come from a broken model, e.g. an
+    fp16 overflow, and must never become a score)."""
+    logits = np.asarray(label_logits, dtype=np.float64).reshape(-1, len(LABELS))
+    return (np.isfinite(logits) | ~_masks(allowed)).all(axis=1)
+
+
 def probabilities_from_label_logits(label_logits, allowed: Sequence[Iterable[int]]) -> np.ndarray:
-    """[N, 5] logits of the label tokens (LABELS order) -> [N, 5] probabilities renormalised over allowed labels."""
-    return _masked_softmax(np.asarray(label_logits, dtype=np.float64).reshape(-1, len(LABELS)), _masks(allowed))
+    """[N, 5] logits of the label tokens (LABELS order) -> [N, 5] probabilities renormalised over allowed labels.
+
+    A row with a NaN or infinite logit on an allowed label (:func:`finite_rows`) comes back as zeros, never as a
+    distribution; callers treat it as unscored.
+    """
+    logits = np.asarray(label_logits, dtype=np.float64).reshape(-1, len(LABELS))
+    good = finite_rows(logits, allowed)
+    probs = np.zeros_like(logits)
+    if good.any():
+        probs[good] = _masked_softmax(np.where(np.isfinite(logits[good]), logits[good], 0.0), _masks(allowed)[good])
+    return probs
 
 
 def probabilities_from_logits(logits, label_ids: Sequence[int], allowed: Sequence[Iterable[int]]) -> np.ndarray:
@@ -151,18 +168,32 @@ class Decision:
 
     @classmethod
     def from_dict(cls, data: Mapping | None) -> Decision:
-        if not data:
+        """A report's or ensemble.json's ``decision``; ValueError (one line) on anything malformed."""
+        if data is None or (isinstance(data, Mapping) and not data):
             return cls()
+        if not isinstance(data, Mapping):
+            raise ValueError(f"decision must be an object such as {{\"rule\": \"argmax\"}}, got {data!r}")
         rule = data.get("rule", "argmax")
         if rule not in ("argmax", "thresholds"):
             raise ValueError(f"unknown decision rule {rule!r}; expected argmax or thresholds")
-        thresholds = tuple(float(t) for t in data.get("thresholds", ()))
+        try:
+            thresholds = tuple(_finite(t) for t in (data.get("thresholds") or ()))
+            minus_one = data.get("minus_one_threshold")
+            minus_one = None if minus_one is None else _finite(minus_one)
+        except (TypeError, ValueError):
+            raise ValueError(f"decision {dict(data)!r}: thresholds must be numbers") from None
         if rule == "thresholds" and (len(thresholds) != 3 or list(thresholds) != sorted(thresholds)):
             raise ValueError(f"thresholds must be 3 increasing numbers, got {thresholds}")
-        minus_one = data.get("minus_one_threshold")
-        if minus_one is not None and not 0.0 <= float(minus_one) <= 1.0:
+        if minus_one is not None and not 0.0 <= minus_one <= 1.0:
             raise ValueError(f"minus_one_threshold must be a probability in 0..1, got {minus_one}")
-        return cls(rule, thresholds, None if minus_one is None else float(minus_one))
+        return cls(rule, thresholds, minus_one)
+
+
+def _finite(value) -> float:
+    """A JSON number as float; ValueError for text, booleans, NaN and infinities."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise ValueError(f"{value!r} is not a finite number")
+    return float(value)
 
 
 def decide(probs: np.ndarray, allowed: Sequence[Iterable[int]], decision: Decision = Decision()) -> list[int]:

@@ -249,7 +249,7 @@ def distill(
     Zero outside the rubric, each row sums to 1. Train on them with `train --soft-labels PATH` (+ `--set distill_alpha=A`).
     """
     from submission.data import DataError, read_prompt_csv
-    from trainer.distill import soft_label_frame, teacher_probabilities, write_soft_labels
+    from trainer.distill import TeacherError, soft_label_frame, teacher_probabilities, write_soft_labels
 
     if engine not in ("auto", "vllm", "hf"):
         _fail(f"--engine {engine}: choose auto, vllm or hf")
@@ -259,8 +259,11 @@ def distill(
         frame = read_prompt_csv(data)
     except (DataError, FileNotFoundError) as err:
         _fail(str(err))
-    probs, mode = teacher_probabilities(teacher, frame["prompt"].tolist(), engine, device, max_tokens, samples,
-                                        temperature, seed)
+    try:
+        probs, mode = teacher_probabilities(teacher, frame["prompt"].tolist(), engine, device, max_tokens, samples,
+                                            temperature, seed)
+    except TeacherError as err:
+        _fail(f"--teacher {err}")
     soft = soft_label_frame(frame["id"], probs)
     if len(soft) < len(frame):
         log.warning("%d of %d rows: no sampled verdict named an allowed score; left out of %s (raise --samples)",

@@ -51,6 +51,10 @@ def _progress(total: int, desc: str):
     return Lines()
 
 
+class TeacherError(ValueError):
+    """The teacher folder cannot be used (not a model folder, malformed JSON, weights or config that do not load)."""
+
+
 def teacher_probabilities(
     teacher_dir: str | Path,
     prompts: list[str],
@@ -65,18 +69,26 @@ def teacher_probabilities(
     """([N, 5] teacher probabilities over LABELS, zero outside each rubric; the teacher's mode).
 
     A free-text teacher's row where no sample names an allowed score is all zeros (the caller leaves it out).
+    :class:`TeacherError` (one line) when the teacher folder is unusable or does not load.
     """
     from submission import settings
-    from submission.autopick import Candidate, read_report
+    from submission.autopick import Candidate, artefact_problem, model_dir_problem, read_report
     from submission.runtime import ContestRows, Deadline, RunSettings, open_model, plan_chunks, score_model
 
     teacher_dir = Path(teacher_dir)
+    problem = model_dir_problem(teacher_dir) or artefact_problem(teacher_dir, settings.DEFAULT_METRIC)
+    if problem:
+        raise TeacherError(problem)
     candidate = Candidate(teacher_dir, read_report(teacher_dir))
     generate = candidate.mode == "generate"
     run = RunSettings(model_dir=teacher_dir, engine=engine, device=device, ensemble=False,
                       max_tokens=max_tokens or settings.MAX_PROMPT_TOKENS)
     rows = ContestRows.parse({"id": [str(i) for i in range(len(prompts))], "prompt": list(prompts)})
-    model = open_model(candidate, rows, run, tokens_factor=samples if generate else 1)
+    try:
+        model = open_model(candidate, rows, run, tokens_factor=samples if generate else 1)
+    except Exception as error:  # noqa: BLE001 - a corrupt teacher (config, weights, tokenizer) is the user's to fix
+        first_line = (str(error).strip().splitlines() or [""])[0]
+        raise TeacherError(f"{teacher_dir}: the teacher does not load ({type(error).__name__}: {first_line})") from error
     log.info("teacher %s: mode %s, engine %s (%s)", teacher_dir, candidate.mode, model.engine.name,
              model.engine_fallback or model.engine_reason)
     probs = np.zeros((len(prompts), len(LABELS)))
