@@ -115,3 +115,26 @@ def test_model_weights_follow_the_seed(tiny_model_dir, tmp_path, model):
 def test_odd_hidden_size_is_refused(tmp_path, tiny_model_dir):
     with pytest.raises(ValueError, match="multiple of 16"):
         build_tiny_model(tmp_path, hidden_size=40, tokenizer=AutoTokenizer.from_pretrained(tiny_model_dir))
+
+
+def test_tiny_model_cli_refuses_an_unknown_tokenizer_or_a_missing_tiktoken_in_one_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from trainer.cli import app
+
+    bogus = CliRunner().invoke(app, ["tiny-model", str(tmp_path / "a"), "--tokenizer", "gpt2"])
+    assert bogus.exit_code == 2 and "choose tiny or qwen3" in bogus.output
+    missing = CliRunner().invoke(app, ["tiny-model", str(tmp_path / "b"), "--tokenizer", "qwen3", "--qwen-tiktoken",
+                                       str(tmp_path / "nope.whl")])
+    assert missing.exit_code == 2 and "no qwen.tiktoken found" in missing.output and "Traceback" not in missing.output
+
+
+def test_tiny_model_head_dim_is_one_vllm_cpu_attention_takes(tmp_path, tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    from trainer.tiny import DEFAULT_HEAD_DIM, VLLM_CPU_HEAD_DIMS, build_tiny_model
+
+    assert DEFAULT_HEAD_DIM in VLLM_CPU_HEAD_DIMS
+    model = build_tiny_model(tmp_path, hidden_size=32, num_layers=1, head_dim=64,
+                             tokenizer=AutoTokenizer.from_pretrained(tiny_model_dir))
+    assert (model.config.head_dim, model.config.num_attention_heads, model.config.num_key_value_heads) == (64, 2, 1)
