@@ -1,4 +1,4 @@
-"""Quality benchmark (issue 14): distillation, ce_mse, reference dropout, unseen criteria and hard rounds.
+"""Quality benchmark: distillation, ce_mse, reference dropout, unseen criteria and hard rounds.
 
     python bench/quality.py --work runs/quality --seeds 42 1 2            # everything (hours on 2 busy cores)
     python bench/quality.py --work runs/quality --only distill --steps 300  # one block, fewer steps

@@ -116,7 +116,7 @@ class TransformersEngine:
         self.tokenizer = tokenizer or load_tokenizer(self.model_dir)
         self.model = model or load_causal_lm(self.model_dir, self.device)
         self.dtype = str(next(self.model.parameters()).dtype).removeprefix("torch.")
-        # CPU attention is memory-bound well before 16k tokens; an H100 takes 64k (DESIGN.md §7).
+        # CPU attention is memory-bound well before 16k tokens; an H100 takes 64k (docs/ARCHITECTURE.md §7).
         self.token_budget = int(token_budget or (65536 if self.device.startswith("cuda") else 8192))
         self.max_rows = max_rows
         self.label_ids = label_token_ids(self.tokenizer)

@@ -20,15 +20,15 @@ class EngineEstimate:
         return self.startup_s + tokens / self.tokens_per_s
 
 
-# Engine estimates by "engine/device". DESIGN.md §7 (H100, bf16, 4,000 prompts, 3.89 M tokens, 2026-11-24).
+# Engine estimates by "engine/device". docs/ARCHITECTURE.md §7 (H100, bf16, 4,000 prompts, 3.89 M tokens, 2026-11-24).
 ENGINE_ESTIMATES: dict[str, EngineEstimate] = {
-    "vllm/cuda": EngineEstimate(253.0, 390_800.0, "DESIGN.md §7: vLLM 0.26.0 max_tokens=1 logprobs=20, H100"),
-    "hf/cuda": EngineEstimate(5.0, 117_900.0, "DESIGN.md §7: transformers length-sorted 64k budget, H100"),
+    "vllm/cuda": EngineEstimate(253.0, 390_800.0, "docs/ARCHITECTURE.md §7: vLLM 0.26.0 max_tokens=1 logprobs=20, H100"),
+    "hf/cuda": EngineEstimate(5.0, 117_900.0, "docs/ARCHITECTURE.md §7: transformers length-sorted 64k budget, H100"),
     # Not measured: a 2-core CPU on the tiny model; only used to size chunks and deadline checks before a measurement.
     "hf/cpu": EngineEstimate(2.0, 20_000.0, "guess, CPU"),
 }
 
-# The contest time limit is unknown (DESIGN.md §6); this default is a guess, --time-limit overrides it.
+# The contest time limit is unknown (docs/ARCHITECTURE.md §6); this default is a guess, --time-limit overrides it.
 DEFAULT_TIME_LIMIT_S = 3600.0
 # Time kept back for writing the files and exiting: min(this, 10% of the limit).
 WRITE_MARGIN_S = 20.0
@@ -39,7 +39,7 @@ MAX_PROMPT_TOKENS = 4096
 CHUNK_TOKENS = {"cuda": 400_000, "cpu": 16_384}
 
 # vLLM: one generated token with the label ids' logprobs (logprob_token_ids); a vLLM without that parameter falls
-# back to the top-20 logprobs (DESIGN.md §4).
+# back to the top-20 logprobs (docs/ARCHITECTURE.md §4).
 VLLM_TOP_LOGPROBS = 20
 # Start-up attempts, first that starts wins: (gpu_memory_utilization, max_num_seqs, max_model_len or None = as asked).
 VLLM_START_LADDER: tuple[tuple[float, int, int | None], ...] = (

@@ -1,4 +1,4 @@
-"""Not-applicable augmentation (issue 16): -1 rows pair two task families, from one split only, never relabel."""
+"""Not-applicable augmentation: -1 rows pair two task families, from one split only, never relabel."""
 
 from __future__ import annotations
 

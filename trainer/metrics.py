@@ -1,6 +1,6 @@
 """Every metric we report, from one function with one JSON-serialisable result (evaluation side: scipy/sklearn).
 
-The contest metric is unknown (DESIGN.md §6), so reports carry all of them and model selection names one.
+The contest metric is unknown (docs/ARCHITECTURE.md §6), so reports carry all of them and model selection names one.
 Numeric metrics (MAE, RMSE, correlations, QWK) treat -1 as the ordinal value -1: predicting -1 for a 3 costs 4.
 """
 

@@ -6,7 +6,7 @@ Prompts use the real layout (task, optional reference, answer, criterion, scale)
 families: static (Russian arithmetic with a reference solution), function calling (JSON tool calls) and
 generative (open Russian tasks, usually without a reference).
 
-The label rule is lexical on purpose (DESIGN.md §8: a tiny model cannot learn "answer equals reference", it can
+The label rule is lexical on purpose (docs/ARCHITECTURE.md §8: a tiny model cannot learn "answer equals reference", it can
 learn word statistics). The answer is Russian text (the reference's words, or the task's words when there is no
 reference) with a fixed share of its Russian words swapped for English filler words:
 

@@ -1,4 +1,4 @@
-"""A tiny random Qwen3 and a local Qwen-style tokenizer, for CPU tests and smoke runs (DESIGN.md §8).
+"""A tiny random Qwen3 and a local Qwen-style tokenizer, for CPU tests and smoke runs (docs/ARCHITECTURE.md §8).
 
     python -m trainer tiny-model runs/tiny                 # tokenizer + random Qwen3 in one folder, a few seconds
 
