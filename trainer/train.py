@@ -39,15 +39,10 @@ log = logging.getLogger("trainer.train")
 
 # -- provenance -------------------------------------------------------------------------------------------------
 def library_versions() -> dict[str, str | None]:
-    from importlib.metadata import PackageNotFoundError, version
+    from submission.versions import package_versions
 
-    out = {"python": platform.python_version()}
-    for name in ("torch", "transformers", "peft", "trl", "accelerate", "datasets", "unsloth"):
-        try:
-            out[name] = version(name)
-        except PackageNotFoundError:
-            out[name] = None
-    return out
+    names = ("torch", "transformers", "peft", "trl", "accelerate", "datasets", "unsloth")
+    return {"python": platform.python_version(), **package_versions(names)}
 
 
 def git_sha() -> str | None:
