@@ -65,7 +65,7 @@ test-all: $(STAMP) $(CONTRACT)/.fetched
 	$(BIN)/python -m pytest -q -m "not gpu and not docker"
 
 lint: $(STAMP)
-	$(BIN)/ruff check submission trainer build tests
+	$(BIN)/ruff check submission trainer build tests bench
 	$(BIN)/hadolint Dockerfile Dockerfile.train
 
 demo: $(STAMP)

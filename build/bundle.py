@@ -134,15 +134,9 @@ def collect_files(runs: list[Path], ensemble: Path | None) -> dict[str, Path]:
 
 
 def _versions() -> dict:
-    from importlib.metadata import PackageNotFoundError, version
+    from submission.versions import package_versions
 
-    found = {}
-    for name in ("torch", "transformers", "tokenizers", "safetensors", "pandas", "numpy", "vllm"):
-        try:
-            found[name] = version(name)
-        except PackageNotFoundError:
-            found[name] = None
-    return found
+    return package_versions(("torch", "transformers", "tokenizers", "safetensors", "pandas", "numpy", "vllm"))
 
 
 def make_bundle(runs_dir: Path, out: Path, pick: list[str] | None = None, max_size: int = 5 * 1024**3,

@@ -12,6 +12,8 @@ import numbers
 METRIC_NAMES: tuple[str, ...] = (
     "accuracy", "macro_f1", "weighted_f1", "mae", "rmse", "spearman", "pearson", "qwk",
 )
+# The headline metrics, in the order every table shows them (reports, format_table, per-family rows, argmax block).
+HEADLINE_METRICS: tuple[str, ...] = ("accuracy", "macro_f1", "mae", "qwk")
 _LOWER_IS_BETTER = {"mae", "rmse"}
 
 

@@ -222,6 +222,18 @@ def _header_name(match: re.Match) -> str:
     return " ".join(name.split())
 
 
+def _headers(text: str) -> list[tuple[str, bool, re.Match]]:
+    """(section, written with the contest's own name, match) for every header line the parser recognises."""
+    named = [(_header_name(m), m) for m in _HEADER_RE.finditer(text)]
+    return [(_HEADERS[name], name in _CONTEST_HEADERS, m) for name, m in named if name in _HEADERS]
+
+
+def contest_headers(text: str, section: str) -> list[tuple[int, int]]:
+    """(start, end) of each header line of ``section`` ("task", ..., "scale") written with the contest's own name
+    (``### Критерий оценки:``), in order: where augmentations cut a prompt. Positions are in ``text`` as given."""
+    return [(m.start(), m.end()) for name, own, m in _headers(text) if own and name == section]
+
+
 def _canonical_bounds(heads: list[tuple[str, re.Match]]):
     """Header matches in the contest's order, or None. The answer may quote the template's own headers (a hostile
     or copied answer), so the real criterion and scale are the last ones, the task the first, and everything between
@@ -262,10 +274,10 @@ def parse_prompt(prompt: str) -> Sections:
     """Split a prompt into sections; never raises (see the module docstring for the layouts and the fallback)."""
     text = _normalise_newlines(prompt if isinstance(prompt, str) else "")
     stated = stated_labels(text)
-    named = [(_header_name(m), m) for m in _HEADER_RE.finditer(text)]
-    heads = [(_HEADERS[name], m) for name, m in named if name in _HEADERS]
+    found = _headers(text)
+    heads = [(name, m) for name, _, m in found]
     # The contest's own header names in the contest's order first: a task that quotes "### Ответ:" is not split there.
-    contest = [(_HEADERS[name], m) for name, m in named if name in _CONTEST_HEADERS]
+    contest = [(name, m) for name, own, m in found if own]
     bounds = _canonical_bounds(contest) or _canonical_bounds(heads) or _any_order_bounds(heads)
     if bounds is None:
         return Sections(task=text, answer="", criterion="", scale="", allowed=stated, parsed=False,

@@ -11,7 +11,8 @@ from __future__ import annotations
 import importlib
 import re
 import sys
-from importlib.metadata import PackageNotFoundError, version
+
+from submission.versions import package_versions
 
 # What the runtime accepts. transformers: vLLM 0.26's own floor (its Requires-Dist), the oldest a vLLM image can
 # bring; the merged model's config.json and tokenizer must load there (README "Contest entry"). torch: the oldest the
@@ -30,13 +31,7 @@ def release(text: str) -> tuple[int, ...]:
 
 
 def installed_versions() -> dict[str, str | None]:
-    found = {}
-    for name in REPORTED:
-        try:
-            found[name] = version(name)
-        except PackageNotFoundError:
-            found[name] = None
-    return found
+    return package_versions(REPORTED)
 
 
 def problems(found: dict[str, str | None]) -> list[str]:

@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from submission.sections import parse_prompt
-from trainer.augment import NOT_APPLICABLE_LINE, NOT_APPLICABLE_SUFFIX, add_not_applicable, not_applicable_rows
-from trainer.synth import make_synthetic, render_prompt_text
+from submission.sections import compose_prompt, parse_prompt
+from trainer.augment import NOT_APPLICABLE_LINE, NOT_APPLICABLE_SUFFIX, not_applicable_rows
+from trainer.synth import make_synthetic
 
 SCALE = "0: плохо\n1: так себе\n2: хорошо\n3: отлично\n"
 
@@ -43,20 +43,20 @@ def test_every_augmented_row_takes_its_task_from_one_family_and_its_criterion_fr
 
 
 def test_original_rows_are_never_relabelled_or_reused_as_ids(train_frame):
-    out = add_not_applicable(train_frame, 0.2, seed=1)
-    pd.testing.assert_frame_equal(out.head(len(train_frame)), train_frame)
-    added = out.iloc[len(train_frame):]
+    before = train_frame.copy()
+    added = not_applicable_rows(train_frame, 0.2, seed=1)
+    pd.testing.assert_frame_equal(train_frame, before)  # only read
     assert len(added) and (added["score"] == -1).all()
     assert not set(added["id"]) & set(train_frame["id"]) and added["id"].is_unique
-    assert add_not_applicable(train_frame, 0.0, seed=1) is train_frame
+    assert not_applicable_rows(train_frame, 0.0, seed=1).empty
 
 
 def test_a_criterion_shared_by_two_families_is_never_pasted():
     rows = [
-        render_prompt_text("Вычислите 2 + 3.", "Ответ: 5", "Ответ: 5", "Грамотность", SCALE),
-        render_prompt_text("Вычислите 4 * 3.", "Ответ: 12", "Ответ: 12", "Правильность ответа", SCALE),
-        render_prompt_text("Напишите рассказ о лесе.", None, "Лес шумел.", "Грамотность", SCALE),
-        render_prompt_text("Напишите письмо другу.", None, "Привет, друг.", "Связность текста", SCALE),
+        compose_prompt("Вычислите 2 + 3.", "Ответ: 5", "Грамотность", SCALE, "Ответ: 5"),
+        compose_prompt("Вычислите 4 * 3.", "Ответ: 12", "Правильность ответа", SCALE, "Ответ: 12"),
+        compose_prompt("Напишите рассказ о лесе.", "Лес шумел.", "Грамотность", SCALE, None),
+        compose_prompt("Напишите письмо другу.", "Привет, друг.", "Связность текста", SCALE, None),
     ]
     frame = pd.DataFrame({"id": ["a", "b", "c", "d"], "prompt": rows, "score": [3, 3, 2, 1]})
     new = not_applicable_rows(frame, 1.0, seed=0)
@@ -67,8 +67,8 @@ def test_a_criterion_shared_by_two_families_is_never_pasted():
 
 
 def test_the_minus_one_line_is_added_once():
-    with_line = render_prompt_text("Напишите рассказ.", None, "Текст.", "Связность текста", f"{NOT_APPLICABLE_LINE}\n{SCALE}")
-    without = render_prompt_text("Вычислите 2 + 2.", "Ответ: 4", "Ответ: 4", "Правильность ответа", SCALE)
+    with_line = compose_prompt("Напишите рассказ.", "Текст.", "Связность текста", f"{NOT_APPLICABLE_LINE}\n{SCALE}", None)
+    without = compose_prompt("Вычислите 2 + 2.", "Ответ: 4", "Правильность ответа", SCALE, "Ответ: 4")
     frame = pd.DataFrame({"id": ["g", "s"], "prompt": [with_line, without], "score": [2, 3]})
     new = not_applicable_rows(frame, 1.0, seed=0).set_index("id")["prompt"]
     assert new["g#na"].count("-1:") == 1 and new["s#na"].count("-1:") == 1  # added to one, kept single in the other

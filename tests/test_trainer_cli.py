@@ -13,9 +13,10 @@ from trainer.config import CONFIG_DIR, EXPERIMENTS
 runner = CliRunner()
 
 
-@pytest.mark.parametrize("command", ["train", "merge", "evaluate", "report", "advanced", "tiny-model", "synth", "distill"])
+@pytest.mark.parametrize("command", ["train", "merge", "evaluate", "report", "advanced", "tiny-model", "synth", "distill",
+                                     "advanced kfold", "advanced ensemble", "advanced hpo", "advanced hard-rounds"])
 def test_every_command_has_help(command):
-    result = runner.invoke(app, [command, "--help"])
+    result = runner.invoke(app, [*command.split(), "--help"])
     assert result.exit_code == 0, result.output
     assert "Usage" in result.output
 
@@ -83,3 +84,116 @@ def test_merge_evaluate_report_refuse_non_run_dirs(tmp_path):
     for command in (["merge", str(tmp_path)], ["evaluate", str(tmp_path)], ["report", str(tmp_path)]):
         result = runner.invoke(app, command)
         assert result.exit_code == 2, command
+
+
+# -- advanced: subcommands, and every flag form of before (README, tests/test_trainer_advanced.py) as an alias -------
+def _recipe_calls(monkeypatch, tmp_path, args):
+    """Run ``advanced ARGS`` with every recipe replaced by a recorder: (exit code, stderr, [(recipe, settings)])."""
+    from trainer import advanced, hard_examples, pipeline
+    from trainer.pipeline import TrainedRun
+
+    calls = []
+
+    def record(name, out):
+        def recipe(config, *args):
+            configs = config if isinstance(config, list) else [config]
+            calls.append((name, [c.model_dump() for c in configs], [str(a) for a in args]))
+            (tmp_path / "out").mkdir(exist_ok=True)
+            return out
+        return recipe
+
+    monkeypatch.setattr(advanced, "kfold", record("kfold", tmp_path / "out"))
+    monkeypatch.setattr(advanced, "hpo", record("hpo", tmp_path / "out"))
+    monkeypatch.setattr(advanced, "ensemble", record("ensemble", tmp_path / "out" / "ensemble.json"))
+    monkeypatch.setattr(hard_examples, "hard_rounds", record("hard_rounds", tmp_path / "out"))
+    (tmp_path / "out").mkdir(parents=True, exist_ok=True)
+    (tmp_path / "out" / hard_examples.REPORT_NAME).write_text('{"rounds": []}')
+    monkeypatch.setattr(pipeline, "train_merge_evaluate",
+                        lambda config: record("train", TrainedRun(tmp_path / "out"))(config))
+    train_csv = tmp_path / "train.csv"
+    train_csv.write_text("id,prompt,score\n")
+    common = ["--train-path", str(train_csv), "--base-model", "m", "--output-dir", str(tmp_path / "runs")]
+    result = runner.invoke(app, ["advanced", *args, *common])
+    return result.exit_code, result.stderr, calls
+
+
+@pytest.mark.parametrize("flags, subcommand", [
+    (["--kfold", "5", "--experiment", "1"], ["kfold", "5", "--experiment", "1"]),
+    (["--kfold=2", "--experiment", "demo", "--set", "max_steps=2"], ["kfold", "2", "--experiment", "demo", "--set",
+                                                                       "max_steps=2"]),
+    (["--kfold", "5", "--split-by", "family", "--experiment", "1"], ["kfold", "5", "--split-by", "family",
+                                                                     "--experiment", "1"]),
+    (["--hard-rounds", "2", "--experiment", "1", "--hard-share", "0.5"], ["hard-rounds", "2", "--experiment", "1",
+                                                                         "--hard-share", "0.5"]),
+    (["--hpo", "20", "--experiment", "1"], ["hpo", "20", "--experiment", "1"]),
+    (["--ensemble", "demo", "--ensemble", "trainer/configs/demo_full.yaml", "--experiment", "demo"],
+     ["ensemble", "demo", "trainer/configs/demo_full.yaml", "--experiment", "demo"]),
+    (["--ensemble", "1", "--ensemble", "4"], ["ensemble", "1", "4"]),
+    (["--augment", "--experiment", "demo"], ["augment", "--experiment", "demo"]),
+    (["--curriculum", "--set", "augment=true"], ["curriculum", "--set", "augment=true"]),
+    (["--experiment", "demo", "--kfold", "2", "--hard-folds", "3"], ["kfold", "2", "--experiment", "demo"]),
+])
+def test_advanced_flag_forms_run_the_same_recipe_as_the_subcommands(flags, subcommand, tmp_path, monkeypatch):
+    old = _recipe_calls(monkeypatch, tmp_path / "old", flags)
+    new = _recipe_calls(monkeypatch, tmp_path / "new", subcommand)
+    assert old[0] == new[0] == 0, (old[1], new[1])
+    strip = json.dumps(old[2]).replace(str(tmp_path / "old"), "T")
+    assert len(old[2]) == 1 and strip == json.dumps(new[2]).replace(str(tmp_path / "new"), "T")
+
+
+def test_advanced_recipes_get_the_settings_they_got_before(tmp_path, monkeypatch):
+    _, _, [(name, [config], args)] = _recipe_calls(monkeypatch, tmp_path, ["--kfold", "3", "--experiment", "demo"])
+    assert (name, args, config["name"]) == ("kfold", ["3"], "demo") and config["base_model"] == "m"
+    _, _, [(name, [config], args)] = _recipe_calls(monkeypatch, tmp_path, ["--hard-rounds", "2", "--hard-boost", "3"])
+    assert (name, args) == ("hard_rounds", ["2", "2", "0.25", "3.0"]) and config["name"] == "exp1_lora"
+    _, _, [(name, [config], _)] = _recipe_calls(monkeypatch, tmp_path, ["--augment", "--experiment", "demo"])
+    assert (config["augment"], config["curriculum"], config["run_name"]) == (True, False, "demo_augment")
+    _, _, [(name, [config], _)] = _recipe_calls(monkeypatch, tmp_path, ["--curriculum", "--set", "curriculum=false"])
+    assert (config["augment"], config["curriculum"], config["run_name"]) == (False, True, "exp1_lora_curriculum")
+    _, _, [(name, configs, _)] = _recipe_calls(monkeypatch, tmp_path, [
+        "--ensemble", "demo", "--ensemble", "trainer/configs/demo_full.yaml", "--experiment", "demo"])
+    assert [c["run_name"] for c in configs] == [None, "demo_full_m1"] and configs[1]["method"] == "full"
+
+
+@pytest.mark.parametrize("flags", [[], ["--kfold", "2", "--hpo", "3"], ["--augment", "--curriculum"],
+                                   ["--experiment", "1"]])
+def test_advanced_flag_forms_take_exactly_one_mode(flags, tmp_path, monkeypatch):
+    code, stderr, calls = _recipe_calls(monkeypatch, tmp_path, flags)
+    assert code == 2 and not calls
+    assert stderr.strip().splitlines() == ["error: choose exactly one of --augment, --curriculum, --hpo N, "
+                                           "--ensemble CONFIG..., --kfold K, --hard-rounds N"]
+
+
+@pytest.mark.parametrize("args, line", [
+    (["advanced", "kfold", "2", "--train-path", "nope.csv", "--base-model", "m"], "error: --train-path nope.csv: "
+                                                                                  "file not found"),
+    (["tiny-model", "x", "--tokenizer", "bpe"], "error: --tokenizer 'bpe': choose tiny or qwen3"),
+    (["bench", "--shape", "huge", "--device", "cpu"], "error: unknown shape 'huge'; choose qwen3-0.6b, tiny"),
+    (["report", "--metric", "banana", "."], None),
+])
+def test_user_errors_are_one_error_line_and_exit_2(args, line):
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and len(result.stderr.strip().splitlines()) == 1, result.output
+    assert result.stderr.startswith("error: ") and (line is None or result.stderr.strip() == line)
+
+
+def test_data_and_config_errors_raised_anywhere_in_a_command_exit_2(tmp_path, monkeypatch):
+    """The boundary maps DataError/ConfigError from deep inside a command, not only where a command catches them."""
+    from submission.data import DataError
+    from trainer import pipeline
+
+    def broken(config, **kwargs):
+        raise DataError("train.csv: row 3 has no prompt")
+
+    monkeypatch.setattr(pipeline, "train_merge_evaluate", broken)
+    train_csv = tmp_path / "train.csv"
+    train_csv.write_text("id,prompt,score\n")
+    result = runner.invoke(app, ["train", "--experiment", "demo", "--train-path", str(train_csv), "--base-model", "m"])
+    assert result.exit_code == 2 and result.stderr.strip() == "error: train.csv: row 3 has no prompt"
+
+    def bug(config, **kwargs):
+        raise KeyError("a bug")
+
+    monkeypatch.setattr(pipeline, "train_merge_evaluate", bug)
+    result = runner.invoke(app, ["train", "--experiment", "demo", "--train-path", str(train_csv), "--base-model", "m"])
+    assert result.exit_code == 1 and isinstance(result.exception, KeyError)  # bugs raise

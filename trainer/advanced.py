@@ -1,8 +1,11 @@
-"""Advanced recipes built from the same train -> merge -> evaluate steps: k-fold, ensembles, hyper-parameter search.
+"""Advanced recipes built from the one train -> merge -> evaluate sequence (trainer/pipeline.py): k-fold, ensembles,
+hyper-parameter search.
 
-    python -m trainer advanced --kfold 5 --experiment 1 --train-path train.csv --base-model Qwen/Qwen3-0.6B
-    python -m trainer advanced --ensemble 1 --ensemble 4 --train-path train.csv --base-model Qwen/Qwen3-0.6B
-    python -m trainer advanced --hpo 20 --experiment 1 --train-path train.csv --base-model Qwen/Qwen3-0.6B
+    python -m trainer advanced kfold 5 --experiment 1 --train-path train.csv --base-model Qwen/Qwen3-0.6B
+    python -m trainer advanced ensemble 1 4 --train-path train.csv --base-model Qwen/Qwen3-0.6B
+    python -m trainer advanced hpo 20 --experiment 1 --train-path train.csv --base-model Qwen/Qwen3-0.6B
+
+(The flag forms ``advanced --kfold 5 ...``, ``--ensemble 1 --ensemble 4``, ``--hpo 20`` work as before.)
 
 Every model emits predictions keyed by id in one format (trainer/evaluate.py:save_predictions), and ensembles are
 fitted on those.
@@ -23,6 +26,10 @@ from trainer.rundir import RunDir
 log = logging.getLogger("trainer.advanced")
 
 
+class EnsembleError(ValueError):
+    """The members cannot be blended as given (they were validated on different splits)."""
+
+
 def kfold(config: TrainConfig, k: int) -> Path:
     """K stratified folds; fold i trains on the other folds and holds fold i out as its validation split.
 
@@ -31,10 +38,8 @@ def kfold(config: TrainConfig, k: int) -> Path:
     (criterion/family) the folds are grouped too: no group is on both sides of a fold.
     """
     from submission.data import read_train_csv
-    from trainer.evaluate import evaluate_run
-    from trainer.merge import merge_run
+    from trainer.pipeline import train_merge_evaluate
     from trainer.split import fold_indices
-    from trainer.train import train_run
 
     frame = read_train_csv(config.train_path)
     base_dir = config.run_dir().with_name(f"{config.resolved_run_name()}_kfold{k}")
@@ -44,9 +49,7 @@ def kfold(config: TrainConfig, k: int) -> Path:
         log.info("fold %d/%d: training on %d rows, validating on the %d held-out rows", i + 1, k,
                  len(frame) - len(held), len(held))
         fold_config = config.model_copy(update={"output_dir": str(base_dir), "run_name": f"fold{i}"})
-        fold = RunDir(train_run(fold_config, validation_ids=frame["id"].iloc[held]))
-        merge_run(fold.path)
-        evaluate_run(fold.path)
+        fold = RunDir(train_merge_evaluate(fold_config, validation_ids=frame["id"].iloc[held]).path)
         parts.append(pd.read_csv(fold.val_predictions_path, dtype={"id": str}))
     oof = pd.concat(parts, ignore_index=True)
     path = base_dir / "oof_predictions.csv"
@@ -82,21 +85,17 @@ def ensemble(configs: list[TrainConfig], out_dir: Path) -> Path:
     from submission.scoring import decide
     from trainer.augment import not_applicable_rows
     from trainer.evaluate import fit_decision, metric_objective, score_rows
-    from trainer.merge import merge_run
+    from trainer.pipeline import train_merge_evaluate
     from trainer.split import split_by_ids
-    from trainer.train import train_run
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    runs = []
-    for config in configs:
-        run = RunDir(train_run(config))
-        merge_run(run.path)
-        runs.append(run)
+    # the members are scored below on one shared validation split, not evaluated one by one
+    runs = [RunDir(train_merge_evaluate(config, evaluate=False).path) for config in configs]
     frame = read_train_csv(configs[0].train_path)
     val = split_by_ids(frame, runs[0].val_ids_path)[1]
     for run in runs[1:]:
         if run.read_val_ids() != set(val["id"]):
-            raise ValueError(f"{run.path}: a different validation split; give every member the same seed/val_fraction")
+            raise EnsembleError(f"{run.path}: a different validation split; give every member the same seed/val_fraction")
     # With augment_not_applicable (first member's share and seed) the blend also gets a P(-1) cut, fitted as
     # evaluate_run fits a single run's: on the validation rows plus not-applicable rows made from them.
     augmented = not_applicable_rows(val, configs[0].augment_not_applicable, configs[0].seed)
@@ -143,9 +142,7 @@ def hpo(config: TrainConfig, trials: int) -> Path:
     from transformers import TrainerCallback
 
     from submission.metrics import higher_is_better
-    from trainer.evaluate import evaluate_run
-    from trainer.merge import merge_run
-    from trainer.train import train_run
+    from trainer.pipeline import train_merge_evaluate
 
     out_dir = config.run_dir().with_name(f"{config.resolved_run_name()}_hpo")
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -172,11 +169,11 @@ def hpo(config: TrainConfig, trials: int) -> Path:
             "output_dir": str(out_dir), "run_name": f"trial{trial.number}",
         }
         pruner = PruneOnLoss(trial)
-        run_dir = train_run(config.model_copy(update=update), callbacks=[pruner])
+        trained = train_merge_evaluate(config.model_copy(update=update), callbacks=[pruner],
+                                       proceed=lambda: not pruner.pruned)
         if pruner.pruned:
             raise optuna.TrialPruned()
-        merge_run(run_dir)
-        value = evaluate_run(run_dir).get(config.metric)
+        value = trained.report.get(config.metric)
         return float("-inf") if value is None else sign * float(value)
 
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=config.seed),

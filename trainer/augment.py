@@ -98,28 +98,29 @@ def augment_frame(frame: pd.DataFrame, seed: int, copies: int = 1, hard_negative
 
 NOT_APPLICABLE_LINE = "-1: критерий неприменим"
 NOT_APPLICABLE_SUFFIX = "#na"  # id of a not-applicable row: the id of the row whose task and answer it carries + this
-_CRITERION_HEADER = re.compile(r"^[ \t]*#{2,4}[ \t]*критерий оценки[ \t]*:?[ \t]*$", re.MULTILINE | re.IGNORECASE)
-_SCALE_HEADER = re.compile(r"^[ \t]*#{2,4}[ \t]*шкала оценивания по критерию[ \t]*:?[ \t]*$",
-                           re.MULTILINE | re.IGNORECASE)
 
 
 def _split_rubric(prompt: str) -> tuple[str, str] | None:
     """(task + reference + answer part, criterion + scale part) at the real criterion header (as parse_prompt reads it)."""
+    from submission.sections import contest_headers
+
     text = prompt.replace("\r\n", "\n").replace("\r", "\n")
-    scales = list(_SCALE_HEADER.finditer(text))
+    scales = contest_headers(text, "scale")
     if not scales:
         return None
-    criteria = [m for m in _CRITERION_HEADER.finditer(text) if m.start() < scales[-1].start()]
+    criteria = [start for start, _ in contest_headers(text, "criterion") if start < scales[-1][0]]
     if not criteria:
         return None
-    return text[: criteria[-1].start()], text[criteria[-1].start():]
+    return text[: criteria[-1]], text[criteria[-1]:]
 
 
 def _with_not_applicable_line(rubric: str, allowed: tuple[int, ...]) -> str:
-    scale_header = list(_SCALE_HEADER.finditer(rubric))[-1]
-    if -1 in allowed and re.search(r"^[ \t]*-1[ \t]*[:.)]", rubric[scale_header.end():], re.MULTILINE):
+    from submission.sections import contest_headers
+
+    scale_end = contest_headers(rubric, "scale")[-1][1]
+    if -1 in allowed and re.search(r"^[ \t]*-1[ \t]*[:.)]", rubric[scale_end:], re.MULTILINE):
         return rubric
-    return f"{rubric[: scale_header.end()]}\n{NOT_APPLICABLE_LINE}{rubric[scale_header.end():]}"
+    return f"{rubric[:scale_end]}\n{NOT_APPLICABLE_LINE}{rubric[scale_end:]}"
 
 
 def not_applicable_rows(frame: pd.DataFrame, share: float, seed: int) -> pd.DataFrame:
@@ -163,16 +164,7 @@ def not_applicable_rows(frame: pd.DataFrame, share: float, seed: int) -> pd.Data
     return pd.DataFrame(out, columns=["id", "prompt", "score"])
 
 
-def add_not_applicable(frame: pd.DataFrame, share: float, seed: int) -> pd.DataFrame:
-    """``frame`` unchanged followed by :func:`not_applicable_rows` of it (nothing added when ``share`` is 0)."""
-    if share <= 0:
-        return frame
-    return pd.concat([frame, not_applicable_rows(frame, share, seed)], ignore_index=True)
-
-
 # -- reference dropout (JudgeLM: train with and without the reference answer) -------------------------------------
-_REFERENCE_RE = re.compile(r"^[ \t]*#{2,4}[ \t]*Эталонный ответ[ \t]*:?[ \t]*$", re.MULTILINE | re.IGNORECASE)
-_ANSWER_RE = re.compile(r"^[ \t]*#{2,4}[ \t]*Ответ для оценки[ \t]*:?[ \t]*$", re.MULTILINE | re.IGNORECASE)
 
 
 def drop_reference(prompt: str) -> str | None:
@@ -181,16 +173,17 @@ def drop_reference(prompt: str) -> str | None:
     The cut runs from the reference header to the answer header; it is kept only when the parser then reads no
     reference and the same answer, criterion and rubric.
     """
-    from submission.sections import parse_prompt
+    from submission.sections import contest_headers, parse_prompt
 
     original = parse_prompt(prompt)
     if not original.parsed or original.reference is None:
         return None
-    start = _REFERENCE_RE.search(prompt)
-    end = _ANSWER_RE.search(prompt, start.end()) if start else None
-    if not (start and end):
+    references = contest_headers(prompt, "reference")
+    start = references[0] if references else None
+    end = next((s for s, _ in contest_headers(prompt, "answer") if s >= start[1]), None) if start else None
+    if start is None or end is None:
         return None
-    candidate = prompt[: start.start()] + prompt[end.start():]
+    candidate = prompt[: start[0]] + prompt[end:]
     parsed = parse_prompt(candidate)
     if not parsed.parsed or parsed.reference is not None or (parsed.answer, parsed.criterion, parsed.allowed) != (
             original.answer, original.criterion, original.allowed):

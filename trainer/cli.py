@@ -4,18 +4,51 @@
     python -m trainer synth data/synth --rows 1000 --seed 1
 
 Commands import their heavy dependencies (torch, transformers) inside the function, so ``--help`` stays instant.
-Results (paths written) go to stdout, progress and logs to stderr.
+Results (paths written) go to stdout, progress and logs to stderr. A mistake the user can fix (a bad setting, a
+missing file, malformed data) is one ``error: ...`` line on stderr and exit 2, mapped in one place
+(:class:`_Commands`); anything else is a bug and raises.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import typer
+from typer.core import TyperGroup
+
+
+class UserError(Exception):
+    """A mistake the user can fix; the message is the whole ``error:`` line (what is wrong and what to do)."""
+
+
+def _user_errors() -> tuple[type[Exception], ...]:
+    """The exceptions that mean bad input, not a bug (imported when one is being matched, so startup stays light)."""
+    from submission.data import DataError
+    from trainer.advanced import EnsembleError
+    from trainer.config import ConfigError
+    from trainer.qwen3_tokenizer import TiktokenNotFound
+
+    return UserError, DataError, ConfigError, TiktokenNotFound, EnsembleError
+
+
+class _Commands(TyperGroup):
+    """The app's command group: its ``invoke`` is the one error boundary (user errors -> one line, exit 2)."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except _user_errors() as err:
+            typer.echo(f"error: {err}", err=True)
+            raise typer.Exit(2) from None
+
 
 app = typer.Typer(
+    cls=_Commands,
     name="aij-judge",
     help="Train, check and package the Qwen3 judge. Each command is one step of the pipeline (DESIGN.md §1).",
     no_args_is_help=True,
@@ -41,23 +74,18 @@ def tiny_model(
     qwen_tiktoken: Path = typer.Option(None, "--qwen-tiktoken", help="qwen.tiktoken or a dashscope wheel (default: $AIJ_QWEN_TIKTOKEN, then .venv/contract-wheels/dashscope-*.whl)."),
 ) -> None:
     """Build a tiny random Qwen3 with a local Qwen-style (or Qwen3's own) tokenizer, for CPU tests and smoke runs (no download)."""
-    from trainer.qwen3_tokenizer import TiktokenNotFound
     from trainer.tiny import VLLM_CPU_HEAD_DIMS, make_tiny_model_dir
 
     if tokenizer not in ("tiny", "qwen3"):
-        _fail(f"--tokenizer {tokenizer!r}: choose tiny or qwen3")
+        raise UserError(f"--tokenizer {tokenizer!r}: choose tiny or qwen3")
     if head_dim not in VLLM_CPU_HEAD_DIMS:
         log.warning("--head-dim %d: vLLM's CPU attention cannot run this model (it takes %s)", head_dim,
                     ", ".join(map(str, VLLM_CPU_HEAD_DIMS)))
     if heads is None and hidden_size % 16:
-        _fail(f"--hidden-size {hidden_size} is not a multiple of 16; pass --heads or another size")
+        raise UserError(f"--hidden-size {hidden_size} is not a multiple of 16; pass --heads or another size")
     start = time.perf_counter()
-    try:
-        out = make_tiny_model_dir(out_dir, hidden_size=hidden_size, num_layers=layers, seed=seed, head_dim=head_dim,
-                                  tokenizer=tokenizer, qwen_tiktoken=qwen_tiktoken,
-                                  **({"num_heads": heads} if heads else {}))
-    except TiktokenNotFound as error:
-        _fail(str(error))
+    out = make_tiny_model_dir(out_dir, hidden_size=hidden_size, num_layers=layers, seed=seed, head_dim=head_dim,
+                              tokenizer=tokenizer, qwen_tiktoken=qwen_tiktoken, **({"num_heads": heads} if heads else {}))
     log.info("tiny model built in %.1f s", time.perf_counter() - start)
     typer.echo(str(out))
 
@@ -100,18 +128,16 @@ def bench(
     """Measure scoring, training and end-to-end speed against baselines run in the same process (BENCHMARKS.md)."""
     import tempfile
 
+    from bench.speed import SHAPES, SUITES, format_results, run_benchmarks, write_report
     from submission.engine_hf import resolve_device
-    from trainer.bench import SHAPES, SUITES, format_results, run_benchmarks, write_report
 
     suites = SUITES if suite == "all" else (suite,)
     if any(s not in SUITES for s in suites):
-        typer.echo(f"error: unknown suite {suite!r}; choose scoring, training, e2e or all", err=True)
-        raise typer.Exit(2)
+        raise UserError(f"unknown suite {suite!r}; choose scoring, training, e2e or all")
     device = resolve_device(device)
     shape = shape if shape != "auto" else ("qwen3-0.6b" if device.startswith("cuda") else "tiny")
     if shape not in SHAPES:
-        typer.echo(f"error: unknown shape {shape!r}; choose {', '.join(SHAPES)}", err=True)
-        raise typer.Exit(2)
+        raise UserError(f"unknown shape {shape!r}; choose {', '.join(SHAPES)}")
     rows = rows or (4000 if device.startswith("cuda") else 64)
     with tempfile.TemporaryDirectory() as workdir:
         report = run_benchmarks(suites, shape, rows, repeats, device, Path(workdir), e2e_model_dir)
@@ -122,18 +148,13 @@ def bench(
     typer.echo(str(out))
 
 
-def _fail(message: str) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(2)
-
-
 def _require_run(run_dir: Path):
     """The RunDir at ``run_dir``, or exit 2 when it is not a run folder."""
     from trainer.rundir import RunDir
 
     run = RunDir(run_dir)
     if not run.is_run():
-        _fail(f"{run_dir}: not a run folder (no {run.RECORD})")
+        raise UserError(f"{run_dir}: not a run folder (no {run.RECORD})")
     return run
 
 
@@ -155,22 +176,79 @@ def _unsloth_calls(config) -> str:
     return "Unsloth calls (trainer/backend_unsloth.py):\n" + json.dumps(calls, indent=2, ensure_ascii=False)
 
 
+@dataclass(frozen=True)
+class TrainingOptions:
+    """The options every training command takes (``train`` and each ``advanced`` recipe), declared once below."""
+
+    experiment: str
+    train_path: Path | None
+    base_model: str | None
+    output_dir: Path
+    config: Path | None
+    overrides: list[str] | None
+    split_by: str | None
+
+    def resolve(self, experiment: str | None = None, config: Path | None = None, extra: tuple[str, ...] = (),
+                **settings):
+        """The TrainConfig: preset (``experiment``, default the option's) -> ``config`` (default ``--config``) ->
+        ``--set`` (then ``extra``) -> these paths and ``settings``; a bad setting raises ConfigError."""
+        from trainer.config import resolve_config
+
+        return resolve_config(
+            experiment or self.experiment, config or self.config, [*(self.overrides or []), *extra],
+            train_path=str(self.train_path) if self.train_path else None, base_model=self.base_model,
+            output_dir=str(self.output_dir), split_by=self.split_by, **settings,
+        )
+
+
+def _training_options(experiment, paths_required: bool):
+    """Give a command the :class:`TrainingOptions` flags; it receives them as one ``options`` argument.
+
+    ``experiment`` is the command's own ``--experiment`` option; ``paths_required``: ``--train-path`` and
+    ``--base-model`` must be given on the command line (``train`` also takes them from the config).
+    """
+    required = ... if paths_required else None
+    shared = {
+        "experiment": (str, experiment),
+        "train_path": (Path | None, typer.Option(required, "--train-path", help="Train CSV (id,prompt,score).")),
+        "base_model": (str | None, typer.Option(required, "--base-model",
+                                                help="Base model folder or HF id (offline cache).")),
+        "output_dir": (Path, typer.Option(Path("runs"), "--output-dir", help="Runs go to OUTPUT_DIR/RUN_NAME.")),
+        "config": (Path | None, typer.Option(None, "--config", help="YAML whose settings override the preset.")),
+        "overrides": (list[str] | None, typer.Option(None, "--set", help="key=value override (repeatable), e.g. "
+                                                     "--set max_steps=50.")),
+        "split_by": (str | None, typer.Option(None, "--split-by", help="Validate on unseen groups: criterion or "
+                                              "family (whole groups held out, in validation and in folds; "
+                                              "val_fraction is then the share of groups). Default: config split_by.")),
+    }
+
+    def wrap(command):
+        keyword = inspect.Parameter.KEYWORD_ONLY
+        own = [p.replace(kind=keyword) for p in inspect.signature(command).parameters.values() if p.name != "options"]
+        added = [inspect.Parameter(name, keyword, default=option, annotation=kind) for name, (kind, option) in shared.items()]
+
+        @functools.wraps(command)
+        def with_options(**kwargs):
+            options = TrainingOptions(**{name: kwargs.pop(name) for name in shared})
+            return command(options=options, **kwargs)
+
+        with_options.__signature__ = inspect.Signature([*added, *own])
+        return with_options
+
+    return wrap
+
+
 @app.command("train")
+@_training_options(typer.Option(..., "--experiment", help="Preset: 1, 2, 3, 4, all (1-4 + comparison) or demo."),
+                   paths_required=False)
 def train(
-    experiment: str = typer.Option(..., "--experiment", help="Preset: 1, 2, 3, 4, all (1-4 + comparison) or demo."),
-    train_path: Path = typer.Option(None, "--train-path", help="Train CSV (id,prompt,score)."),
-    base_model: str = typer.Option(None, "--base-model", help="Base model folder or HF id (offline cache)."),
-    output_dir: Path = typer.Option(Path("runs"), "--output-dir", help="Runs go to OUTPUT_DIR/RUN_NAME."),
-    config: Path = typer.Option(None, "--config", help="YAML whose settings override the preset."),
-    overrides: list[str] = typer.Option(None, "--set", help="key=value override (repeatable), e.g. --set max_steps=50."),
+    options: TrainingOptions,
     run_name: str = typer.Option(None, "--run-name", help="Run folder name (default: the preset's name)."),
     wandb_project: str = typer.Option(None, "--wandb-project", help="Log to W&B (WANDB_MODE=offline honoured)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the resolved config (stdout, JSON) and exit; with "
                                  "backend unsloth also the keywords of each Unsloth call (stderr)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the run's last checkpoint."),
     no_merge: bool = typer.Option(False, "--no-merge", help="Skip merge + evaluate after training."),
-    split_by: str = typer.Option(None, "--split-by", help="Validate on unseen groups: criterion or family (whole "
-                                 "groups held out; val_fraction is then the share of groups). Default: config split_by."),
     soft_labels: Path = typer.Option(None, "--soft-labels", help="Teacher soft labels (`distill` output); rows of the "
                                      "train CSV with an empty score train on them alone. Mix: --set distill_alpha=A."),
 ) -> None:
@@ -180,20 +258,13 @@ def train(
     """
     import json
 
-    from trainer.config import ConfigError, resolve_config
-
+    experiment = options.experiment
     experiments = ["1", "2", "3", "4"] if experiment == "all" else [experiment]
-    try:
-        configs = [
-            resolve_config(
-                e, config, overrides, train_path=str(train_path) if train_path else None, base_model=base_model,
-                output_dir=str(output_dir), run_name=run_name if experiment != "all" else None,
-                wandb_project=wandb_project, split_by=split_by, soft_labels=str(soft_labels) if soft_labels else None,
-            )
-            for e in experiments
-        ]
-    except ConfigError as err:
-        _fail(str(err))
+    configs = [
+        options.resolve(e, run_name=run_name if experiment != "all" else None, wandb_project=wandb_project,
+                        soft_labels=str(soft_labels) if soft_labels else None)
+        for e in experiments
+    ]
     if dry_run:
         for resolved in configs:
             typer.echo(json.dumps(resolved.model_dump(), indent=2, ensure_ascii=False))
@@ -202,33 +273,25 @@ def train(
         return
     for resolved in configs:
         if not resolved.train_path or not Path(resolved.train_path).is_file():
-            _fail(f"--train-path {resolved.train_path or '(missing)'}: file not found")
+            raise UserError(f"--train-path {resolved.train_path or '(missing)'}: file not found")
         if not resolved.base_model:
-            _fail("--base-model is required (a model folder or an HF id in the offline cache)")
-    from submission.data import DataError
-    from trainer.train import is_main_process, train_run
+            raise UserError("--base-model is required (a model folder or an HF id in the offline cache)")
+    from trainer.pipeline import train_merge_evaluate
+    from trainer.train import is_main_process
 
     run_dirs = []
     for resolved in configs:
-        try:
-            run_dir = train_run(resolved, resume=resume)
-        except DataError as err:
-            _fail(str(err))
-        if is_main_process() and not no_merge:
-            from trainer.evaluate import evaluate_run
-            from trainer.merge import merge_run
-
-            merge_run(run_dir)
-            report = evaluate_run(run_dir)
-            log.info("%s: %s %.4f, accuracy %.4f", run_dir, resolved.metric, report.get(resolved.metric) or 0.0,
-                     report["accuracy"])
-        run_dirs.append(run_dir)
+        trained = train_merge_evaluate(resolved, resume=resume, merge=not no_merge)
+        if trained.report is not None:
+            log.info("%s: %s %.4f, accuracy %.4f", trained.path, resolved.metric,
+                     trained.report.get(resolved.metric) or 0.0, trained.report["accuracy"])
+        run_dirs.append(trained.path)
     if experiment == "all" and is_main_process():
         from trainer.report import collect_runs, format_report
 
         typer.echo(format_report(collect_runs(run_dirs)))
     if is_main_process():
-        typer.echo(str(run_dirs[-1] if experiment != "all" else Path(output_dir)))
+        typer.echo(str(run_dirs[-1] if experiment != "all" else Path(options.output_dir)))
 
 
 @app.command("distill")
@@ -248,22 +311,22 @@ def distill(
 
     Zero outside the rubric, each row sums to 1. Train on them with `train --soft-labels PATH` (+ `--set distill_alpha=A`).
     """
-    from submission.data import DataError, read_prompt_csv
+    from submission.data import read_prompt_csv
     from trainer.distill import TeacherError, soft_label_frame, teacher_probabilities, write_soft_labels
 
     if engine not in ("auto", "vllm", "hf"):
-        _fail(f"--engine {engine}: choose auto, vllm or hf")
+        raise UserError(f"--engine {engine}: choose auto, vllm or hf")
     if not (teacher / "config.json").is_file():
-        _fail(f"--teacher {teacher}: not a model folder (no config.json); pass RUN_DIR/merged")
+        raise UserError(f"--teacher {teacher}: not a model folder (no config.json); pass RUN_DIR/merged")
     try:
         frame = read_prompt_csv(data)
-    except (DataError, FileNotFoundError) as err:
-        _fail(str(err))
+    except FileNotFoundError as err:
+        raise UserError(str(err)) from err
     try:
         probs, mode = teacher_probabilities(teacher, frame["prompt"].tolist(), engine, device, max_tokens, samples,
                                             temperature, seed)
     except TeacherError as err:
-        _fail(f"--teacher {err}")
+        raise UserError(f"--teacher {err}") from err
     soft = soft_label_frame(frame["id"], probs)
     if len(soft) < len(frame):
         log.warning("%d of %d rows: no sampled verdict named an allowed score; left out of %s (raise --samples)",
@@ -289,15 +352,14 @@ def evaluate(
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
 ) -> None:
     """Score RUN_DIR/merged with the runtime's scorer; write validation_report.json and PNG plots."""
-    from submission.data import DataError
     from trainer.evaluate import evaluate_run
     from trainer.metrics import format_table
 
     run = _require_run(run_dir)
     try:
         report = evaluate_run(run_dir, data, device)
-    except (DataError, FileNotFoundError) as err:
-        _fail(str(err))
+    except FileNotFoundError as err:
+        raise UserError(str(err)) from err
     typer.echo(format_table(report))
     typer.echo(str(run.report_path))
 
@@ -322,11 +384,11 @@ def report(
         try:
             check_metric(metric)
         except UnknownMetric as err:
-            _fail(f"--metric: {err}")
+            raise UserError(f"--metric: {err}") from err
 
     found = RunDir.all_in(runs)
     if not found:
-        _fail(f"{runs}: no run folders (*/{RunDir.RECORD})")
+        raise UserError(f"{runs}: no run folders (*/{RunDir.RECORD})")
     rows = collect_runs([r.path for r in found])
     typer.echo(format_report(rows, metric))
     if html is not None:
@@ -337,87 +399,146 @@ def report(
         typer.echo(str(html))
 
 
-@app.command("advanced")
-def advanced(
-    augment: bool = typer.Option(False, "--augment", help="Train with header paraphrases, format noise, hard negatives."),
-    curriculum: bool = typer.Option(False, "--curriculum", help="Train easy -> hard (base model's loss on the target)."),
-    hpo_trials: int = typer.Option(None, "--hpo", min=1, help="Optuna search with pruning: number of trials."),
-    ensemble: list[str] = typer.Option(None, "--ensemble", help="Member preset (1-4, demo) or YAML; repeat per member."),
-    kfold: int = typer.Option(None, "--kfold", min=2, help="K-fold training with out-of-fold predictions by id."),
-    hard_rounds: int = typer.Option(None, "--hard-rounds", min=1, help="N trainings; before each next one the train "
-                                    "rows with the highest out-of-fold loss are up-weighted (hard_rounds.json)."),
+# -- advanced: one subcommand per recipe; the flag forms of before (`advanced --kfold 5 ...`) still work ------------
+_MODE_FLAGS = {"--kfold": "kfold", "--hpo": "hpo", "--hard-rounds": "hard-rounds", "--ensemble": "ensemble"}
+_MODE_SWITCHES = {"--augment": "augment", "--curriculum": "curriculum"}
+_HARD_ROUND_FLAGS = ("--hard-folds", "--hard-share", "--hard-boost")
+_ONE_MODE = "choose exactly one of --augment, --curriculum, --hpo N, --ensemble CONFIG..., --kfold K, --hard-rounds N"
+
+
+def advanced_args(args: list[str]) -> list[str]:
+    """``advanced``'s arguments in subcommand form: ``--kfold 5 REST`` -> ``kfold 5 REST``, ``--ensemble A
+    --ensemble B REST`` -> ``ensemble A B REST``, ``--augment REST`` -> ``augment REST``; already a subcommand (or
+    ``--help``): unchanged. The flag forms take exactly one mode; ``--hard-*`` flags are dropped for other modes
+    (they were accepted and unused before)."""
+    if not args or not args[0].startswith("-") or "--help" in args:
+        return args
+    modes: dict[str, list[str]] = {}
+    rest: list[str] = []
+    tokens = iter(args)
+    for token in tokens:
+        name, has_value, value = token.partition("=")
+        if name in _MODE_FLAGS:
+            modes.setdefault(_MODE_FLAGS[name], []).append(value if has_value else next(tokens, ""))
+        elif token in _MODE_SWITCHES:
+            modes.setdefault(_MODE_SWITCHES[token], [])
+        else:
+            rest.append(token)
+    if len(modes) != 1:
+        raise UserError(_ONE_MODE)
+    [(mode, values)] = modes.items()
+    if mode != "hard-rounds":
+        kept, tokens = [], iter(rest)
+        for token in tokens:
+            if token in _HARD_ROUND_FLAGS:
+                next(tokens, None)
+            elif token.partition("=")[0] not in _HARD_ROUND_FLAGS:
+                kept.append(token)
+        rest = kept
+    return [mode, *values, *rest]
+
+
+class _AdvancedCommands(TyperGroup):
+    """``advanced``'s group: reads the flag forms as their subcommands (:func:`advanced_args`)."""
+
+    def parse_args(self, ctx, args):
+        return super().parse_args(ctx, advanced_args(list(args)))
+
+
+advanced_app = typer.Typer(
+    cls=_AdvancedCommands,
+    help="Recipes over train -> merge -> evaluate: K-fold, fitted ensembles, hyper-parameter search, hard-example "
+         "rounds. One recipe per call; the last stdout line is the folder written.",
+    no_args_is_help=True,
+)
+app.add_typer(advanced_app, name="advanced")
+_BASE_PRESET = typer.Option("1", "--experiment", help="Base preset (1-4, demo).")
+
+
+def _require_train_csv(options: TrainingOptions) -> None:
+    if not options.train_path.is_file():
+        raise UserError(f"--train-path {options.train_path}: file not found")
+
+
+def _recipe_config(options: TrainingOptions, extra: tuple[str, ...] = ()):
+    """The recipe's base TrainConfig; the train CSV must exist."""
+    _require_train_csv(options)
+    return options.resolve(extra=extra)
+
+
+@advanced_app.command("kfold")
+@_training_options(_BASE_PRESET, paths_required=True)
+def advanced_kfold(options: TrainingOptions,
+                   folds: int = typer.Argument(..., min=2, help="K: folds (alias: --kfold K).")) -> None:
+    """K-fold training; each fold validates on its held-out rows, oof_predictions.csv has one row per id."""
+    from trainer.advanced import kfold
+
+    typer.echo(str(kfold(_recipe_config(options), folds)))
+
+
+@advanced_app.command("ensemble")
+@_training_options(_BASE_PRESET, paths_required=True)
+def advanced_ensemble(options: TrainingOptions, members: list[str] = typer.Argument(
+        ..., help="Member presets (1-4, demo) or YAML files over --experiment, one per member (alias: --ensemble "
+                  "MEMBER, repeated).")) -> None:
+    """Train the members on one validation split, fit blend weights and thresholds there; writes ensemble.json."""
+    from trainer.advanced import ensemble
+    from trainer.config import EXPERIMENTS
+
+    _require_train_csv(options)
+    configs = []
+    for i, member in enumerate(members):
+        if member in EXPERIMENTS:
+            configs.append(options.resolve(member))
+        else:
+            member_config = options.resolve(config=member)
+            configs.append(member_config.model_copy(update={"run_name": f"{member_config.name}_m{i}"}))
+    typer.echo(str(ensemble(configs, options.output_dir / "ensemble")))
+
+
+@advanced_app.command("hpo")
+@_training_options(_BASE_PRESET, paths_required=True)
+def advanced_hpo(options: TrainingOptions,
+                 trials: int = typer.Argument(..., min=1, help="Optuna trials (alias: --hpo N).")) -> None:
+    """Optuna search with pruning over LoRA rank/alpha, lr, epochs and balancing; writes hpo_best.json."""
+    from trainer.advanced import hpo
+
+    typer.echo(str(hpo(_recipe_config(options), trials)))
+
+
+@advanced_app.command("hard-rounds")
+@_training_options(_BASE_PRESET, paths_required=True)
+def advanced_hard_rounds(
+    options: TrainingOptions,
+    rounds: int = typer.Argument(..., min=1, help="Trainings; before each next one the train rows with the highest "
+                                 "out-of-fold loss are up-weighted (alias: --hard-rounds N)."),
     hard_folds: int = typer.Option(2, "--hard-folds", min=2, help="Folds over the train split for the out-of-fold loss."),
     hard_share: float = typer.Option(0.25, "--hard-share", min=0.0, max=1.0, help="Share of train rows up-weighted."),
     hard_boost: float = typer.Option(2.0, "--hard-boost", min=1.0, help="Loss weight of the up-weighted rows."),
-    split_by: str = typer.Option(None, "--split-by", help="criterion or family: validation and folds hold out whole "
-                                 "groups (unseen-criterion checks). Default: the config's split_by."),
-    experiment: str = typer.Option("1", "--experiment", help="Base preset for --augment/--curriculum/--hpo/--kfold."),
-    train_path: Path = typer.Option(..., "--train-path", help="Train CSV (id,prompt,score)."),
-    base_model: str = typer.Option(..., "--base-model", help="Base model folder or HF id (offline cache)."),
-    output_dir: Path = typer.Option(Path("runs"), "--output-dir", help="Where run folders go."),
-    config: Path = typer.Option(None, "--config", help="YAML whose settings override the preset."),
-    overrides: list[str] = typer.Option(None, "--set", help="key=value override (repeatable)."),
 ) -> None:
-    """Augmentation, curriculum, hyper-parameter search, fitted ensembles, K-fold, hard-example rounds. One mode per call.
+    """Hard-example rounds; prints each round's metrics on the shared validation split (hard_rounds.json)."""
+    import json
 
-    The last stdout line is the folder written.
-    """
-    from submission.data import DataError
-    from trainer import advanced as recipes
-    from trainer.config import EXPERIMENTS, ConfigError, resolve_config
+    from trainer.hard_examples import REPORT_NAME, format_rounds, hard_rounds
 
-    modes = [augment, curriculum, hpo_trials is not None, bool(ensemble), kfold is not None, hard_rounds is not None]
-    if sum(modes) != 1:
-        _fail("choose exactly one of --augment, --curriculum, --hpo N, --ensemble CONFIG..., --kfold K, --hard-rounds N")
-    if not train_path.is_file():
-        _fail(f"--train-path {train_path}: file not found")
-    paths = {"train_path": str(train_path), "base_model": base_model, "output_dir": str(output_dir),
-             "split_by": split_by}
-    try:
-        if ensemble:
-            members = []
-            for i, member in enumerate(ensemble):
-                if member in EXPERIMENTS:
-                    members.append(resolve_config(member, config, overrides, **paths))
-                else:
-                    member_config = resolve_config(experiment, member, overrides, **paths)
-                    members.append(member_config.model_copy(update={"run_name": f"{member_config.name}_m{i}"}))
-        else:
-            base = resolve_config(experiment, config, overrides, **paths)
-    except ConfigError as err:
-        _fail(str(err))
-    if augment or curriculum:
-        from trainer.evaluate import evaluate_run
-        from trainer.merge import merge_run
-        from trainer.train import train_run
-
-        suffix = "augment" if augment else "curriculum"
-        base = base.model_copy(update={"augment": augment, "curriculum": curriculum,
-                                       "run_name": f"{base.resolved_run_name()}_{suffix}"})
-        out = train_run(base)
-        merge_run(out)
-        evaluate_run(out)
-    elif hpo_trials is not None:
-        out = recipes.hpo(base, hpo_trials)
-    elif kfold is not None:
-        try:
-            out = recipes.kfold(base, kfold)
-        except DataError as err:  # fewer criteria/families than folds
-            _fail(str(err))
-    elif hard_rounds is not None:
-        import json
-
-        from trainer.hard_examples import REPORT_NAME, format_rounds
-        from trainer.hard_examples import hard_rounds as run_hard_rounds
-
-        try:
-            out = run_hard_rounds(base, hard_rounds, hard_folds, hard_share, hard_boost)
-        except DataError as err:
-            _fail(str(err))
-        typer.echo(format_rounds(json.loads((out / REPORT_NAME).read_text(encoding="utf-8"))))
-    else:
-        try:
-            out = recipes.ensemble(members, output_dir / "ensemble")
-        except ValueError as err:  # members on different validation splits
-            _fail(str(err))
+    out = hard_rounds(_recipe_config(options), rounds, hard_folds, hard_share, hard_boost)
+    typer.echo(format_rounds(json.loads((out / REPORT_NAME).read_text(encoding="utf-8"))))
     typer.echo(str(out))
+
+
+def _one_setting_run(setting: str, other: str) -> None:
+    """``advanced --augment`` / ``--curriculum``: one run of ``train --set SETTING=true``, named ``<run>_SETTING``."""
+
+    @advanced_app.command(setting, hidden=True, help=f"One run of train --set {setting}=true, named <run>_{setting} "
+                          f"(alias: --{setting}).")
+    @_training_options(_BASE_PRESET, paths_required=True)
+    def run(options: TrainingOptions) -> None:
+        from trainer.pipeline import train_merge_evaluate
+
+        base = _recipe_config(options, extra=(f"{setting}=true", f"{other}=false"))
+        base = base.model_copy(update={"run_name": f"{base.resolved_run_name()}_{setting}"})
+        typer.echo(str(train_merge_evaluate(base).path))
+
+
+_one_setting_run("augment", "curriculum")
+_one_setting_run("curriculum", "augment")

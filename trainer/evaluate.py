@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from submission.metrics import HEADLINE_METRICS
 from trainer.rundir import RunDir
 
 log = logging.getLogger("trainer.evaluate")
@@ -112,7 +113,7 @@ def build_report(probs, allowed, families, y_true, metric: str, class_prior: dic
     report.update({
         "metric": metric,
         "decision": decision.to_dict(),
-        "argmax_metrics": {k: argmax[k] for k in ("accuracy", "macro_f1", "mae", "qwk")},
+        "argmax_metrics": {k: argmax[k] for k in HEADLINE_METRICS},
         "class_prior": class_prior or {},
         "rows": len(y_pred),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -133,7 +134,7 @@ def seen_unseen_metrics(prompts, y_true, y_pred, split: dict) -> dict:
     from trainer.metrics import compute_metrics
     from trainer.split import row_groups
 
-    keys = ("accuracy", "macro_f1", "mae", "qwk")
+    keys = HEADLINE_METRICS
     groups = np.asarray(row_groups(prompts, split["split_by"]))
     y_true, y_pred = np.asarray(list(y_true)), np.asarray(list(y_pred))
     seen = np.isin(groups, list(split["train_groups"]))

@@ -44,14 +44,11 @@ def hard_row_weights(ids, losses: np.ndarray, share: float, boost: float) -> dic
 
 
 def _train_merge_evaluate(config: TrainConfig, run_dir: Path, val_rows: pd.DataFrame, weights) -> dict:
-    from trainer.evaluate import evaluate_run
-    from trainer.merge import merge_run
-    from trainer.train import train_run
+    """One round's (or fold's) run in ``run_dir`` on these validation rows; returns its validation report."""
+    from trainer.pipeline import train_merge_evaluate
 
-    train_run(config.model_copy(update={"output_dir": str(run_dir.parent), "run_name": run_dir.name}),
-              validation_ids=val_rows["id"], row_weights=weights)
-    merge_run(run_dir)
-    return evaluate_run(run_dir)
+    return train_merge_evaluate(config.model_copy(update={"output_dir": str(run_dir.parent), "run_name": run_dir.name}),
+                                validation_ids=val_rows["id"], row_weights=weights).report
 
 
 def oof_losses(config: TrainConfig, train: pd.DataFrame, folds: int, weights, work_dir: Path) -> np.ndarray:

@@ -1,7 +1,15 @@
-"""The training objectives beyond plain cross-entropy, as pure tensor functions (no model, no Trainer).
+"""The whole training objective: the labelled-token window, its cross-entropy and the terms beyond it (no Trainer).
 
-Every tensor with a last dimension of 5 is over :data:`submission.scoring.LABELS` (-1, 0, 1, 2, 3); ``allowed`` is
-the rubric's boolean mask per row. The student's label distribution is read exactly as the runtime reads it
+Batches are LEFT-padded (as the inference engine pads), so every row's target (score tokens + <|im_end|>) sits at
+the end; :func:`labelled_window` asks the model for logits at the last few positions only (``logits_to_keep``), i.e.
+the lm_head runs only where labels are (plus at most a couple of masked slots), never over the 151k vocab x
+sequence. Going through the model's own forward keeps DDP, PEFT and Unsloth wrappers in the loop. The loss is a mean
+per labelled token over the whole optimizer step (all accumulated micro-batches on all ranks): each micro-batch's
+summed loss is divided by the Trainer's ``num_items_in_batch``, so batch 8 x accumulation 1 and 2 x 4 give the same
+step (:func:`labelled_loss`).
+
+Beyond cross-entropy (:class:`Objective`, pure tensor functions), every tensor with a last dimension of 5 is over
+:data:`submission.scoring.LABELS` (-1, 0, 1, 2, 3); ``allowed`` is the rubric's boolean mask per row. The student's label distribution is read exactly as the runtime reads it
 (DESIGN.md §4): the next-token logits of the label tokens at the answer position, renormalised over the allowed
 labels.
 
@@ -14,8 +22,8 @@ from __future__ import annotations
 
 import torch
 
-# The ordinal value of each label; -1 ("not applicable") carries no ordinal value and is masked out below.
-_ORDINAL = (0.0, 0.0, 1.0, 2.0, 3.0)
+from submission.scoring import _ORDINAL  # each label's ordinal value; -1 has none and is masked out below
+
 NO_GOLD = -100  # ``gold`` of a row that only has a teacher's soft label
 
 
@@ -122,3 +130,83 @@ def step_counts(batches: list[dict]) -> dict[str, int]:
     for name in ROW_COUNTS:
         counts[name] = sum(int(which[name](b).sum()) for b in batches if "gold" in b)
     return counts
+
+
+# -- the labelled-token window and its cross-entropy -------------------------------------------------------------
+class LabelledWindow:
+    """The model's logits over the trailing window that holds every labelled target of a left-padded batch.
+
+    ``logits`` is ``[B, W, V]`` (float32), ``targets`` ``[B, W]`` with -100 where a position carries no label,
+    ``row_weight`` ``[B]`` (class weights; 1.0 by default). Loss terms read this and return a per-token or per-row
+    tensor; :func:`labelled_loss` sums the terms and divides by one normaliser.
+    """
+
+    def __init__(self, logits, targets, row_weight, kept_logits=None):
+        self.logits, self.targets, self.row_weight = logits, targets, row_weight
+        self.kept_logits = kept_logits  # [B, W + 1, V]: ``logits`` plus the last position (no target after it)
+
+    def answer_label_logits(self, answer_offset, label_ids):
+        """``[B, 5]`` label-token logits at each row's answer position, ``answer_offset`` tokens before the end
+        (the position whose next token is the score: where the runtime reads the label distribution)."""
+        kept = self.kept_logits
+        position = kept.shape[1] - 1 - answer_offset.to(kept.device)
+        return kept[torch.arange(kept.shape[0], device=kept.device), position][:, label_ids].float()
+
+    @property
+    def labelled(self):
+        """``[B, W]`` bool: where a target token is."""
+        return self.targets != -100
+
+
+def labelled_window(model, inputs: dict) -> LabelledWindow:
+    """One forward through the model's own ``forward`` (DDP/PEFT/Unsloth stay in the loop), logits only at the end."""
+    labels = inputs["labels"]
+    targets = labels[:, 1:]  # position t predicts token t+1
+    has_label = (targets != -100).any(dim=0)
+    first = int(has_label.nonzero()[0]) if has_label.any() else targets.shape[1] - 1
+    window = targets.shape[1] - first  # labelled target positions are within the last `window` of `targets`
+    out = model(
+        input_ids=inputs["input_ids"],
+        attention_mask=inputs["attention_mask"],
+        position_ids=inputs["position_ids"],
+        logits_to_keep=window + 1,
+        use_cache=False,
+    )
+    logits = out.logits[:, :-1, :].float()  # [B, window, V]: predictions for targets[:, first:]
+    return LabelledWindow(logits, targets[:, first:], inputs["weight"].to(logits.device), out.logits)
+
+
+def token_cross_entropy(window: LabelledWindow):
+    """``[B, W]`` class-weighted cross-entropy of each labelled target token, 0 elsewhere."""
+    import torch.nn.functional as F
+
+    targets = window.targets
+    token_loss = F.cross_entropy(
+        window.logits.reshape(-1, window.logits.shape[-1]), targets.reshape(-1), ignore_index=-100, reduction="none"
+    ).view_as(targets)
+    return token_loss * window.row_weight.unsqueeze(1) * window.labelled
+
+
+def labelled_loss(model, inputs: dict, normaliser=None, objective: Objective | None = None,
+                  counts: dict | None = None):
+    """(loss, tokens): summed weighted cross-entropy of the labelled tokens divided by ``normaliser``.
+
+    ``normaliser`` is the number of labelled tokens the loss is a mean over: the whole accumulated (and, under DDP,
+    all-rank) batch during training, this batch's own count when None. Dividing every micro-batch by the same global
+    count makes any split of the same rows (batch x accumulation x ranks) give the same loss and gradients. Class
+    weights (mean 1 over the rows) scale each row's tokens, they do not change the normaliser. ``tokens`` counts the
+    batch's real (unpadded) tokens for throughput.
+
+    ``objective`` (:class:`Objective`, from ``soft_labels``/``loss: ce_mse``) adds per-row terms read at the answer
+    position, each a mean over its own rows of the step (``counts``; this batch's own when None).
+    """
+    window = labelled_window(model, inputs)
+    summed = token_cross_entropy(window).sum()
+    count = labelled_token_count(inputs) if normaliser is None else normaliser
+    tokens = torch.as_tensor(int(inputs["attention_mask"].sum()))
+    if objective is None:
+        loss = summed / torch.as_tensor(count, dtype=summed.dtype, device=summed.device).clamp(min=1)
+        return loss, tokens
+    counts = dict(counts or step_counts([inputs]), tokens=float(count))
+    label_logits = window.answer_label_logits(inputs["answer_offset"], objective.label_ids)
+    return objective.combine(summed, objective.row_terms(label_logits, inputs), counts), tokens

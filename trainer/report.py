@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import json
 
+from submission.metrics import HEADLINE_METRICS as _SHOWN
 from trainer.rundir import RunDir
-
-_SHOWN = ("accuracy", "macro_f1", "mae", "qwk")
 
 
 def collect_runs(run_dirs) -> list[dict]:

@@ -16,6 +16,7 @@ import html
 import io
 import time
 
+from submission.metrics import HEADLINE_METRICS
 from trainer.report import config_deltas, ece_value, minus_one_cell, pick_best_run, worst_criterion_cell
 
 # The page may load nothing: a reference to anything but an embedded image is blocked (and logged as a console error,
@@ -68,7 +69,7 @@ def _png(plot, report: dict, alt: str, caption: str) -> str:
 
 
 def _run_table(rows: list[dict], metric: str, best: int | None) -> str:
-    keys = ("accuracy", "macro_f1", "mae", "qwk", "spearman")
+    keys = (*HEADLINE_METRICS, "spearman")
     deltas = config_deltas([r["config"] for r in rows])
     minus_one = [minus_one_cell(r.get("report") or {}) for r in rows]
     shown_minus_one = any(cell is not None for cell in minus_one)

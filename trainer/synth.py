@@ -43,8 +43,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from submission.sections import compose_prompt
+from trainer.augment import NOT_APPLICABLE_LINE
+
 ID_PREFIX = "synth-"
-NOT_APPLICABLE_LINE = "-1: критерий неприменим"
 
 # Share of Russian words replaced by English filler, per (scale top, score).
 ENGLISH_SHARE: dict[tuple[int, int], float] = {
@@ -160,13 +162,6 @@ def _scale_text(criterion: str, top: int, not_applicable: bool) -> str:
         descriptions = [descriptions[0], descriptions[2], descriptions[3]]
     lines += [f"{score}: {text}" for score, text in enumerate(descriptions)]
     return "\n".join(lines) + "\n"
-
-
-def render_prompt_text(task: str, reference: str | None, answer: str, criterion: str, scale: str) -> str:
-    """The contest's prompt layout (submission.sections.compose_prompt); no reference section when it is None."""
-    from submission.sections import compose_prompt
-
-    return compose_prompt(task, answer, criterion, scale, reference)
 
 
 # --- the three families: (task, reference, answer words source) -------------------------------------------------
@@ -289,7 +284,7 @@ def _make_row(rng: random.Random, family: str, counts: Counter, split: str,
         answer = ""
     elif score == -1:
         criterion = rng.choice(NOT_APPLICABLE_CRITERIA[family])
-    prompt = render_prompt_text(task, reference, answer, criterion, _scale_text(criterion, top, not_applicable))
+    prompt = compose_prompt(task, answer, criterion, _scale_text(criterion, top, not_applicable), reference)
     return _Row(prompt=prompt, score=score)
 
 
