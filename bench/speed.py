@@ -5,7 +5,7 @@
 
 Models are random-init (no weights are ever downloaded): ``qwen3-0.6b`` is the exact Qwen3-0.6B shape (596M
 parameters, vocab 151,936), ``tiny`` the test model's shape. The workload draws prompt lengths from a log-normal
-resembling contest prompts (a few hundred to ~4,000 tokens, long tail, mean ~970; DESIGN.md §7), scaled down
+resembling contest prompts (a few hundred to ~4,000 tokens, long tail, mean ~970; docs/ARCHITECTURE.md §7), scaled down
 for ``tiny``. Every method runs once to warm up, then ``repeats`` timed runs; we report the median, tokens/s,
 rows/s, peak memory, MFU against the bf16 matmul peak measured in the same process, and the ratio to the suite's
 baseline (the first method listed for each suite).

@@ -50,7 +50,7 @@ class _Commands(TyperGroup):
 app = typer.Typer(
     cls=_Commands,
     name="aij-judge",
-    help="Train, check and package the Qwen3 judge. Each command is one step of the pipeline (DESIGN.md §1).",
+    help="Train, check and package the Qwen3 judge. Each command is one step of the pipeline (docs/ARCHITECTURE.md §1).",
     no_args_is_help=True,
     add_completion=False,
 )

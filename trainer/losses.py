@@ -10,7 +10,7 @@ step (:func:`labelled_loss`).
 
 Beyond cross-entropy (:class:`Objective`, pure tensor functions), every tensor with a last dimension of 5 is over
 :data:`submission.scoring.LABELS` (-1, 0, 1, 2, 3); ``allowed`` is the rubric's boolean mask per row. The student's label distribution is read exactly as the runtime reads it
-(DESIGN.md §4): the next-token logits of the label tokens at the answer position, renormalised over the allowed
+(docs/ARCHITECTURE.md §4): the next-token logits of the label tokens at the answer position, renormalised over the allowed
 labels.
 
 - distillation (G-Eval-style soft targets from a bigger judge): ``KL(teacher || student)`` per row;
