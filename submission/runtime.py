@@ -1,11 +1,16 @@
-"""Test CSV -> validated predictions CSV: pick model(s), pick an engine, score in chunks against a deadline, write.
+"""Test CSV -> validated predictions CSV: pick model(s), score them against a deadline, blend, decide, write.
 
 This is the orchestration behind ``run.py``; :func:`predict` reads top to bottom as its named steps. The pieces it
-calls (model ranking, renderer, engines, scorer, priors, the meta schema) live in their own modules. Row-level
-trouble (an empty or unparseable prompt, no time left, a generative judge that wrote no score, NaN or infinite
-logits) is scored by a prior and counted in the meta file; file-level trouble raises
-:class:`submission.data.DataError` or FileNotFoundError. SIGTERM or SIGINT at any moment, while models are
-planned, loaded, started or scoring, stops the work and still gives a complete file.
+calls live in their own modules: model ranking (autopick.py), scoring one model (scorer.py: engine choice and
+fallbacks, chunks against the deadline), priors, the meta schema (run_meta.py). Row-level trouble (an empty or
+unparseable prompt, no time left, a generative judge that wrote no score, NaN or infinite logits) is scored by a
+prior and counted in the meta file; file-level trouble raises :class:`submission.data.DataError` or
+FileNotFoundError. SIGTERM or SIGINT at any moment, while models are planned, loaded, started or scoring, stops
+the work and still gives a complete file.
+
+Why this module is over ~400 lines: the steps share three pieces of state, the model plan, the :class:`Scoring`
+record (kept when a signal cuts the run short) and the deadline, and the meta file is built from all three. Model
+planning, the ensemble strategy, signals and the meta stay together so one run reads in one file.
 """
 
 from __future__ import annotations
@@ -17,7 +22,6 @@ import signal
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,17 +46,21 @@ from submission.autopick import (
 from submission.data import DataError, validate_predictions, write_predictions, write_text_atomic
 from submission.engines import ScoringEngine
 from submission.priors import ClassPrior
-from submission.prompting import RenderedRows
 from submission.run_meta import EnsembleMeta, ModelMeta, RunMeta, SkippedModel, Timings, meta_path_for
-from submission.scoring import (
-    LABELS,
-    Decision,
-    decide,
-    extract_score_from_text,
-    finite_rows,
-    probabilities_from_label_logits,
+from submission.scorer import (  # noqa: F401 - the scoring names stay importable from here (public since before)
+    ContestRows,
+    Deadline,
+    OpenModel,
+    ScoringSettings,
+    choose_engine,
+    close_engines,
+    log_progress,
+    measured_throughput,
+    open_model,
+    plan_chunks,
+    score_model,
 )
-from submission.sections import Sections, parse_prompt
+from submission.scoring import LABELS, Decision, decide
 
 log = logging.getLogger(__name__)
 
@@ -61,20 +69,16 @@ BUNDLE_ROOT = Path(__file__).resolve().parent.parent
 
 
 @dataclass
-class RunSettings:
-    """What one prediction run does; every field has a default that works."""
+class RunSettings(ScoringSettings):
+    """What one prediction run does: which models, the time limit, the metric, plus how each model scores
+    (:class:`submission.scorer.ScoringSettings`: engine, device, max_tokens, token_budget, enforce_eager,
+    chunk_tokens); every field has a default that works."""
 
     model_dir: Path | None = None  # explicit single model (also $AIJ_MODEL_DIR): no ranking, no ensemble
     models: Path | None = None  # where to look for model folders / ensemble.json
-    engine: str = "auto"
-    device: str | None = None
-    max_tokens: int = defaults.MAX_PROMPT_TOKENS
-    token_budget: int | None = None
     time_limit_s: float = defaults.DEFAULT_TIME_LIMIT_S
     metric: str = defaults.DEFAULT_METRIC
     ensemble: bool = True
-    enforce_eager: bool = False
-    chunk_tokens: int | None = None
 
 
 @dataclass
@@ -93,67 +97,6 @@ class Interrupted(BaseException):
 
 class NonFiniteScores(RuntimeError):
     """A model whose label logits were NaN or infinite on every row it scored (e.g. fp16 overflow): skipped."""
-
-
-class Deadline:
-    """Wall-clock budget from the run's start; keeps a margin for writing the files.
-
-    ``clock`` and ``before_chunk`` (called before each chunk is scored) let tests move time and deliver signals
-    chunk by chunk without sleeping.
-    """
-
-    def __init__(self, limit_s: float, clock: Callable[[], float] = time.monotonic, started: float | None = None,
-                 before_chunk: Callable[[], None] | None = None):
-        self.clock = clock
-        self.started = clock() if started is None else started
-        self.limit_s = float(limit_s)
-        self.margin_s = min(defaults.WRITE_MARGIN_S, 0.1 * self.limit_s)
-        self.before_chunk = before_chunk or (lambda: None)
-        self.interrupted: str | None = None  # "SIGTERM" / "SIGINT" once a signal arrived
-        self.raise_on_signal = False  # True while models load and score: a signal then raises Interrupted
-        self.announced = False  # the "remaining rows get the prior" warning is logged once per run
-
-    def elapsed(self) -> float:
-        return self.clock() - self.started
-
-    def remaining(self) -> float:
-        """Seconds left for scoring (the write margin already taken off)."""
-        return self.limit_s - self.margin_s - self.elapsed()
-
-    def allows(self, seconds: float) -> bool:
-        return self.interrupted is None and self.remaining() >= seconds
-
-
-@dataclass
-class ContestRows:
-    """The test rows, each prompt parsed once: its sections carry the allowed labels and the criterion.
-
-    ``allowed``, ``empty`` and ``to_score`` (rows with a prompt; empty ones go straight to the prior) are derived
-    once here: a 100k-row file is indexed row by row afterwards.
-    """
-
-    ids: list[str]
-    prompts: list[str]
-    sections: list[Sections]
-    allowed: list[tuple[int, ...]] = field(init=False)
-    stated: list[tuple[int, ...]] = field(init=False)  # the independent reading the written scores are checked on
-    empty: np.ndarray = field(init=False)
-    to_score: list[int] = field(init=False)
-
-    def __post_init__(self):
-        self.allowed = [s.allowed for s in self.sections]
-        self.stated = [s.stated for s in self.sections]
-        self.empty = np.array([not p.strip() for p in self.prompts], dtype=bool)
-        self.to_score = [int(i) for i in np.flatnonzero(~self.empty)]
-
-    @classmethod
-    def parse(cls, frame) -> ContestRows:
-        """From ``frame["id"]`` / ``frame["prompt"]`` (PromptRows or a DataFrame); a non-text prompt is empty."""
-        prompts = [p if isinstance(p, str) else "" for p in frame["prompt"]]
-        return cls([str(i) for i in frame["id"]], prompts, [parse_prompt(p) for p in prompts])
-
-    def __len__(self) -> int:
-        return len(self.ids)
 
 
 # -- model choice ------------------------------------------------------------------------------------------------
@@ -266,232 +209,6 @@ def plan_models(run: RunSettings) -> ModelPlan:
     reason = pick_reason(ranked, run.metric)
     return ModelPlan(ranked, ensemble, f"ensemble of {ensemble.reason}; single-model fallback: {reason}" if ensemble else reason,
                      skipped)
-
-
-# -- engines -----------------------------------------------------------------------------------------------------
-def choose_engine(requested: str, device: str, tokens: int, vllm_installed: bool) -> tuple[str, str]:
-    """``hf`` or ``vllm`` and why: by estimated total time (start-up + tokens / throughput), see settings.py."""
-    if requested == "hf":
-        return "hf", "requested"
-    if requested == "vllm":
-        return "vllm", "requested"
-    if not device.startswith("cuda"):
-        return "hf", f"device {device}: vLLM needs a GPU"
-    if not vllm_installed:
-        return "hf", "vLLM not installed"
-    estimates = {name: defaults.ENGINE_ESTIMATES[f"{name}/cuda"].seconds(tokens) for name in ("hf", "vllm")}
-    best = min(estimates, key=estimates.get)
-    return best, f"estimated {', '.join(f'{k} {v:.0f}s' for k, v in estimates.items())} for {tokens} tokens"
-
-
-@dataclass
-class OpenModel:
-    """A loaded model ready to score: its candidate entry, rows (rendered lazily), engine, and what it scored.
-
-    ``probs[i]``/``scored[i]`` are filled in place chunk by chunk, so an interruption keeps everything scored so far;
-    ``processed`` holds the rows a chunk ran over (a generative judge may process a row and write no score).
-    """
-
-    candidate: Candidate
-    engine: ScoringEngine
-    tokenizer: object
-    rendered: RenderedRows
-    weight: float
-    engine_reason: str
-    engine_fallback: str | None = None
-    load_s: float = 0.0
-    processed: set = field(default_factory=set)
-    non_finite: set = field(default_factory=set)  # rows whose label logits were NaN/inf (scored by the prior)
-    vllm_rows: int | None = None  # rows vLLM scored before it failed mid-run
-    probs: np.ndarray = field(init=False)
-    scored: np.ndarray = field(init=False)
-    earlier_tokens: int = 0  # counters of an engine this model replaced (vLLM that failed mid-run)
-    earlier_seconds: float = 0.0
-
-    def __post_init__(self):
-        n = len(self.rendered.prompts)
-        self.probs, self.scored = np.zeros((n, len(LABELS))), np.zeros(n, dtype=bool)
-
-    @property
-    def generate(self) -> bool:
-        return self.candidate.mode == "generate"
-
-    def only_non_finite(self) -> bool:
-        """Every row this model ran over gave NaN/inf logits: a broken model, not a row-level problem."""
-        return bool(self.non_finite) and not self.scored.any()
-
-    @property
-    def tokens_scored(self) -> int:
-        return self.earlier_tokens + self.engine.tokens_scored
-
-    @property
-    def seconds(self) -> float:
-        return self.earlier_seconds + self.engine.seconds
-
-
-def _build_hf(path: Path, run: RunSettings, tokenizer, device: str):
-    """Transformers engine on ``device``; out of GPU memory while loading -> the same model on the CPU, and why."""
-    from submission.engine_hf import TransformersEngine, is_out_of_memory, release_accelerator_memory
-
-    try:
-        return TransformersEngine(path, device=device, token_budget=run.token_budget, tokenizer=tokenizer), None
-    except Exception as error:  # noqa: BLE001 - only out-of-memory on an accelerator is handled here
-        if device == "cpu" or not is_out_of_memory(error):
-            raise
-        reason = f"out of memory loading {path} on {device} ({type(error).__name__}: {error}); using transformers on cpu"
-        log.warning(reason)
-        release_accelerator_memory()
-        return TransformersEngine(path, device="cpu", token_budget=run.token_budget, tokenizer=tokenizer), reason
-
-
-def _join(*reasons: str | None) -> str | None:
-    return "; then ".join(r for r in reasons if r) or None
-
-
-def open_model(candidate: Candidate, rows: ContestRows, run: RunSettings, weight: float = 1.0,
-               tokens_factor: int = 1) -> OpenModel:
-    """Tokenizer -> rows (rendered lazily) -> engine chosen by estimated time; failures fall back to transformers."""
-    from submission import engine_vllm
-    from submission.engine_hf import load_tokenizer, resolve_device
-    from submission.prompting import PromptRenderer
-
-    started = time.perf_counter()
-    tokenizer = load_tokenizer(candidate.path)
-    rendered = RenderedRows(PromptRenderer(tokenizer, max_tokens=run.max_tokens), rows.prompts, rows.sections)
-    tokens = sum(rendered.lengths) * tokens_factor
-    device = resolve_device(run.device)
-    name, reason = choose_engine(run.engine, device, tokens, engine_vllm.vllm_available())
-    fallback = None
-    engine = None
-    if name == "vllm":
-        try:
-            engine = engine_vllm.VllmEngine(candidate.path, tokenizer, run.max_tokens + 1, run.enforce_eager,
-                                            tokens_hint=sum(rendered.lengths) + len(rows))
-        except (ImportError, engine_vllm.EngineStartError) as error:
-            fallback = f"vLLM unavailable ({type(error).__name__}: {error}); using transformers"
-            log.warning(fallback)
-        else:
-            rendered.shorten_to(engine.max_prompt_tokens)
-    if engine is None:
-        engine, oom = _build_hf(candidate.path, run, tokenizer, device)
-        fallback = _join(fallback, oom)
-    return OpenModel(candidate, engine, tokenizer, rendered, weight, reason, fallback, time.perf_counter() - started)
-
-
-def _replace_failed_vllm(model: OpenModel, run: RunSettings, error: BaseException) -> None:
-    """vLLM failed while scoring: close it and switch this model to transformers for the rest of the run."""
-    from submission.engine_hf import resolve_device
-
-    reason = (f"vLLM failed while scoring after {len(model.processed)} rows ({type(error).__name__}: {error}); "
-              "using transformers for the rest")
-    log.warning(reason)
-    failed = model.engine
-    failed.close()  # frees vLLM's GPU memory before transformers loads
-    model.earlier_tokens, model.earlier_seconds = model.tokens_scored, model.seconds
-    model.engine, oom = _build_hf(model.candidate.path, run, model.tokenizer, resolve_device(run.device))
-    model.engine_fallback = _join(model.engine_fallback, reason, oom)
-    model.vllm_rows = len(model.processed)
-
-
-# -- scoring -----------------------------------------------------------------------------------------------------
-def plan_chunks(indices: list[int], lengths: list[int], chunk_tokens: int) -> list[list[int]]:
-    """Rows longest first, cut into chunks of about ``chunk_tokens`` prompt tokens (at least one row each)."""
-    chunks: list[list[int]] = []
-    current: list[int] = []
-    total = 0
-    for i in sorted(indices, key=lambda i: -lengths[i]):
-        if current and total + lengths[i] > chunk_tokens:
-            chunks.append(current)
-            current, total = [], 0
-        current.append(i)
-        total += lengths[i]
-    if current:
-        chunks.append(current)
-    return chunks
-
-
-def measured_throughput(model: OpenModel) -> float | None:
-    """Tokens/s this model's engine(s) reached in this run, or None before anything was scored."""
-    if model.seconds > 0 and model.tokens_scored > 0:
-        return model.tokens_scored / model.seconds
-    return None
-
-
-def _estimate(model: OpenModel) -> float:
-    """Tokens/s: measured on this run once a chunk has been scored, else the settings table."""
-    device = "cuda" if model.engine.device.startswith("cuda") else "cpu"
-    return measured_throughput(model) or defaults.ENGINE_ESTIMATES.get(
-        f"{model.engine.name}/{device}", defaults.ENGINE_ESTIMATES["hf/cpu"]).tokens_per_s
-
-
-def score_model(model: OpenModel, rows: list[int], deadline: Deadline, run: RunSettings,
-                max_chunks: int | None = None) -> None:
-    """Score ``model``'s rows not yet processed, chunk by chunk while the deadline allows (at most ``max_chunks``).
-
-    A vLLM engine that fails here hands this chunk and the rest to transformers.
-    """
-    rows = [i for i in rows if i not in model.processed]
-    total = len(model.processed) + len(rows)
-    lengths = model.rendered.lengths
-    device_kind = "cuda" if model.engine.device.startswith("cuda") else "cpu"
-    chunk_tokens = run.chunk_tokens or defaults.CHUNK_TOKENS[device_kind]
-    for chunk in plan_chunks(rows, lengths, chunk_tokens)[:max_chunks]:
-        need = sum(lengths[i] for i in chunk) / _estimate(model)
-        if model.generate:
-            need *= 4  # a rationale costs several forwards; a cautious guess until measured
-        if not deadline.allows(need):
-            if not deadline.announced:
-                log.warning("deadline: %.1fs left, next chunk needs ~%.1fs; remaining rows get the prior",
-                            deadline.remaining(), need)
-                deadline.announced = True
-            break
-        deadline.before_chunk()
-        try:
-            out = _score_chunk(model, chunk)
-        except Exception as error:  # noqa: BLE001 - a failing vLLM gives way to transformers; others raise
-            if model.engine.name != "vllm":
-                raise
-            _replace_failed_vllm(model, run, error)
-            out = _score_chunk(model, chunk)  # the same chunk again, now on transformers
-        _store_chunk(model, chunk, out)
-        model.processed.update(chunk)
-        log_progress(model, len(model.processed), total, deadline)
-
-
-def _score_chunk(model: OpenModel, chunk: list[int]):
-    """The engine's texts (generative judge) or label logits for one chunk of rows."""
-    ids = model.rendered.ids(chunk)
-    if model.generate:
-        return model.engine.generate_texts(ids, defaults.GENERATE_MAX_NEW_TOKENS)
-    return model.engine.label_logits(ids)
-
-
-def _store_chunk(model: OpenModel, chunk: list[int], out) -> None:
-    """Label probabilities for the chunk's rows (renormalised over each rubric), or the score a judge wrote."""
-    allowed = model.rendered.sections
-    if model.generate:
-        for i, text in zip(chunk, out, strict=True):
-            score = extract_score_from_text(text, allowed[i].allowed)
-            if score is not None:
-                model.probs[i] = np.eye(len(LABELS))[LABELS.index(score)]
-                model.scored[i] = True
-    else:
-        rubrics = [allowed[i].allowed for i in chunk]
-        good = finite_rows(out, rubrics)
-        model.probs[chunk] = probabilities_from_label_logits(out, rubrics)
-        model.scored[chunk] = good
-        if not good.all():
-            model.non_finite.update(i for i, g in zip(chunk, good, strict=True) if not g)
-            log.warning("%s: %d of %d rows gave NaN or infinite label logits; they get the prior",
-                        display_name(model.candidate.path), int((~good).sum()), len(chunk))
-
-
-def log_progress(model: OpenModel, done_rows: int, total_rows: int, deadline: Deadline) -> None:
-    """One stderr line per scored chunk: rows done / total, tokens/s, elapsed, time left before --time-limit."""
-    tps = measured_throughput(model)
-    log.info("%s: %d/%d rows (%.0f%%), %s tokens/s, elapsed %.1fs, %.1fs left before --time-limit",
-             display_name(model.candidate.path), done_rows, total_rows, 100.0 * done_rows / max(total_rows, 1),
-             f"{tps:,.0f}" if tps else "n/a", deadline.elapsed(), max(deadline.remaining() + deadline.margin_s, 0.0))
 
 
 @contextmanager
@@ -684,12 +401,6 @@ def score_members(plan: ModelPlan, members: list[Candidate], rows: ContestRows, 
         score_model(model, rows.to_score, deadline, run)
     if members and len(scoring.opened) == 1:
         scoring.strategy = "single"
-
-
-def close_engines(opened: list[OpenModel]) -> None:
-    """Close every opened model's engine (idempotent); their counters stay readable for the meta file."""
-    for model in opened:
-        model.engine.close()
 
 
 def blend_with_prior(opened: list[OpenModel], rows: ContestRows, prior: ClassPrior) -> tuple[np.ndarray, np.ndarray]:

@@ -37,3 +37,17 @@ def test_pickled_weights_are_refused(tmp_path):
     (tmp_path / "pytorch_model.bin").write_bytes(b"not loaded")
     with pytest.raises(FileNotFoundError, match="no \\*.safetensors"):
         TransformersEngine(tmp_path, device="cpu", tokenizer=object())
+
+
+def test_the_vllm_engine_takes_its_device_rules_from_devices_not_the_transformers_engine():
+    import subprocess
+    import sys
+
+    code = ("import sys, submission.engine_vllm as v, submission.devices as d; "
+            "assert 'submission.engine_hf' not in sys.modules, 'engine_vllm imported engine_hf'; "
+            "assert v.preferred_dtype is d.preferred_dtype")
+    subprocess.run([sys.executable, "-c", code], check=True)
+    from submission import devices, engine_hf
+
+    assert engine_hf.resolve_device is devices.resolve_device  # the old import path still works
+    assert [devices.device_kind(d) for d in ("cuda", "cuda:1", "cpu")] == ["cuda", "cuda", "cpu"]

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from submission import runtime
+from submission import runtime, scorer
 from submission.autopick import candidate_model_dirs, rank_candidates
 from submission.data import read_test_csv
 from submission.run_meta import RunMeta
@@ -293,7 +293,7 @@ def test_each_prompt_is_parsed_once_per_run_even_with_two_models(two_models, fra
         parsed[prompt] += 1
         return real(prompt)
 
-    monkeypatch.setattr(runtime, "parse_prompt", counting)
+    monkeypatch.setattr(scorer, "parse_prompt", counting)
     monkeypatch.setattr(prompting, "parse_prompt", counting)
     result = predict(frame, RunSettings(models=runs, device="cpu", time_limit_s=1e7))
     assert result.meta["strategy"] == "ensemble"  # both models rendered every row

@@ -350,14 +350,18 @@ def evaluate(
     run_dir: Path = typer.Argument(..., help="A run folder with merged/."),
     data: Path = typer.Option(None, "--data", help="CSV id,prompt,score (default: the run's train CSV, val ids)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    engine: str = typer.Option("hf", "--engine", help="hf (transformers), vllm, or auto (the runtime's choice by "
+                               "estimated time; hf on a CPU). vLLM that does not start falls back to transformers."),
 ) -> None:
     """Score RUN_DIR/merged with the runtime's scorer; write validation_report.json and PNG plots."""
     from trainer.evaluate import evaluate_run
     from trainer.metrics import format_table
 
+    if engine not in ("auto", "vllm", "hf"):
+        raise UserError(f"--engine {engine}: choose auto, vllm or hf")
     run = _require_run(run_dir)
     try:
-        report = evaluate_run(run_dir, data, device)
+        report = evaluate_run(run_dir, data, device, engine)
     except FileNotFoundError as err:
         raise UserError(str(err)) from err
     typer.echo(format_table(report))

@@ -3,7 +3,7 @@
     python -m trainer distill --teacher runs/demo/merged --data data/synth/train.csv --out soft_labels.csv
     python -m trainer distill --teacher models/cot-judge --data unlabelled.csv --out soft.csv --samples 8
 
-The teacher runs through the runtime's own path (submission/runtime.py ``open_model``: renderer, engine choice
+The teacher runs through the runtime's own path (:func:`submission.scorer.score_prompts`: renderer, engine choice
 vLLM on a GPU / transformers elsewhere, vLLM -> transformers fallback), rendered with the TEACHER's tokenizer:
 labels are scores, not token ids, so teacher and student may tokenise differently. A scoring teacher gives its
 label distribution renormalised over the rubric (one forward); a free-text teacher (``judge.json``
@@ -22,7 +22,6 @@ import numpy as np
 import pandas as pd
 
 from submission.probabilities import PROBABILITY_COLUMNS, write_probabilities
-from submission.scoring import LABELS
 
 log = logging.getLogger("trainer.distill")
 
@@ -72,45 +71,33 @@ def teacher_probabilities(
     :class:`TeacherError` (one line) when the teacher folder is unusable or does not load.
     """
     from submission import settings
-    from submission.autopick import Candidate, artefact_problem, model_dir_problem, read_report
-    from submission.runtime import ContestRows, Deadline, RunSettings, open_model, plan_chunks, score_model
+    from submission.autopick import artefact_problem, model_dir_problem
+    from submission.scorer import ModelLoadError, Sampling, ScoringSettings, score_prompts
 
     teacher_dir = Path(teacher_dir)
     problem = model_dir_problem(teacher_dir) or artefact_problem(teacher_dir, settings.DEFAULT_METRIC)
     if problem:
         raise TeacherError(problem)
-    candidate = Candidate(teacher_dir, read_report(teacher_dir))
-    generate = candidate.mode == "generate"
-    run = RunSettings(model_dir=teacher_dir, engine=engine, device=device, ensemble=False,
-                      max_tokens=max_tokens or settings.MAX_PROMPT_TOKENS)
-    rows = ContestRows.parse({"id": [str(i) for i in range(len(prompts))], "prompt": list(prompts)})
-    try:
-        model = open_model(candidate, rows, run, tokens_factor=samples if generate else 1)
-    except Exception as error:  # noqa: BLE001 - a corrupt teacher (config, weights, tokenizer) is the user's to fix
-        first_line = (str(error).strip().splitlines() or [""])[0]
-        raise TeacherError(f"{teacher_dir}: the teacher does not load ({type(error).__name__}: {first_line})") from error
-    log.info("teacher %s: mode %s, engine %s (%s)", teacher_dir, candidate.mode, model.engine.name,
-             model.engine_fallback or model.engine_reason)
-    probs = np.zeros((len(prompts), len(LABELS)))
-    device_kind = "cuda" if model.engine.device.startswith("cuda") else "cpu"
-    chunks = plan_chunks(list(range(len(prompts))), model.rendered.lengths, settings.CHUNK_TOKENS[device_kind])
-    bar = _progress(len(prompts), f"teacher ({candidate.mode})")
-    try:
-        for chunk in chunks:
-            if generate:
-                from submission.scoring import probabilities_from_texts
+    scoring = ScoringSettings(engine=engine, device=device, max_tokens=max_tokens or settings.MAX_PROMPT_TOKENS)
+    sampling = Sampling(samples, temperature, seed, max_new_tokens or settings.GENERATE_MAX_NEW_TOKENS)
+    bar = None
 
-                texts = model.engine.sample_texts(model.rendered.ids(chunk), max_new_tokens or
-                                                  settings.GENERATE_MAX_NEW_TOKENS, samples, temperature, seed)
-                probs[chunk] = probabilities_from_texts(texts, [rows.allowed[i] for i in chunk])
-            else:
-                # The runtime's own chunk scorer: label logits renormalised over the rubric, vLLM failures retried.
-                score_model(model, chunk, Deadline(float("inf")), run)
-                probs[chunk] = model.probs[chunk]
-            bar.update(len(chunk))
+    def progress(model, done: int, total: int, deadline) -> None:
+        nonlocal bar
+        bar = bar or _progress(total, f"teacher ({model.candidate.mode})")
+        bar.update(done - bar.n)
+
+    try:
+        # The runtime's own path: renderer, engine choice, chunks, vLLM -> transformers fallback, NaN rows unscored.
+        model = score_prompts(teacher_dir, prompts, scoring, sampling=sampling, progress=progress)
+    except ModelLoadError as error:  # a corrupt teacher (config, weights, tokenizer) is the user's to fix
+        raise TeacherError(f"{teacher_dir}: the teacher does not load ({error})") from error
     finally:
-        bar.close()
-    return probs, candidate.mode
+        if bar is not None:
+            bar.close()
+    log.info("teacher %s: mode %s, engine %s (%s)", teacher_dir, model.candidate.mode, model.engine.name,
+             model.engine_fallback or model.engine_reason)
+    return model.probs, model.candidate.mode
 
 
 def soft_label_frame(ids, probs: np.ndarray) -> pd.DataFrame:

@@ -3,9 +3,9 @@
     python -m trainer evaluate runs/demo --data data/synth/train.csv
 
 Rows: when the CSV holds every id of the run's ``val_ids.csv`` only those rows are scored (the shared validation
-split); otherwise every row is. Scoring is PromptRenderer -> TransformersEngine.label_logits ->
-probabilities_from_label_logits -> decide, exactly as submission/runtime.py does; thresholds are fitted here, on
-these rows, for the configured metric (argmax unless beaten).
+split); otherwise every row is. Scoring is the runtime's own (:func:`submission.scorer.score_prompts`: renderer,
+engine, chunks, fallbacks; ``--engine hf`` by default, ``vllm`` or ``auto`` as the runtime chooses), then
+``decide``; thresholds are fitted here, on these rows, for the configured metric (argmax unless beaten).
 
 The report also carries the calibration and bias checks of trainer/judge_checks.py (ECE, answer-length quartiles,
 reference present/absent, score distribution, per-criterion agreement, most confident errors) on the same rows.
@@ -39,18 +39,14 @@ def select_rows(frame, run: RunDir):
     return frame
 
 
-def score_rows(model_dir: Path, prompts, max_tokens: int, device: str | None = None):
-    """(probabilities [N,5], allowed labels per row, families) from the runtime's renderer, engine and scorer."""
-    from submission.engine_hf import TransformersEngine
-    from submission.prompting import PromptRenderer
-    from submission.scoring import probabilities_from_label_logits
+def score_rows(model_dir: Path, prompts, max_tokens: int, device: str | None = None, engine: str = "hf"):
+    """(probabilities [N,5], allowed labels per row, families) from the runtime's scorer
+    (:func:`submission.scorer.score_prompts`: renderer, ``engine`` auto/vllm/hf with its fallbacks, chunks)."""
+    from submission.scorer import ScoringSettings, score_prompts
 
-    engine = TransformersEngine(model_dir, device=device)
-    renderer = PromptRenderer(engine.tokenizer, max_tokens=max_tokens)
-    rendered = renderer.render_many(list(prompts))
-    allowed = [r.sections.allowed for r in rendered]
-    probs = probabilities_from_label_logits(engine.label_logits([r.input_ids for r in rendered]), allowed)
-    return probs, allowed, [r.sections.family for r in rendered]
+    scored = score_prompts(model_dir, prompts, ScoringSettings(engine=engine, device=device, max_tokens=max_tokens))
+    sections = scored.rendered.sections
+    return scored.probs, [s.allowed for s in sections], [s.family for s in sections]
 
 
 def metric_objective(metric: str):
@@ -183,8 +179,10 @@ def plot_loss_curve(run: RunDir, out: Path) -> Path | None:
     return out
 
 
-def evaluate_run(run_dir: str | Path, data_path: str | Path | None = None, device: str | None = None) -> dict:
-    """Evaluate ``RUN_DIR/merged`` on ``data_path`` (default: the run's train CSV, validation ids only)."""
+def evaluate_run(run_dir: str | Path, data_path: str | Path | None = None, device: str | None = None,
+                 engine: str = "hf") -> dict:
+    """Evaluate ``RUN_DIR/merged`` on ``data_path`` (default: the run's train CSV, validation ids only) with
+    ``engine`` (hf, vllm or auto: :func:`submission.scorer.choose_engine`)."""
     from submission.data import read_train_csv
     from trainer.augment import not_applicable_rows
     from trainer.judge_checks import plot_reliability_diagram, plot_score_distribution
@@ -203,7 +201,7 @@ def evaluate_run(run_dir: str | Path, data_path: str | Path | None = None, devic
         frame = select_rows(read_train_csv(data_path or config["train_path"]), run)
     augmented = not_applicable_rows(frame, config.get("augment_not_applicable", 0.0), config["seed"])
     probs, allowed, families = score_rows(run.merged, [*frame["prompt"], *augmented["prompt"]], config["max_tokens"],
-                                          device)
+                                          device, engine)
     n = len(frame)
     report = build_report(probs[:n], allowed[:n], families[:n], frame["score"].astype(int).tolist(), config["metric"],
                           run.read_prior(), run.merged, (probs[n:], allowed[n:]) if len(augmented) else None,

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from submission import runtime
+from submission import runtime, scorer
 from submission.data import DataError
 from submission.runtime import RunSettings, predict
 from submission.scoring import LABELS, finite_rows, probabilities_from_label_logits
@@ -115,8 +115,8 @@ def test_nan_and_inf_logits_give_no_probabilities():
 
 
 def nan_for(names, rows=None):
-    """A runtime._score_chunk that gives NaN logits for models in ``names`` (every row, or the first ``rows``)."""
-    real = runtime._score_chunk
+    """A scorer._score_chunk that gives NaN logits for models in ``names`` (every row, or the first ``rows``)."""
+    real = scorer._score_chunk
 
     def score_chunk(model, chunk):
         logits = real(model, chunk)
@@ -131,7 +131,7 @@ def test_a_model_that_is_all_nan_on_its_first_chunk_is_skipped_for_the_next(tmp_
                                                                              monkeypatch):
     model(tmp_path, "fp16_overflow", tiny_model_dir, {"qwk": 0.9})
     good = model(tmp_path, "good", tiny_model_dir, {"qwk": 0.5})
-    monkeypatch.setattr(runtime, "_score_chunk", nan_for({"fp16_overflow"}))
+    monkeypatch.setattr(scorer, "_score_chunk", nan_for({"fp16_overflow"}))
     result = predict(frame, RunSettings(models=tmp_path, device="cpu", ensemble=False))
     assert result.meta["model_dirs"] == [str(good)] and result.meta["fallback_rows"] == 0
     assert "NonFiniteScores" in result.meta["skipped_models"][0]["error"]
@@ -139,7 +139,7 @@ def test_a_model_that_is_all_nan_on_its_first_chunk_is_skipped_for_the_next(tmp_
 
 def test_nan_rows_get_the_prior_under_their_own_reason(tmp_path, tiny_model_dir, frame, monkeypatch):
     path = model(tmp_path, "m", tiny_model_dir)
-    monkeypatch.setattr(runtime, "_score_chunk", nan_for({"m"}, rows=2))
+    monkeypatch.setattr(scorer, "_score_chunk", nan_for({"m"}, rows=2))
     result = predict(frame, RunSettings(model_dir=path, device="cpu", chunk_tokens=10**6))
     assert result.meta["fallback_reasons"]["non_finite"] == 2 == result.meta["fallback_rows"]
     assert result.meta["fallback_reasons"]["no_score_in_text"] == 0
@@ -147,7 +147,7 @@ def test_nan_rows_get_the_prior_under_their_own_reason(tmp_path, tiny_model_dir,
 
 def test_an_all_nan_only_model_is_nothing_loaded_not_a_file_of_priors(tmp_path, tiny_model_dir, frame, monkeypatch):
     path = model(tmp_path, "m", tiny_model_dir)
-    monkeypatch.setattr(runtime, "_score_chunk", nan_for({"m"}))
+    monkeypatch.setattr(scorer, "_score_chunk", nan_for({"m"}))
     with pytest.raises(FileNotFoundError, match="no model could be loaded: .*NaN or infinite"):
         predict(frame, RunSettings(model_dir=path, device="cpu"))
 

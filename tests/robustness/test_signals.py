@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from submission import cli, data, engine_hf, runtime
+from submission import cli, data, engine_hf, runtime, scorer
 from submission.data import read_predictions_csv, read_test_rows
 from submission.runtime import Deadline, RunSettings, predict
 from submission.sections import stated_labels
@@ -55,7 +55,7 @@ def test_a_signal_before_any_row_is_scored_gives_the_prior_for_every_row(tiny_mo
     elif phase == "load_tokenizer":
         monkeypatch.setattr(engine_hf, "load_tokenizer", signal_then(engine_hf.load_tokenizer, name))
     else:
-        monkeypatch.setattr(runtime, "_build_hf", signal_then(runtime._build_hf, name))
+        monkeypatch.setattr(scorer, "_build_hf", signal_then(scorer._build_hf, name))
     result = predict(frame, RunSettings(model_dir=tiny_model_dir, device="cpu"))
     check_complete(result, frame, name, unscored=len(frame))
     assert result.meta["fallback_prior"] == "rubric_middle" and result.meta["engine"] == "none"
@@ -83,7 +83,7 @@ def test_a_signal_while_the_report_prior_is_known_uses_it(tiny_model_dir, test_f
     shutil.copytree(tiny_model_dir, model)
     prior = {"overall": {"-1": 0.0, "0": 0.1, "1": 0.1, "2": 0.1, "3": 0.7}}
     (model / "validation_report.json").write_text(json.dumps({"qwk": 0.5, "class_prior": prior}))
-    monkeypatch.setattr(runtime, "_build_hf", signal_then(runtime._build_hf, "SIGTERM"))
+    monkeypatch.setattr(scorer, "_build_hf", signal_then(scorer._build_hf, "SIGTERM"))
     result = predict(test_frame.head(4), RunSettings(models=tmp_path, device="cpu"))
     assert result.meta["fallback_prior"] == "report" and result.meta["interrupted"] == "SIGTERM"
 
@@ -114,13 +114,13 @@ def test_a_signal_while_reading_or_writing_still_writes_the_whole_file(tiny_mode
 
 DRIVER = """
 import sys, time, pathlib
-from submission import runtime
-real = runtime._build_hf
+from submission import scorer
+real = scorer._build_hf
 def slow_start(*args, **kwargs):
     pathlib.Path(sys.argv[1]).write_text("starting")
     time.sleep(120)  # an engine start-up that takes minutes (vLLM); the signal lands here
     return real(*args, **kwargs)
-runtime._build_hf = slow_start
+scorer._build_hf = slow_start
 from submission.cli import main
 main(sys.argv[2:], prog="run.py")
 """
