@@ -7,6 +7,11 @@ Commands import their heavy dependencies (torch, transformers) inside the functi
 Results (paths written) go to stdout, progress and logs to stderr. A mistake the user can fix (a bad setting, a
 missing file, malformed data) is one ``error: ...`` line on stderr and exit 2, mapped in one place
 (:class:`_Commands`); anything else is a bug and raises.
+
+Why this module is over ~400 lines: it is the whole public command surface (every command, option and help text,
+and the aliases of ``advanced``'s old flag forms), and each command is a thin wrapper over a recipe module
+(pipeline.py, train.py, evaluate.py, distill.py, report.py, bench/): keeping the declarations together is what
+lets an option be declared once and the error boundary be one class.
 """
 
 from __future__ import annotations
