@@ -109,6 +109,7 @@ def convert_gguf(gguf_path: Path, out_dir: Path) -> dict:
         if hasattr(config, attribute):
             delattr(config, attribute)
     fix_special_tokens(tokenizer, config)
+    tokenizer.clean_up_tokenization_spaces = False  # a WordPiece clean-up; on byte-level BPE it eats spaces
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     missing, unexpected = model.load_state_dict(loaded.state_dict(), strict=False)
     missing = [k for k in missing if not (config.tie_word_embeddings and k == "lm_head.weight")]
