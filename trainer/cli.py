@@ -107,15 +107,29 @@ def synth(
         help="-1 means 'criterion not applicable' (a criterion of another task family); this share of the train rows "
              "whose scale has a -1 line get it (0: no -1 in train, like the real split; test keeps 0.4). "
              "Default: the legacy files (-1 = empty answer, rare in train)."),
+    task: str = typer.Option("lexical", "--task", help="lexical (the word-statistics label above) or reference (the "
+                             "score needs the answer compared with the reference: arithmetic and tool calls, "
+                             "trainer/synth_reference.py)."),
+    language: str = typer.Option("mix", "--language", help="--task reference only: ru, en or mix (50/50 per row)."),
 ) -> None:
     """Write synthetic judge data in the contest format; the label is learnable from word statistics.
 
     Score: all-Russian answer 3, a quarter English 2, half 1, all English 0, empty -1; with --train-minus-one,
-    -1 is a criterion of another task family instead (rules: trainer/synth.py).
+    -1 is a criterion of another task family instead (rules: trainer/synth.py). --task reference: a score that
+    only comparing the answer with the reference decides (trainer/synth_reference.py).
     """
     from trainer.synth import write_synthetic
+    from trainer.synth_reference import LANGUAGES, write_reference_rows
 
-    paths = write_synthetic(out_dir, rows=rows, seed=seed, test_rows=test_rows, train_minus_one=train_minus_one)
+    if task not in ("lexical", "reference"):
+        _fail(f"--task {task!r}: choose lexical or reference")
+    if language not in LANGUAGES:
+        _fail(f"--language {language!r}: choose {', '.join(LANGUAGES)}")
+    if task == "reference":
+        paths = write_reference_rows(out_dir, rows=rows, seed=seed, test_rows=test_rows, language=language,
+                                     train_minus_one=train_minus_one or 0.0)
+    else:
+        paths = write_synthetic(out_dir, rows=rows, seed=seed, test_rows=test_rows, train_minus_one=train_minus_one)
     log.info("synthetic data: %d train rows, seed %d", rows, seed)
     for path in paths.values():
         typer.echo(str(path))

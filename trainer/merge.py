@@ -79,6 +79,15 @@ def merge_run(run_dir: str | Path) -> Path:
     return run.merged
 
 
+def base_architecture(run: RunDir) -> str:
+    """The merged model's architecture (``LlamaForCausalLM``, ``Qwen3ForCausalLM``...) from its config.json."""
+    try:
+        config = json.loads((run.merged / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return "unknown architecture"
+    return ", ".join(config.get("architectures") or [config.get("model_type", "unknown architecture")])
+
+
 def write_model_card(run: RunDir) -> Path:
     """``merged/README.md``: what was trained on what, and how it scored (when evaluated)."""
     record = run.read_record()
@@ -86,7 +95,8 @@ def write_model_card(run: RunDir) -> Path:
     lines = [
         f"# {config.get('run_name') or config['name']} — aij-judge",
         "",
-        "A Qwen3 judge fine-tuned to emit one score (0..3, or -1) for an AI Journey Agent-as-Judge prompt.",
+        f"A judge ({base_architecture(run)}) fine-tuned to emit one score (0..3, or -1) for an AI Journey "
+        "Agent-as-Judge prompt.",
         "Load with `submission/run_optimized.py --model-dir <this folder>`.",
         "",
         f"- base model: `{config['base_model']}`",
