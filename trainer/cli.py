@@ -122,9 +122,9 @@ def synth(
     from trainer.synth_reference import LANGUAGES, write_reference_rows
 
     if task not in ("lexical", "reference"):
-        _fail(f"--task {task!r}: choose lexical or reference")
+        raise UserError(f"--task {task!r}: choose lexical or reference")
     if language not in LANGUAGES:
-        _fail(f"--language {language!r}: choose {', '.join(LANGUAGES)}")
+        raise UserError(f"--language {language!r}: choose {', '.join(LANGUAGES)}")
     if task == "reference":
         paths = write_reference_rows(out_dir, rows=rows, seed=seed, test_rows=test_rows, language=language,
                                      train_minus_one=train_minus_one or 0.0)
