@@ -86,7 +86,7 @@ def test_vllm_on_the_cpu_runs_fp32_eager_with_a_kv_cache_sized_for_the_rows(tiny
     (kwargs,) = calls["init"]
     assert kwargs["dtype"] == "float32" and kwargs["enforce_eager"] is True
     per_token = engine_vllm.kv_bytes_per_token(tiny_model_dir, "float32")
-    assert per_token == 2 * 2 * 1 * 32 * 4  # K+V x 2 layers x 1 key/value head x head_dim 32 x fp32
+    assert per_token == 2 * 2 * 2 * 32 * 4  # K+V x 2 layers x 2 key/value heads x head_dim 32 x fp32
     # room for the 16 rows' tokens (well under two full sequences here) and never more than 40% of free memory
     assert 2 * 4096 * per_token < kwargs["kv_cache_memory_bytes"] <= 0.4 * 8 * 2**30
     assert got.meta["device"] == "cpu" and got.meta["dtype"] == "float32"

@@ -88,7 +88,7 @@ def test_model_config_matches_tokenizer(model, tokenizer):
     assert config.model_type == "qwen3"
     assert config.vocab_size % 64 == 0 and config.vocab_size >= len(tokenizer)
     assert (config.hidden_size, config.num_hidden_layers, config.head_dim) == (64, 2, 32)  # vLLM CPU takes 32, not 16
-    assert (config.num_attention_heads, config.num_key_value_heads) == (2, 1)
+    assert (config.num_attention_heads, config.num_key_value_heads) == (4, 2)
     assert config.eos_token_id == tokenizer.eos_token_id and config.pad_token_id == tokenizer.pad_token_id
     assert tokenizer.eos_token_id in model.generation_config.eos_token_id
     assert model.get_output_embeddings().weight.data_ptr() == model.get_input_embeddings().weight.data_ptr()
@@ -113,7 +113,7 @@ def test_model_weights_follow_the_seed(tiny_model_dir, tmp_path, model):
 
 
 def test_odd_hidden_size_is_refused(tmp_path, tiny_model_dir):
-    with pytest.raises(ValueError, match="multiple of head_dim 32"):
+    with pytest.raises(ValueError, match="multiple of 16"):
         build_tiny_model(tmp_path, hidden_size=40, tokenizer=AutoTokenizer.from_pretrained(tiny_model_dir))
 
 
@@ -138,5 +138,5 @@ def test_tiny_model_head_dim_is_one_vllm_cpu_attention_takes(tmp_path, tiny_mode
     model = build_tiny_model(tmp_path, hidden_size=32, num_layers=1, head_dim=64, num_heads=2,
                              tokenizer=AutoTokenizer.from_pretrained(tiny_model_dir))
     assert (model.config.head_dim, model.config.num_attention_heads, model.config.num_key_value_heads) == (64, 2, 1)
-    with pytest.raises(ValueError, match="multiple of head_dim 64"):
-        build_tiny_model(tmp_path, hidden_size=32, head_dim=64, tokenizer=AutoTokenizer.from_pretrained(tiny_model_dir))
+    with pytest.raises(ValueError, match="multiple of 16"):
+        build_tiny_model(tmp_path, hidden_size=40, head_dim=64, tokenizer=AutoTokenizer.from_pretrained(tiny_model_dir))

@@ -70,11 +70,11 @@ def _setup(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug lo
 @app.command("tiny-model")
 def tiny_model(
     out_dir: Path = typer.Argument(..., help="Folder to write (created if missing): tokenizer, config, safetensors."),
-    hidden_size: int = typer.Option(64, "--hidden-size", help="Model width; a multiple of --head-dim (hidden/head-dim heads) unless --heads is given."),
+    hidden_size: int = typer.Option(64, "--hidden-size", help="Model width; a multiple of 16 (hidden/16 heads) unless --heads is given."),
     layers: int = typer.Option(2, "--layers", help="Number of transformer layers."),
     seed: int = typer.Option(0, "--seed", help="Seed for the weights and for the tokenizer's training corpus."),
     head_dim: int = typer.Option(32, "--head-dim", help="Attention head size; vLLM's CPU attention takes 32, 64, 80, 96, 112, 128, ... (not 16)."),
-    heads: int = typer.Option(None, "--heads", help="Attention heads (default hidden-size / head-dim); key/value heads are half (at least one)."),
+    heads: int = typer.Option(None, "--heads", help="Attention heads (default hidden-size / 16); key/value heads are half (at least one)."),
     tokenizer: str = typer.Option("tiny", "--tokenizer", help="tiny (BPE trained here on synthetic text) or qwen3 (Qwen3's real 151,669-token vocabulary from the dashscope wheel)."),
     qwen_tiktoken: Path = typer.Option(None, "--qwen-tiktoken", help="qwen.tiktoken or a dashscope wheel (default: $AIJ_QWEN_TIKTOKEN, then .venv/contract-wheels/dashscope-*.whl)."),
 ) -> None:
@@ -86,9 +86,8 @@ def tiny_model(
     if head_dim not in VLLM_CPU_HEAD_DIMS:
         log.warning("--head-dim %d: vLLM's CPU attention cannot run this model (it takes %s)", head_dim,
                     ", ".join(map(str, VLLM_CPU_HEAD_DIMS)))
-    if heads is None and hidden_size % head_dim:
-        raise UserError(f"--hidden-size {hidden_size} is not a multiple of --head-dim {head_dim}; pass --heads or "
-                        "another size")
+    if heads is None and hidden_size % 16:
+        raise UserError(f"--hidden-size {hidden_size} is not a multiple of 16; pass --heads or another size")
     start = time.perf_counter()
     out = make_tiny_model_dir(out_dir, hidden_size=hidden_size, num_layers=layers, seed=seed, head_dim=head_dim,
                               tokenizer=tokenizer, qwen_tiktoken=qwen_tiktoken, **({"num_heads": heads} if heads else {}))

@@ -85,19 +85,20 @@ def build_tiny_model(out_dir: str | Path, hidden_size: int = 64, num_layers: int
     """Save a randomly initialised Qwen3ForCausalLM (safetensors, float32) sized for the tokenizer in ``out_dir``.
 
     The tokenizer must exist first (pass it, or it is loaded from ``out_dir``): the vocabulary is ``vocab_size``
-    or its length rounded up to a multiple of 64. ``hidden_size / head_dim`` heads (``num_heads`` overrides it, e.g.
-    16 x 128 on 1024 for Qwen3-0.6B's shape), half as many key/value heads (at least one): attention as wide as the
-    model, which keeps the tiny model's training cost where the presets were measured (4 x 32 on 64 trains 1.6x
-    slower than 2 x 32). Embeddings tied as in Qwen3-0.6B. Same seed, same weights.
+    or its length rounded up to a multiple of 64. ``hidden_size / 16`` heads (``num_heads`` overrides it, e.g.
+    16 on 1024 for Qwen3-0.6B's shape), each ``head_dim`` wide, half as many key/value heads (at least one): with the
+    default 32, heads x head_dim = 2 x hidden, Qwen3-0.6B's ratio (16 x 128 on 1024). Measured on the demo (seed 42,
+    held-out accuracy): 4 x 32 0.892, 2 x 32 0.844 (seed 1: 0.868), the old 4 x 16 0.908; 4 x 32 trains 1.6x slower
+    than 2 x 32. Embeddings tied as in Qwen3-0.6B. Same seed, same weights.
     """
     import torch
     from transformers import AutoTokenizer, GenerationConfig, Qwen3Config, Qwen3ForCausalLM
 
-    if num_heads is None and hidden_size % head_dim:
-        raise ValueError(f"hidden_size must be a multiple of head_dim {head_dim} (or pass num_heads), got {hidden_size}")
+    if num_heads is None and hidden_size % 16:
+        raise ValueError(f"hidden_size must be a multiple of 16 (or pass num_heads), got {hidden_size}")
     if tokenizer is None:
         tokenizer = AutoTokenizer.from_pretrained(str(out_dir))
-    heads = num_heads or hidden_size // head_dim
+    heads = num_heads or hidden_size // 16
     endoftext, im_end = tokenizer.convert_tokens_to_ids([ENDOFTEXT, IM_END])
     config = Qwen3Config(
         vocab_size=vocab_size or 64 * math.ceil(len(tokenizer) / 64),
