@@ -23,10 +23,10 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 
-def score_with(engine_name: str, model: Path, data: Path, rows: int, enforce_eager: bool) -> dict:
+def score_with(engine_name: str, model: Path, data: Path, rows: int) -> dict:
     """Start one engine, score ``rows`` rows once, report start-up seconds, tokens/s and the probabilities.
 
-    (VllmEngine runs eager on the CPU whatever ``enforce_eager`` says; :func:`compiled_startup` times the other.)"""
+    (VllmEngine runs eager on the CPU; :func:`compiled_startup` times vLLM's compiled start-up.)"""
     import numpy as np
 
     from submission.data import read_test_csv
@@ -42,8 +42,7 @@ def score_with(engine_name: str, model: Path, data: Path, rows: int, enforce_eag
     if engine_name == "vllm":
         from submission.engine_vllm import VllmEngine
 
-        engine = VllmEngine(model, tokenizer, max_model_len=4096, enforce_eager=enforce_eager,
-                            tokens_hint=sum(map(len, ids)) + len(ids))
+        engine = VllmEngine(model, tokenizer, max_model_len=4096, tokens_hint=sum(map(len, ids)) + len(ids))
     else:
         engine = TransformersEngine(model, device="cpu")
     startup = time.perf_counter() - start
@@ -80,8 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--skip-compiled", action="store_true", help="do not time vLLM's compiled start-up")
     args = parser.parse_args(argv)
-    hf = score_with("hf", args.model, args.data, args.rows, True)
-    vllm = score_with("vllm", args.model, args.data, args.rows, True)
+    hf = score_with("hf", args.model, args.data, args.rows)
+    vllm = score_with("vllm", args.model, args.data, args.rows)
     diff = float(np.abs(np.array(hf["probabilities"]) - np.array(vllm["probabilities"])).max())
     result = {
         "date": time.strftime("%Y-%m-%d"), "machine": f"{platform.processor() or platform.machine()}, "

@@ -471,7 +471,7 @@ def describe_run(run: RunSettings, rows: ContestRows, plan: ModelPlan | None, sc
         model_dirs=[str(m.candidate.path) for m in opened],
         strategy=scoring.strategy, engine=engine, engine_reason=engine_reason,
         engine_fallback=engine_fallback, vllm_start_failures=start_failures,
-        device=device, dtype=getattr(primary.engine, "dtype", "unknown") if primary else "none",
+        device=device, dtype=primary.engine.dtype if primary else "none",
         engine_settings=_engine_settings(primary.engine) if primary else {}, decision=decision.to_dict(),
         tokens=int(tokens),
         timings_s=Timings(load=round(sum(m.load_s for m in opened), 3), engine=round(engine_seconds, 3),

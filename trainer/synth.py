@@ -312,25 +312,35 @@ def make_synthetic(
     test_minus_one = None if train_minus_one is None else _MINUS_ONE_SHARE["test"]
     train = _make_rows(rows, rng, "train", train_minus_one)
     test = _make_rows(test_rows, rng, "test", test_minus_one)
-    train_ids = [f"{ID_PREFIX}{i:06d}" for i in range(1, rows + 1)]
-    test_ids = [f"{ID_PREFIX}{i:06d}" for i in range(rows + 1, rows + test_rows + 1)]
+    return contest_frames(train, test, ID_PREFIX)
+
+
+def contest_frames(train, test, id_prefix: str) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Train ``id,prompt,score``, test ``id,prompt`` and gold ``id,score`` frames from rows with ``.prompt`` and
+    ``.score``; ids ``{id_prefix}000001`` ... run on from train into test."""
+    train_ids = [f"{id_prefix}{i:06d}" for i in range(1, len(train) + 1)]
+    test_ids = [f"{id_prefix}{i:06d}" for i in range(len(train) + 1, len(train) + len(test) + 1)]
     train_df = pd.DataFrame({"id": train_ids, "prompt": [r.prompt for r in train], "score": [r.score for r in train]})
     test_df = pd.DataFrame({"id": test_ids, "prompt": [r.prompt for r in test]})
     gold_df = pd.DataFrame({"id": test_ids, "score": [r.score for r in test]})
     return train_df, test_df, gold_df
 
 
-def write_synthetic(out_dir: str | Path, rows: int, seed: int, test_rows: int | None = None,
-                    train_minus_one: float | None = None) -> dict[str, Path]:
-    """Write ``train.csv``, ``test.csv`` and ``gold.csv`` (UTF-8) into ``out_dir``; returns the paths by name."""
+def write_frames(out_dir: str | Path, frames) -> dict[str, Path]:
+    """Write the (train, test, gold) frames as ``train.csv``, ``test.csv``, ``gold.csv`` (UTF-8); the paths by name."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    frames = dict(zip(("train", "test", "gold"), make_synthetic(rows, seed, test_rows, train_minus_one), strict=True))
     paths = {}
-    for name, frame in frames.items():
+    for name, frame in zip(("train", "test", "gold"), frames, strict=True):
         paths[name] = out / f"{name}.csv"
         frame.to_csv(paths[name], index=False, encoding="utf-8")
     return paths
+
+
+def write_synthetic(out_dir: str | Path, rows: int, seed: int, test_rows: int | None = None,
+                    train_minus_one: float | None = None) -> dict[str, Path]:
+    """Write ``train.csv``, ``test.csv`` and ``gold.csv`` (UTF-8) into ``out_dir``; returns the paths by name."""
+    return write_frames(out_dir, make_synthetic(rows, seed, test_rows, train_minus_one))
 
 
 def tokenizer_corpus(seed: int = 0, rows: int = 300) -> list[str]:

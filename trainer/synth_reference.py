@@ -35,6 +35,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from trainer.synth import contest_frames, write_frames
+
 ID_PREFIX = "ref-"
 LANGUAGES = ("ru", "en", "mix")
 _NOT_APPLICABLE_SHARE = 0.2
@@ -204,24 +206,10 @@ def make_reference_rows(rows: int, seed: int, test_rows: int | None = None, lang
     test_counts: dict[str, Counter] = {"static": Counter(), "function_calling": Counter()}
     train = [_make_row(i, rng, train_counts, language, train_minus_one) for i in range(rows)]
     test = [_make_row(i, rng, test_counts, language, _TEST_MINUS_ONE_SHARE) for i in range(test_rows)]
-    train_ids = [f"{ID_PREFIX}{i:06d}" for i in range(1, rows + 1)]
-    test_ids = [f"{ID_PREFIX}{i:06d}" for i in range(rows + 1, rows + test_rows + 1)]
-    train_df = pd.DataFrame({"id": train_ids, "prompt": [r.prompt for r in train], "score": [r.score for r in train]})
-    test_df = pd.DataFrame({"id": test_ids, "prompt": [r.prompt for r in test]})
-    gold_df = pd.DataFrame({"id": test_ids, "score": [r.score for r in test]})
-    return train_df, test_df, gold_df
+    return contest_frames(train, test, ID_PREFIX)
 
 
 def write_reference_rows(out_dir, rows: int, seed: int, test_rows: int | None = None, language: str = "mix",
                          train_minus_one: float = 0.0) -> dict:
     """Write ``train.csv``, ``test.csv`` and ``gold.csv`` (UTF-8) into ``out_dir``; returns the paths by name."""
-    from pathlib import Path
-
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    frames = make_reference_rows(rows, seed, test_rows, language, train_minus_one)
-    paths = {}
-    for name, frame in zip(("train", "test", "gold"), frames, strict=True):
-        paths[name] = out / f"{name}.csv"
-        frame.to_csv(paths[name], index=False, encoding="utf-8")
-    return paths
+    return write_frames(out_dir, make_reference_rows(rows, seed, test_rows, language, train_minus_one))

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from submission.data import read_test_csv
-from tests.engines.conftest import ROOT, engine_env
+from tests.engines.conftest import ROOT, engine_env, run_runtime
 
 pytestmark = pytest.mark.engines
 REL = 1e-4
@@ -51,9 +51,8 @@ def test_unsloth_on_cpu_trains_merges_once_and_scores_like_peft_would_start(vllm
     assert record["backend"] == "unsloth" and record["merged_by"] == "unsloth"
     merged = tmp_path / "unsloth" / "merged"
     assert (merged / "validation_report.json").is_file() and not list((tmp_path / "unsloth").glob("merged*/adapter*"))
-    run = subprocess.run([sys.executable, str(ROOT / "run.py"), "--test_path", str(synth_dir / "test.csv"),
-                          "--pred_path", str(tmp_path / "p.csv"), "--model-dir", str(merged), "--engine", "hf"],
-                         cwd=ROOT, env=engine_env(), capture_output=True, text=True, timeout=600)
+    run = run_runtime(["--test_path", str(synth_dir / "test.csv"), "--pred_path", str(tmp_path / "p.csv"),
+                       "--model-dir", str(merged), "--engine", "hf"])
     assert run.returncode == 0, run.stderr[-3000:]
 
 
