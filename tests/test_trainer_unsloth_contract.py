@@ -72,6 +72,7 @@ class FakeFastLanguageModel:
 def fake_unsloth(monkeypatch):
     fake = FakeFastLanguageModel()
     monkeypatch.setattr(backend_unsloth, "import_unsloth", lambda: fake)
+    monkeypatch.setattr(backend_unsloth, "bitsandbytes_problem", lambda: None)  # as on a GPU with gpu-train installed
     return fake
 
 
@@ -98,14 +99,15 @@ def _recorded(config, merged_dir):
     import torch
 
     fake = FakeFastLanguageModel()
-    original = backend_unsloth.import_unsloth
+    original = backend_unsloth.import_unsloth, backend_unsloth.bitsandbytes_problem
     backend_unsloth.import_unsloth = lambda: fake
+    backend_unsloth.bitsandbytes_problem = lambda: None
     try:
         model, tokenizer = backend_unsloth.load_model(config, torch.bfloat16)
         if config.is_lora:
             backend_unsloth.save_merged(model, tokenizer, merged_dir)
     finally:
-        backend_unsloth.import_unsloth = original
+        backend_unsloth.import_unsloth, backend_unsloth.bitsandbytes_problem = original
     return fake.calls
 
 
@@ -208,3 +210,58 @@ def test_pinned_unsloth_forwards_get_peft_model_and_knows_merged_16bit(unsloth_w
 
 def test_unsloth_pins_agree():
     assert pinned("unsloth") == pinned("unsloth-zoo") and "unsloth==" + pinned("unsloth") in backend_unsloth.__doc__
+
+
+# -- bitsandbytes: Unsloth 2026.10.9 cannot load any model without it (GPU check, 2026-12-04) -------------------------
+def test_the_pinned_unsloth_zoo_still_requires_bitsandbytes_to_load_a_model():
+    """The reason for the preflight check: if a later unsloth_zoo drops the hard import, this fails and says so."""
+    with open_wheel("unsloth-zoo") as wheel:
+        source = ast.unparse(find_function(wheel, "unsloth_zoo/patching_utils.py", "patch_model_and_tokenizer"))
+    assert "from bitsandbytes.nn import Linear4bit" in source and "Please install bitsandbytes" in source
+
+
+def test_unsloth_without_bitsandbytes_is_refused_before_loading(monkeypatch):
+    import sys
+
+    import torch
+
+    fake = FakeFastLanguageModel()
+    monkeypatch.setattr(backend_unsloth, "import_unsloth", lambda: fake)
+    monkeypatch.setitem(sys.modules, "bitsandbytes", None)  # import fails as where the wheel is absent
+    monkeypatch.setitem(sys.modules, "bitsandbytes.nn", None)
+    with pytest.raises(backend_unsloth.BackendUnavailable, match=r"bitsandbytes.*pip install bitsandbytes==0\.50\.2"):
+        backend_unsloth.load_model(CONFIGS["lora"], torch.bfloat16)
+    assert fake.calls == [], "from_pretrained must not run: it fails deep inside unsloth_zoo"
+
+
+def test_auto_backend_uses_peft_on_a_gpu_without_bitsandbytes_and_an_explicit_request_says_why(monkeypatch):
+    import sys
+
+    import torch
+
+    from trainer.train import use_unsloth
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(backend_unsloth, "import_unsloth", FakeFastLanguageModel)
+    monkeypatch.setitem(sys.modules, "bitsandbytes", None)
+    monkeypatch.setitem(sys.modules, "bitsandbytes.nn", None)
+    assert use_unsloth(TrainConfig(base_model="base", backend="auto")) is False
+    with pytest.raises(backend_unsloth.BackendUnavailable, match="backend unsloth requested but bitsandbytes"):
+        use_unsloth(TrainConfig(base_model="base", backend="unsloth"))
+    monkeypatch.setattr(backend_unsloth, "bitsandbytes_problem", lambda: None)
+    assert use_unsloth(TrainConfig(base_model="base", backend="auto")) is True
+
+
+def test_a_requested_unsloth_that_cannot_run_is_one_line_at_the_cli(tmp_path, monkeypatch, synth_dir, tiny_model_dir):
+    from typer.testing import CliRunner
+
+    from trainer.cli import app
+
+    monkeypatch.setattr(backend_unsloth, "missing_requirement", lambda: "bitsandbytes does not import (fix: X)")
+    monkeypatch.setattr(backend_unsloth, "import_unsloth_on_cpu", backend_unsloth.require)
+    result = CliRunner().invoke(app, ["train", "--experiment", "1", "--set", "backend=unsloth", "--train-path",
+                                      str(synth_dir / "train.csv"), "--base-model", str(tiny_model_dir),
+                                      "--output-dir", str(tmp_path / "runs")])
+    assert result.exit_code == 2, result.output
+    assert "error: backend unsloth requested but bitsandbytes does not import (fix: X)" in result.output
+    assert "Traceback" not in result.output

@@ -17,17 +17,49 @@ from __future__ import annotations
 MERGE_METHOD = "merged_16bit"  # fp16/bf16 safetensors the runtime loads (never 4-bit, never a LoRA-only save)
 
 
-def available() -> bool:
-    """True when CUDA is present and Unsloth imports (it fails on CPU-only torch)."""
+class BackendUnavailable(RuntimeError):
+    """Unsloth was asked for but cannot train here; the message names the fix (one line at the CLI)."""
+
+
+# unsloth_zoo 2026.10.9 (patching_utils.patch_model_and_tokenizer) raises ImportError inside from_pretrained when
+# bitsandbytes is missing, even for 16-bit LoRA and full fine-tuning, although Unsloth's import-time banner says
+# those work without it (measured on an H200: bench/results/gpu-h200-2026-12-04-unsloth.json).
+NEEDS_BITSANDBYTES = "bitsandbytes==0.50.2"
+
+
+def missing_requirement() -> str | None:
+    """Why Unsloth cannot train on this machine (the fix included), or None when it can."""
     import torch
 
     if not torch.cuda.is_available():
-        return False
+        return "no CUDA device (Unsloth's CPU fallback runs only when backend unsloth is asked for)"
     try:
         import_unsloth()
-    except Exception:  # noqa: BLE001 - any import failure means "use the PEFT path"
-        return False
-    return True
+    except Exception as error:  # noqa: BLE001 - any import failure means "use the PEFT path"
+        return f"`import unsloth` failed ({type(error).__name__}: {error})"
+    return bitsandbytes_problem()
+
+
+def bitsandbytes_problem() -> str | None:
+    """None when bitsandbytes imports, else the one-line reason with the fix."""
+    try:
+        from bitsandbytes.nn import Linear4bit  # noqa: F401 - the import unsloth_zoo makes
+    except Exception as error:  # noqa: BLE001 - missing, or a build that does not load here
+        return (f"bitsandbytes does not import ({type(error).__name__}: {error}); Unsloth 2026.10.9 needs it even "
+                f"for 16-bit LoRA: pip install {NEEDS_BITSANDBYTES} (extra gpu-train), or use --set backend=peft")
+    return None
+
+
+def available() -> bool:
+    """True when CUDA is present and Unsloth can load a model (it imports and bitsandbytes is there)."""
+    return missing_requirement() is None
+
+
+def require() -> None:
+    """BackendUnavailable, with the reason and the fix, unless Unsloth can train here."""
+    reason = missing_requirement()
+    if reason is not None:
+        raise BackendUnavailable(f"backend unsloth requested but {reason}")
 
 
 def import_unsloth_on_cpu():
@@ -39,7 +71,7 @@ def import_unsloth_on_cpu():
     try:
         return import_unsloth()
     except Exception as error:  # noqa: BLE001 - any import failure is one user-facing line
-        raise RuntimeError(f"backend unsloth on CPU: `import unsloth` failed ({type(error).__name__}: {error}); "
+        raise BackendUnavailable(f"backend unsloth on CPU: `import unsloth` failed ({type(error).__name__}: {error}); "
                            "install unsloth==2026.10.9 without torchvision/torchaudio (make test-engines builds "
                            "such a venv) or use --set backend=peft") from error
 
@@ -107,6 +139,9 @@ def resolved_calls(config, dtype, merged_dir) -> dict:
 def load_model(config, dtype):
     """(model, tokenizer): Unsloth model with LoRA adapters (or full weights for ``method: full``)."""
     FastLanguageModel = import_unsloth()
+    problem = bitsandbytes_problem()
+    if problem is not None:  # checked before from_pretrained, which would fail deep inside unsloth_zoo
+        raise BackendUnavailable(f"backend unsloth: {problem}")
     model, tokenizer = FastLanguageModel.from_pretrained(**from_pretrained_kwargs(config, dtype))
     if not config.is_lora:
         return model, tokenizer

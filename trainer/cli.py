@@ -35,10 +35,11 @@ def _user_errors() -> tuple[type[Exception], ...]:
     """The exceptions that mean bad input, not a bug (imported when one is being matched, so startup stays light)."""
     from submission.data import DataError
     from trainer.advanced import EnsembleError
+    from trainer.backend_unsloth import BackendUnavailable
     from trainer.config import ConfigError
     from trainer.qwen3_tokenizer import TiktokenNotFound
 
-    return UserError, DataError, ConfigError, TiktokenNotFound, EnsembleError
+    return UserError, DataError, ConfigError, TiktokenNotFound, EnsembleError, BackendUnavailable
 
 
 class _Commands(TyperGroup):

@@ -86,10 +86,10 @@ def use_unsloth(config: TrainConfig) -> bool:
             return True
         return False
 
-    ok = backend_unsloth.available()
-    if config.backend == "unsloth" and not ok:
-        raise RuntimeError("backend unsloth requested but `import unsloth` failed")
-    return ok
+    if config.backend == "unsloth":
+        backend_unsloth.require()
+        return True
+    return backend_unsloth.available()
 
 
 # -- model ------------------------------------------------------------------------------------------------------
