@@ -147,8 +147,8 @@ def bench(
     """Measure scoring, training and end-to-end speed against baselines run in the same process (BENCHMARKS.md)."""
     import tempfile
 
-    from bench.speed import SHAPES, SUITES, format_results, run_benchmarks, write_report
     from submission.engine_hf import resolve_device
+    from trainer.bench import SHAPES, SUITES, format_results, run_benchmarks, write_report
 
     suites = SUITES if suite == "all" else (suite,)
     if any(s not in SUITES for s in suites):
