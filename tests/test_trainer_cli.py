@@ -26,7 +26,7 @@ def test_every_preset_validates_in_dry_run(experiment):
     result = runner.invoke(app, ["train", "--experiment", experiment, "--dry-run", "--base-model", "m"])
     assert result.exit_code == 0, result.output
     config = json.loads(result.output)
-    assert config["name"] == EXPERIMENTS[experiment] and config["base_model"] == "m"
+    assert config["name"] == EXPERIMENTS[experiment].file and config["base_model"] == "m"
 
 
 def test_every_shipped_yaml_opens_with_purpose_and_command_and_validates():
@@ -107,7 +107,7 @@ def _recipe_calls(monkeypatch, tmp_path, args):
     monkeypatch.setattr(advanced, "ensemble", record("ensemble", tmp_path / "out" / "ensemble.json"))
     monkeypatch.setattr(hard_examples, "hard_rounds", record("hard_rounds", tmp_path / "out"))
     (tmp_path / "out").mkdir(parents=True, exist_ok=True)
-    (tmp_path / "out" / hard_examples.REPORT_NAME).write_text('{"rounds": []}')
+    (tmp_path / "out" / hard_examples.HARD_ROUNDS_NAME).write_text('{"rounds": []}')
     monkeypatch.setattr(pipeline, "train_merge_evaluate",
                         lambda config: record("train", TrainedRun(tmp_path / "out"))(config))
     train_csv = tmp_path / "train.csv"

@@ -81,6 +81,7 @@ def fit_blend_weights(prob_sets: list[np.ndarray], y_true, allowed, metric: str,
 
 def ensemble(configs: list[TrainConfig], out_dir: Path) -> Path:
     """Train each config on the same validation split, fit blend weights + thresholds there, write ensemble.json."""
+    from submission.autopick import ENSEMBLE_NAME
     from submission.data import read_train_csv
     from submission.scoring import decide
     from trainer.augment import not_applicable_rows
@@ -121,7 +122,7 @@ def ensemble(configs: list[TrainConfig], out_dir: Path) -> Path:
         "value": float(value if higher_is_better(metric) else -value),
         **({"not_applicable": minus_one} if minus_one else {}),
     }
-    path = out_dir / "ensemble.json"
+    path = out_dir / ENSEMBLE_NAME
     path.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     return path
 

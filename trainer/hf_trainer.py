@@ -42,11 +42,12 @@ def tokenise(frame, renderer, max_tokens: int, weights: dict[int, float] | None 
     """
     import math
 
+    from submission.probabilities import PROBABILITY_COLUMNS
     from submission.scoring import LABELS, allowed_mask
     from submission.sections import parse_prompt
     from trainer.losses import NO_GOLD
 
-    soft_columns = [f"p_{label}" for label in LABELS]
+    soft_columns = list(PROBABILITY_COLUMNS)
     has_soft_columns = all(c in frame.columns for c in soft_columns)
     rows = []
     for index, (prompt, score) in enumerate(zip(frame["prompt"], frame["score"], strict=True)):
