@@ -222,12 +222,6 @@ def ensemble_path(roots: list[Path]) -> Path | None:
     return None
 
 
-def find_ensemble(roots: list[Path]) -> Ensemble | None:
-    """The ensemble.json :func:`ensemble_path` finds, read (ValueError when malformed), or None."""
-    path = ensemble_path(roots)
-    return read_ensemble(path) if path else None
-
-
 def read_ensemble(path: Path) -> Ensemble:
     """Parse ensemble.json; member paths are relative to the file. ValueError (one line) on a malformed file: not
     JSON, no members, a member without a ``model`` path, a weight that is not a finite number, a bad ``decision``.

@@ -5,7 +5,7 @@ hyper-parameter search.
     python -m trainer advanced ensemble 1 4 --train-path train.csv --base-model Qwen/Qwen3-0.6B
     python -m trainer advanced hpo 20 --experiment 1 --train-path train.csv --base-model Qwen/Qwen3-0.6B
 
-(The flag forms ``advanced --kfold 5 ...``, ``--ensemble 1 --ensemble 4``, ``--hpo 20`` work as before.)
+(README's flag forms ``advanced --kfold 5 ...``, ``--ensemble 1 --ensemble 4``, ``--hpo 20`` run the same recipes.)
 
 Every model emits predictions keyed by id in one format (trainer/evaluate.py:save_predictions), and ensembles are
 fitted on those.

@@ -9,7 +9,7 @@ missing file, malformed data) is one ``error: ...`` line on stderr and exit 2, m
 (:class:`_Commands`); anything else is a bug and raises.
 
 Why this module is over ~400 lines: it is the whole public command surface (every command, option and help text,
-and the aliases of ``advanced``'s old flag forms), and each command is a thin wrapper over a recipe module
+and ``advanced``'s flag forms, README's spelling of its recipes), and each command is a thin wrapper over a recipe module
 (pipeline.py, train.py, evaluate.py, distill.py, report.py, bench/): keeping the declarations together is what
 lets an option be declared once and the error boundary be one class.
 """
@@ -132,7 +132,7 @@ def synth(
         None, "--train-minus-one", min=0.0, max=1.0,
         help="-1 means 'criterion not applicable' (a criterion of another task family); this share of the train rows "
              "whose scale has a -1 line get it (0: no -1 in train, like the real split; test keeps 0.4). "
-             "Default: the legacy files (-1 = empty answer, rare in train)."),
+             "Default: -1 = an empty answer (rare in train)."),
     task: str = typer.Option("lexical", "--task", help="lexical (the word-statistics label above) or reference (the "
                              "score needs the answer compared with the reference: arithmetic and tool calls, "
                              "trainer/synth_reference.py)."),
@@ -460,7 +460,7 @@ def report(
         typer.echo(str(html))
 
 
-# -- advanced: one subcommand per recipe; the flag forms of before (`advanced --kfold 5 ...`) still work ------------
+# -- advanced: one subcommand per recipe; README also spells them as flags (`advanced --kfold 5 ...`) ---------------
 _MODE_FLAGS = {"--kfold": "kfold", "--hpo": "hpo", "--hard-rounds": "hard-rounds", "--ensemble": "ensemble"}
 _MODE_SWITCHES = {"--augment": "augment", "--curriculum": "curriculum"}
 _HARD_ROUND_FLAGS = ("--hard-folds", "--hard-share", "--hard-boost")
@@ -470,8 +470,7 @@ _ONE_MODE = "choose exactly one of --augment, --curriculum, --hpo N, --ensemble 
 def advanced_args(args: list[str]) -> list[str]:
     """``advanced``'s arguments in subcommand form: ``--kfold 5 REST`` -> ``kfold 5 REST``, ``--ensemble A
     --ensemble B REST`` -> ``ensemble A B REST``, ``--augment REST`` -> ``augment REST``; already a subcommand (or
-    ``--help``): unchanged. The flag forms take exactly one mode; ``--hard-*`` flags are dropped for other modes
-    (they were accepted and unused before)."""
+    ``--help``): unchanged. The flag forms take exactly one mode; ``--hard-*`` flags only with ``--hard-rounds``."""
     if not args or not args[0].startswith("-") or "--help" in args:
         return args
     modes: dict[str, list[str]] = {}
@@ -488,14 +487,9 @@ def advanced_args(args: list[str]) -> list[str]:
     if len(modes) != 1:
         raise UserError(_ONE_MODE)
     [(mode, values)] = modes.items()
-    if mode != "hard-rounds":
-        kept, tokens = [], iter(rest)
-        for token in tokens:
-            if token in _HARD_ROUND_FLAGS:
-                next(tokens, None)
-            elif token.partition("=")[0] not in _HARD_ROUND_FLAGS:
-                kept.append(token)
-        rest = kept
+    stray = next((t.partition("=")[0] for t in rest if t.partition("=")[0] in _HARD_ROUND_FLAGS), None)
+    if mode != "hard-rounds" and stray:
+        raise UserError(f"{stray}: only with --hard-rounds N (this call runs {mode})")
     return [mode, *values, *rest]
 
 
