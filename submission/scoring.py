@@ -143,7 +143,7 @@ class Decision:
 
     def to_dict(self) -> dict:
         out = {"rule": self.rule, "thresholds": [float(t) for t in self.thresholds]}
-        if self.minus_one_threshold is not None:  # absent = argmax for -1, as in reports written before the field
+        if self.minus_one_threshold is not None:  # absent from a report: argmax decides -1 too
             out["minus_one_threshold"] = float(self.minus_one_threshold)
         return out
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from trainer.config import TrainConfig
 from trainer.rundir import RunDir
 
-log = logging.getLogger("trainer.train")  # the progress line keeps the name it always logged under
+log = logging.getLogger("trainer.train")  # the recipe's logger (train.py): one name for a run's lines
 
 
 # -- data -------------------------------------------------------------------------------------------------------
