@@ -26,6 +26,8 @@ from pathlib import Path
 import typer
 from typer.core import TyperGroup
 
+from trainer.config import presets_help  # the --experiment help is made from the preset list
+
 
 class UserError(Exception):
     """A mistake the user can fix; the message is the whole ``error:`` line (what is wrong and what to do)."""
@@ -284,20 +286,8 @@ def _training_options(experiment, paths_required: bool):
     return wrap
 
 
-def _presets_help() -> str:
-    from trainer.config import presets_help
-
-    return presets_help()
-
-
-def _compared_presets_help() -> str:
-    from trainer.config import ALL_EXPERIMENTS, COMPARED_EXPERIMENTS
-
-    return f"{ALL_EXPERIMENTS}={'+'.join(COMPARED_EXPERIMENTS)} in turn, then a comparison table"
-
-
 @app.command("train")
-@_training_options(typer.Option(..., "--experiment", help=f"Preset: {_presets_help()}; {_compared_presets_help()}."),
+@_training_options(typer.Option(..., "--experiment", help=f"Preset: {presets_help(with_all=True)}."),
                    paths_required=False)
 def train(
     options: TrainingOptions,
@@ -507,7 +497,7 @@ advanced_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(advanced_app, name="advanced")
-_BASE_PRESET = typer.Option("1", "--experiment", help=f"Base preset: {_presets_help()}.")
+_BASE_PRESET = typer.Option("1", "--experiment", help=f"Base preset: {presets_help()}.")
 
 
 def _require_train_csv(options: TrainingOptions) -> None:

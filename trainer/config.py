@@ -38,9 +38,12 @@ ALL_EXPERIMENTS = "all"  # --experiment all: every compared preset in turn, then
 COMPARED_EXPERIMENTS: tuple[str, ...] = tuple(key for key, preset in EXPERIMENTS.items() if preset.compared)
 
 
-def presets_help() -> str:
-    """``1=LoRA baseline, 2=..., demo=...``: what each --experiment value is."""
-    return ", ".join(f"{key}={preset.summary}" for key, preset in EXPERIMENTS.items())
+def presets_help(with_all: bool = False) -> str:
+    """``1=LoRA baseline, 2=..., demo=...``: what each --experiment value is; ``with_all``: and what ``all`` runs."""
+    text = ", ".join(f"{key}={preset.summary}" for key, preset in EXPERIMENTS.items())
+    if with_all:
+        text += f"; {ALL_EXPERIMENTS}={'+'.join(COMPARED_EXPERIMENTS)} in turn, then a comparison table"
+    return text
 
 
 class ConfigError(ValueError):
