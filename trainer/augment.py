@@ -37,6 +37,7 @@ def keeps_source_label(row_id) -> bool:
     made = str(row_id)[len(source_id(row_id)):]
     return not made or made.startswith(LABEL_PRESERVING_SUFFIXES)
 
+
 HEADER_PARAPHRASES: dict[str, tuple[str, ...]] = {
     "### Задание для оценки:": ("### Задание:", "### Задача для оценки:"),
     "### Эталонный ответ:": ("### Эталон:", "### Правильный ответ:"),

@@ -26,7 +26,6 @@ from submission.probabilities import PROBABILITY_COLUMNS, write_probabilities
 log = logging.getLogger("trainer.distill")
 
 
-
 def _progress(total: int, desc: str):
     """A tqdm bar on a TTY; elsewhere a log line per update (STYLE: one honest progress line)."""
     from tqdm.auto import tqdm
