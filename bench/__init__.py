@@ -1,2 +1,3 @@
-"""Benchmarks: speed (``speed.py``, run by ``python -m trainer bench``) and judge quality (``quality.py``,
-``quality_minus_one.py``, scripts). Results and the tables made from them: bench/results/ and BENCHMARKS.md."""
+"""Judge-quality benchmarks (``quality.py``, ``quality_minus_one.py``, ``engines_cpu.py``: scripts over the installed
+``trainer`` and ``submission`` packages; never imported by them). The speed benchmark ships with the package:
+``python -m trainer bench`` (trainer/bench/). Results and the tables made from them: bench/results/ and BENCHMARKS.md."""

@@ -49,7 +49,8 @@ def test_scores(run_dir: Path, data_dir: Path, reuse: bool = False) -> dict:
     import pandas as pd
 
     from submission.data import read_gold_csv, read_test_csv
-    from submission.scoring import LABELS, Decision, decide
+    from submission.probabilities import PROBABILITY_COLUMNS
+    from submission.scoring import Decision, decide
     from submission.sections import parse_prompt
     from trainer.evaluate import minus_one_scores, save_predictions, score_rows
     from trainer.metrics import compute_metrics
@@ -62,7 +63,7 @@ def test_scores(run_dir: Path, data_dir: Path, reuse: bool = False) -> dict:
     if reuse and saved.is_file():
         frame = pd.read_csv(saved, dtype={"id": str})
         assert frame["id"].tolist() == test["id"].tolist(), f"{saved}: other rows than {data_dir / 'test.csv'}"
-        probs = frame[[f"p_{label}" for label in LABELS]].to_numpy()
+        probs = frame[list(PROBABILITY_COLUMNS)].to_numpy()
         allowed = [parse_prompt(p).allowed for p in test["prompt"]]
     else:
         probs, allowed, _ = score_rows(run.merged, test["prompt"], config["max_tokens"])

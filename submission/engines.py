@@ -7,16 +7,30 @@ counters, and calls ``close()`` before replacing a failed engine; it never reach
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
+
+# The scoring engines by name (each engine's ``name``, the meta file's ``engine``, the settings tables' key) and what
+# every ``--engine`` flag takes (the runtime's, ``trainer evaluate``'s and ``trainer distill``'s): ``auto`` lets the
+# scorer choose (submission/scorer.py:choose_engine).
+ENGINE_NAMES: tuple[str, ...] = ("hf", "vllm")
+ENGINE_CHOICES: tuple[str, ...] = ("auto", *ENGINE_NAMES)
+
+
+def engine_problem(engine: str) -> str | None:
+    """What is wrong with an ``--engine`` value, as the one line a CLI prints after ``error:``; None when valid."""
+    if engine in ENGINE_CHOICES:
+        return None
+    return f"--engine {engine!r}: choose {', '.join(ENGINE_CHOICES)}"
 
 
 @runtime_checkable
 class ScoringEngine(Protocol):
     """One loaded model that scores rendered prompts (token ids)."""
 
-    name: str  # "hf" or "vllm": the meta file's engine and the settings table's key
+    name: str  # one of ENGINE_NAMES
     device: str  # "cpu", "cuda", "cuda:1", ...: where the engine really runs
     dtype: str  # "float32", "bfloat16", "float16": the weights' dtype there
     tokens_scored: int  # prompt tokens scored so far ...

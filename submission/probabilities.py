@@ -21,6 +21,8 @@ from pathlib import Path
 
 from submission.sections import LABELS
 
+# The column of each label's probability, LABELS order: the one spelling of the prediction format (the runtime's
+# --probabilities, `trainer distill`, soft labels, validation/k-fold/ensemble predictions all read and write it).
 PROBABILITY_COLUMNS: tuple[str, ...] = tuple(f"p_{label}" for label in LABELS)
 
 

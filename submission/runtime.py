@@ -236,9 +236,6 @@ def signals_interrupt(deadline: Deadline):
             signal.signal(sig, old)
 
 
-sigterm_interrupts = signals_interrupt  # the name before SIGINT was handled too
-
-
 # -- the run, step by step -----------------------------------------------------------------------------------------
 @dataclass
 class Scoring:

@@ -26,7 +26,7 @@ import numpy as np
 from submission import settings as defaults
 from submission.autopick import Candidate, display_name, read_report
 from submission.devices import device_kind
-from submission.engines import ScoringEngine
+from submission.engines import ENGINE_NAMES, ScoringEngine
 from submission.prompting import RenderedRows
 from submission.scoring import LABELS, finite_rows, probabilities_from_label_logits, probabilities_from_texts
 from submission.sections import Sections, parse_prompt
@@ -133,7 +133,7 @@ def choose_engine(requested: str, device: str, tokens: int, vllm_installed: bool
         return "hf", f"device {device}: vLLM needs a GPU"
     if not vllm_installed:
         return "hf", "vLLM not installed"
-    estimates = {name: defaults.ENGINE_ESTIMATES[f"{name}/cuda"].seconds(tokens) for name in ("hf", "vllm")}
+    estimates = {name: defaults.ENGINE_ESTIMATES[f"{name}/cuda"].seconds(tokens) for name in ENGINE_NAMES}
     best = min(estimates, key=estimates.get)
     return best, f"estimated {', '.join(f'{k} {v:.0f}s' for k, v in estimates.items())} for {tokens} tokens"
 

@@ -77,39 +77,20 @@ def probabilities_from_label_logits(label_logits, allowed: Sequence[Iterable[int
     return probs
 
 
-def probabilities_from_logits(logits, label_ids: Sequence[int], allowed: Sequence[Iterable[int]]) -> np.ndarray:
-    """[N, vocab] next-token logits (numpy or torch) -> [N, 5] probabilities renormalised over allowed labels."""
-    if hasattr(logits, "detach"):
-        logits = logits.detach().float().cpu().numpy()
-    return probabilities_from_label_logits(np.asarray(logits, dtype=np.float64)[:, list(label_ids)], allowed)
-
-
 def _logprob_value(value) -> float:
     # vLLM gives {token_id: Logprob(logprob=..., rank=..., decoded_token=...)}; plain floats are accepted too.
     return float(getattr(value, "logprob", value))
 
 
-def probabilities_from_logprobs(
-    top_logprobs: Sequence[Mapping[int, object]],
-    label_ids: Sequence[int],
-    allowed: Sequence[Iterable[int]],
-    floor_margin: float = 1.0,
-) -> np.ndarray:
-    """Top-k logprob dicts (one per prompt) -> [N, 5] probabilities renormalised over allowed labels.
-
-    A label missing from the top-k has a logprob below the smallest one shown; it gets that value minus
-    ``floor_margin`` (so it is never impossible, never favoured). When no allowed label is in the top-k the
-    row is uniform over the allowed labels.
-    """
-    return probabilities_from_label_logits(label_logprobs(top_logprobs, label_ids, floor_margin), allowed)
-
-
 def label_logprobs(
     top_logprobs: Sequence[Mapping[int, object]], label_ids: Sequence[int], floor_margin: float = 1.0
 ) -> np.ndarray:
-    """Top-k logprob dicts -> [N, 5] label logprobs (LABELS order), missing labels floored as described above.
+    """Top-k logprob dicts (one per prompt) -> [N, 5] label logprobs (LABELS order).
 
-    They act as label logits: :func:`probabilities_from_label_logits` renormalises them over the allowed labels.
+    A label missing from the top-k has a logprob below the smallest one shown; it gets that value minus
+    ``floor_margin`` (so it is never impossible, never favoured). They act as label logits:
+    :func:`probabilities_from_label_logits` renormalises them over the allowed labels (uniform over them when no
+    allowed label is in the top-k).
     """
     rows = []
     for entry in top_logprobs:
@@ -162,7 +143,7 @@ class Decision:
 
     def to_dict(self) -> dict:
         out = {"rule": self.rule, "thresholds": [float(t) for t in self.thresholds]}
-        if self.minus_one_threshold is not None:  # absent = argmax for -1, as in reports written before the field
+        if self.minus_one_threshold is not None:  # absent from a report: argmax decides -1 too
             out["minus_one_threshold"] = float(self.minus_one_threshold)
         return out
 

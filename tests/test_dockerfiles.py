@@ -60,3 +60,13 @@ def test_training_image_holds_the_base_torch_and_takes_extras():
     assert re.search(r"^ARG EXTRAS=\S*gpu-train", text, re.M), "GPU stack by default, EXTRAS=train for a CPU variant"
     assert "torch=={torch.__version__}" in text and re.search(r"pip install -c \S+ \"\.\[\$\{EXTRAS\}\]\"", text)
     assert "MPLCONFIGDIR=" in text
+
+
+def test_training_image_runs_the_installed_package_not_copied_sources():
+    """Only the package's sources go in, they are installed and deleted; a module the wheel lacks fails the build."""
+    text = (ROOT / "Dockerfile.train").read_text()
+    copies = re.findall(r"^COPY (?:--\S+ )*(.+) \S+$", text, re.M)
+    assert copies == ["pyproject.toml README.md", "submission/", "trainer/", "build/fetch_base_model.py"]
+    assert text.index("rm -rf /src") < text.index("COPY build/fetch_base_model.py")
+    ignore = (ROOT / ".dockerignore").read_text().splitlines()
+    assert {"!pyproject.toml", "!README.md", "!submission/**", "!trainer/**", "!build/fetch_base_model.py"} <= set(ignore)

@@ -87,4 +87,4 @@ def test_evaluate_refuses_an_unknown_engine(tmp_path):
     from trainer.cli import app
 
     result = CliRunner().invoke(app, ["evaluate", str(tmp_path), "--engine", "onnx"])
-    assert result.exit_code == 2 and "--engine onnx" in result.output
+    assert result.exit_code == 2 and "--engine 'onnx'" in result.output

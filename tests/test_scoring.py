@@ -14,9 +14,8 @@ from submission.scoring import (
     extract_score_from_text,
     fit_minus_one_threshold,
     fit_thresholds,
+    label_logprobs,
     probabilities_from_label_logits,
-    probabilities_from_logits,
-    probabilities_from_logprobs,
 )
 
 
@@ -26,15 +25,6 @@ def test_renormalises_over_allowed_labels_only():
     np.testing.assert_allclose(probs, [[0, 1 / 6, 2 / 6, 3 / 6, 0]])
 
 
-def test_full_vocab_logits_pick_label_ids():
-    vocab = np.full((1, 10), -5.0)
-    label_ids = [7, 2, 3, 4, 5]
-    vocab[0, 7] = 3.0  # '-' is the most likely token
-    probs = probabilities_from_logits(vocab, label_ids, [LABELS])
-    assert probs.argmax() == 0
-    assert probs.sum() == pytest.approx(1.0)
-
-
 def test_logprobs_with_missing_labels_get_a_floor_below_the_smallest_shown():
     class Logprob:  # the shape of vllm.sequence.Logprob
         def __init__(self, logprob):
@@ -42,7 +32,7 @@ def test_logprobs_with_missing_labels_get_a_floor_below_the_smallest_shown():
 
     label_ids = [10, 11, 12, 13, 14]
     top = [{11: Logprob(-0.1), 12: Logprob(-2.5), 99: Logprob(-3.0)}]
-    probs = probabilities_from_logprobs(top, label_ids, [(0, 1, 2, 3)])
+    probs = probabilities_from_label_logits(label_logprobs(top, label_ids), [(0, 1, 2, 3)])
     # label 2 and 3 are missing: floor = -3.0 - 1.0 = -4.0
     weights = np.exp([-0.1, -2.5, -4.0, -4.0])
     np.testing.assert_allclose(probs[0, 1:], weights / weights.sum())
@@ -50,7 +40,7 @@ def test_logprobs_with_missing_labels_get_a_floor_below_the_smallest_shown():
 
 
 def test_logprobs_without_any_allowed_label_are_uniform():
-    probs = probabilities_from_logprobs([{99: -0.01}], [1, 2, 3, 4, 5], [(0, 1)])
+    probs = probabilities_from_label_logits(label_logprobs([{99: -0.01}], [1, 2, 3, 4, 5]), [(0, 1)])
     np.testing.assert_allclose(probs, [[0, 0.5, 0.5, 0, 0]])
 
 

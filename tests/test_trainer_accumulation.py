@@ -115,7 +115,7 @@ def test_presets_log_the_loss_per_labelled_token(tiny_model_dir, sixteen_rows, t
     splits = set()
     for experiment in ("1", "2", "3", "4"):
         preset = resolve_config(experiment)
-        assert preset.batch_size * preset.grad_accum == len(sixteen_rows), EXPERIMENTS[experiment]
+        assert preset.batch_size * preset.grad_accum == len(sixteen_rows), EXPERIMENTS[experiment].file
         splits.add((preset.method, preset.batch_size, preset.grad_accum))
     assert len(splits) >= 3 and any(accum > 1 for _, _, accum in splits)
     for method, batch, accum in sorted(splits):

@@ -109,13 +109,13 @@ def test_kfold_scores_each_fold_once_and_saves_one_out_of_fold_prediction_per_id
 
 
 def test_ensemble_json_is_what_the_runtime_reads(tiny_model_dir, synth_dir, tmp_path):
-    from submission.autopick import find_ensemble
+    from submission.autopick import ensemble_path, read_ensemble
     from trainer.rundir import RunDir
 
     path = _cli(["advanced", "--ensemble", "demo", "--ensemble", "trainer/configs/demo_full.yaml", "--experiment",
                  "demo", "--train-path", synth_dir / "train.csv", "--base-model", tiny_model_dir, "--output-dir",
                  tmp_path, "--set", "max_steps=2", "--set", "augment_not_applicable=0.3"])
-    ensemble = find_ensemble([path])
+    ensemble = read_ensemble(ensemble_path([path]))  # as submission/runtime.py finds and reads it
     assert len(ensemble.members) == 2 and all((m.path / "config.json").is_file() for m in ensemble.members)
     assert abs(sum(m.weight for m in ensemble.members) - 1) < 1e-9
     # the blend's P(-1) cut is fitted like a single run's: validation rows + not-applicable rows made from them

@@ -26,7 +26,7 @@ def test_every_preset_validates_in_dry_run(experiment):
     result = runner.invoke(app, ["train", "--experiment", experiment, "--dry-run", "--base-model", "m"])
     assert result.exit_code == 0, result.output
     config = json.loads(result.output)
-    assert config["name"] == EXPERIMENTS[experiment] and config["base_model"] == "m"
+    assert config["name"] == EXPERIMENTS[experiment].file and config["base_model"] == "m"
 
 
 def test_every_shipped_yaml_opens_with_purpose_and_command_and_validates():
@@ -86,7 +86,7 @@ def test_merge_evaluate_report_refuse_non_run_dirs(tmp_path):
         assert result.exit_code == 2, command
 
 
-# -- advanced: subcommands, and every flag form of before (README, tests/test_trainer_advanced.py) as an alias -------
+# -- advanced: subcommands, and every flag form README spells (tests/test_trainer_advanced.py runs two) ------------
 def _recipe_calls(monkeypatch, tmp_path, args):
     """Run ``advanced ARGS`` with every recipe replaced by a recorder: (exit code, stderr, [(recipe, settings)])."""
     from trainer import advanced, hard_examples, pipeline
@@ -107,7 +107,7 @@ def _recipe_calls(monkeypatch, tmp_path, args):
     monkeypatch.setattr(advanced, "ensemble", record("ensemble", tmp_path / "out" / "ensemble.json"))
     monkeypatch.setattr(hard_examples, "hard_rounds", record("hard_rounds", tmp_path / "out"))
     (tmp_path / "out").mkdir(parents=True, exist_ok=True)
-    (tmp_path / "out" / hard_examples.REPORT_NAME).write_text('{"rounds": []}')
+    (tmp_path / "out" / hard_examples.HARD_ROUNDS_NAME).write_text('{"rounds": []}')
     monkeypatch.setattr(pipeline, "train_merge_evaluate",
                         lambda config: record("train", TrainedRun(tmp_path / "out"))(config))
     train_csv = tmp_path / "train.csv"
@@ -131,7 +131,6 @@ def _recipe_calls(monkeypatch, tmp_path, args):
     (["--ensemble", "1", "--ensemble", "4"], ["ensemble", "1", "4"]),
     (["--augment", "--experiment", "demo"], ["augment", "--experiment", "demo"]),
     (["--curriculum", "--set", "augment=true"], ["curriculum", "--set", "augment=true"]),
-    (["--experiment", "demo", "--kfold", "2", "--hard-folds", "3"], ["kfold", "2", "--experiment", "demo"]),
 ])
 def test_advanced_flag_forms_run_the_same_recipe_as_the_subcommands(flags, subcommand, tmp_path, monkeypatch):
     old = _recipe_calls(monkeypatch, tmp_path / "old", flags)
@@ -153,6 +152,13 @@ def test_advanced_recipes_get_the_settings_they_got_before(tmp_path, monkeypatch
     _, _, [(name, configs, _)] = _recipe_calls(monkeypatch, tmp_path, [
         "--ensemble", "demo", "--ensemble", "trainer/configs/demo_full.yaml", "--experiment", "demo"])
     assert [c["run_name"] for c in configs] == [None, "demo_full_m1"] and configs[1]["method"] == "full"
+
+
+def test_hard_round_flags_with_another_recipe_are_one_error_line(tmp_path, monkeypatch):
+    code, stderr, calls = _recipe_calls(monkeypatch, tmp_path, ["--experiment", "demo", "--kfold", "2",
+                                                                "--hard-folds=3"])
+    assert (code, calls) == (2, [])
+    assert stderr.strip().splitlines() == ["error: --hard-folds: only with --hard-rounds N (this call runs kfold)"]
 
 
 @pytest.mark.parametrize("flags", [[], ["--kfold", "2", "--hpo", "3"], ["--augment", "--curriculum"],

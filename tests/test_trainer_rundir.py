@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from submission.autopick import MERGED_DIR, REPORT_NAME
+from submission.autopick import MERGED_DIR, VALIDATION_REPORT_NAME
 from trainer.rundir import RunDir
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN_FILE_NAMES = {RunDir.RECORD, RunDir.METRICS, RunDir.VAL_IDS, RunDir.PRIOR, RunDir.VAL_PREDICTIONS,
-                  RunDir.CHECKPOINTS, RunDir.ADAPTER, RunDir.PLOTS, MERGED_DIR, REPORT_NAME}
+                  RunDir.CHECKPOINTS, RunDir.ADAPTER, RunDir.PLOTS, MERGED_DIR, VALIDATION_REPORT_NAME}
 OWNERS = {"trainer/rundir.py", "submission/autopick.py"}  # autopick: the names the runtime reads too
 
 

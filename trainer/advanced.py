@@ -5,7 +5,7 @@ hyper-parameter search.
     python -m trainer advanced ensemble 1 4 --train-path train.csv --base-model Qwen/Qwen3-0.6B
     python -m trainer advanced hpo 20 --experiment 1 --train-path train.csv --base-model Qwen/Qwen3-0.6B
 
-(The flag forms ``advanced --kfold 5 ...``, ``--ensemble 1 --ensemble 4``, ``--hpo 20`` work as before.)
+(README's flag forms ``advanced --kfold 5 ...``, ``--ensemble 1 --ensemble 4``, ``--hpo 20`` run the same recipes.)
 
 Every model emits predictions keyed by id in one format (trainer/evaluate.py:save_predictions), and ensembles are
 fitted on those.
@@ -81,6 +81,7 @@ def fit_blend_weights(prob_sets: list[np.ndarray], y_true, allowed, metric: str,
 
 def ensemble(configs: list[TrainConfig], out_dir: Path) -> Path:
     """Train each config on the same validation split, fit blend weights + thresholds there, write ensemble.json."""
+    from submission.autopick import ENSEMBLE_NAME
     from submission.data import read_train_csv
     from submission.scoring import decide
     from trainer.augment import not_applicable_rows
@@ -121,7 +122,7 @@ def ensemble(configs: list[TrainConfig], out_dir: Path) -> Path:
         "value": float(value if higher_is_better(metric) else -value),
         **({"not_applicable": minus_one} if minus_one else {}),
     }
-    path = out_dir / "ensemble.json"
+    path = out_dir / ENSEMBLE_NAME
     path.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     return path
 

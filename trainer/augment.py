@@ -18,6 +18,26 @@ import re
 
 import pandas as pd
 
+# Ids of the rows augmentation adds: the source row's id, then one suffix per step (``ID#aug0``, ``ID#aug0#noref``).
+PARAPHRASE_SUFFIX = "#aug"  # + the copy number: headers paraphrased, format noise; same score
+HARD_NEGATIVE_SUFFIX = "#neg"  # a corrupted top-scored answer; lower score
+NOT_APPLICABLE_SUFFIX = "#na"  # the row's task and answer under another family's criterion; score -1
+NO_REFERENCE_SUFFIX = "#noref"  # the reference section dropped; same score
+LABEL_PRESERVING_SUFFIXES = (PARAPHRASE_SUFFIX, NO_REFERENCE_SUFFIX)
+_ID_SEPARATOR = "#"
+
+
+def source_id(row_id) -> str:
+    """The id of the row an augmented row was made from (an original row's own id)."""
+    return str(row_id).partition(_ID_SEPARATOR)[0]
+
+
+def keeps_source_label(row_id) -> bool:
+    """True for an original row and for a copy whose first augmentation kept the score (paraphrase, no reference)."""
+    made = str(row_id)[len(source_id(row_id)):]
+    return not made or made.startswith(LABEL_PRESERVING_SUFFIXES)
+
+
 HEADER_PARAPHRASES: dict[str, tuple[str, ...]] = {
     "### Задание для оценки:": ("### Задание:", "### Задача для оценки:"),
     "### Эталонный ответ:": ("### Эталон:", "### Правильный ответ:"),
@@ -87,17 +107,16 @@ def augment_frame(frame: pd.DataFrame, seed: int, copies: int = 1, hard_negative
     for row in frame.itertuples(index=False):
         for k in range(copies):
             text = format_noise(paraphrase_headers(row.prompt, rng), rng)
-            extra.append({"id": f"{row.id}#aug{k}", "prompt": text, "score": int(row.score)})
+            extra.append({"id": f"{row.id}{PARAPHRASE_SUFFIX}{k}", "prompt": text, "score": int(row.score)})
         if hard_negatives:
             negative = hard_negative(row.prompt, int(row.score), rng)
             if negative:
-                extra.append({"id": f"{row.id}#neg", "prompt": negative[0], "score": negative[1]})
+                extra.append({"id": f"{row.id}{HARD_NEGATIVE_SUFFIX}", "prompt": negative[0], "score": negative[1]})
     rows.append(pd.DataFrame(extra, columns=["id", "prompt", "score"]))
     return pd.concat(rows, ignore_index=True)
 
 
 NOT_APPLICABLE_LINE = "-1: критерий неприменим"
-NOT_APPLICABLE_SUFFIX = "#na"  # id of a not-applicable row: the id of the row whose task and answer it carries + this
 
 
 def _split_rubric(prompt: str) -> tuple[str, str] | None:
@@ -200,6 +219,6 @@ def reference_dropout_frame(frame: pd.DataFrame, share: float, seed: int) -> pd.
     if not chosen:
         return frame
     copies = frame.loc[chosen].copy()
-    copies["id"] = [f"{i}#noref" for i in copies["id"]]
+    copies["id"] = [f"{i}{NO_REFERENCE_SUFFIX}" for i in copies["id"]]
     copies["prompt"] = [stripped[i] for i in chosen]
     return pd.concat([frame, copies], ignore_index=True)

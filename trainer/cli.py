@@ -9,7 +9,7 @@ missing file, malformed data) is one ``error: ...`` line on stderr and exit 2, m
 (:class:`_Commands`); anything else is a bug and raises.
 
 Why this module is over ~400 lines: it is the whole public command surface (every command, option and help text,
-and the aliases of ``advanced``'s old flag forms), and each command is a thin wrapper over a recipe module
+and ``advanced``'s flag forms, README's spelling of its recipes), and each command is a thin wrapper over a recipe module
 (pipeline.py, train.py, evaluate.py, distill.py, report.py, bench/): keeping the declarations together is what
 lets an option be declared once and the error boundary be one class.
 """
@@ -25,6 +25,8 @@ from pathlib import Path
 
 import typer
 from typer.core import TyperGroup
+
+from trainer.config import presets_help  # the --experiment help is made from the preset list
 
 
 class UserError(Exception):
@@ -68,6 +70,33 @@ def _setup(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug lo
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
 
+def _checked(problem):
+    """A typer callback that passes the value through, or raises the UserError ``problem(value)`` names."""
+
+    def check(value):
+        message = problem(value)
+        if message:
+            raise UserError(message)
+        return value
+
+    return check
+
+
+def _device_option():
+    """``--device``, declared once for every command that has it; validated by the runtime's own rule."""
+    from submission.devices import DEVICE_CHOICES, device_problem
+
+    return typer.Option("auto", "--device", help=f"{DEVICE_CHOICES}.", callback=_checked(device_problem))
+
+
+def _engine_option(default: str, help: str):
+    """``--engine``: the runtime's engine names (submission/engines.py), validated by the runtime's own rule."""
+    from submission.engines import ENGINE_CHOICES, engine_problem
+
+    return typer.Option(default, "--engine", help=f"{', '.join(ENGINE_CHOICES)}: {help}",
+                        callback=_checked(engine_problem))
+
+
 @app.command("tiny-model")
 def tiny_model(
     out_dir: Path = typer.Argument(..., help="Folder to write (created if missing): tokenizer, config, safetensors."),
@@ -106,7 +135,7 @@ def synth(
         None, "--train-minus-one", min=0.0, max=1.0,
         help="-1 means 'criterion not applicable' (a criterion of another task family); this share of the train rows "
              "whose scale has a -1 line get it (0: no -1 in train, like the real split; test keeps 0.4). "
-             "Default: the legacy files (-1 = empty answer, rare in train)."),
+             "Default: -1 = an empty answer (rare in train)."),
     task: str = typer.Option("lexical", "--task", help="lexical (the word-statistics label above) or reference (the "
                              "score needs the answer compared with the reference: arithmetic and tool calls, "
                              "trainer/synth_reference.py)."),
@@ -142,14 +171,14 @@ def bench(
     shape: str = typer.Option("auto", "--shape", help="qwen3-0.6b (real shape, GPU), tiny (CPU smoke) or auto."),
     rows: int = typer.Option(None, "--rows", min=1, help="Prompts in the scoring workload (default 4000 GPU, 64 CPU)."),
     repeats: int = typer.Option(5, "--repeats", min=1, help="Timed repeats after one warm-up; the median is reported."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    device: str = _device_option(),
     e2e_model_dir: Path = typer.Option(None, "--e2e-model-dir", help="Model folder, or a run folder (its merged model), for the e2e suite (default: tiny)."),
 ) -> None:
     """Measure scoring, training and end-to-end speed against baselines run in the same process (BENCHMARKS.md)."""
     import tempfile
 
-    from bench.speed import SHAPES, SUITES, format_results, run_benchmarks, write_report
     from submission.engine_hf import resolve_device
+    from trainer.bench import SHAPES, SUITES, format_results, run_benchmarks, write_report
 
     suites = SUITES if suite == "all" else (suite,)
     if any(s not in SUITES for s in suites):
@@ -259,7 +288,7 @@ def _training_options(experiment, paths_required: bool):
 
 
 @app.command("train")
-@_training_options(typer.Option(..., "--experiment", help="Preset: 1, 2, 3, 4, all (1-4 + comparison) or demo."),
+@_training_options(typer.Option(..., "--experiment", help=f"Preset: {presets_help(with_all=True)}."),
                    paths_required=False)
 def train(
     options: TrainingOptions,
@@ -278,10 +307,13 @@ def train(
     """
     import json
 
+    from trainer.config import ALL_EXPERIMENTS, COMPARED_EXPERIMENTS
+
     experiment = options.experiment
-    experiments = ["1", "2", "3", "4"] if experiment == "all" else [experiment]
+    compare = experiment == ALL_EXPERIMENTS
+    experiments = list(COMPARED_EXPERIMENTS) if compare else [experiment]
     configs = [
-        options.resolve(e, run_name=run_name if experiment != "all" else None, wandb_project=wandb_project,
+        options.resolve(e, run_name=run_name if not compare else None, wandb_project=wandb_project,
                         soft_labels=str(soft_labels) if soft_labels else None)
         for e in experiments
     ]
@@ -306,25 +338,25 @@ def train(
             log.info("%s: %s %.4f, accuracy %.4f", trained.path, resolved.metric,
                      trained.report.get(resolved.metric) or 0.0, trained.report["accuracy"])
         run_dirs.append(trained.path)
-    if experiment == "all" and is_main_process():
+    if compare and is_main_process():
         from trainer.report import collect_runs, format_report
 
         typer.echo(format_report(collect_runs(run_dirs)))
     if is_main_process():
-        typer.echo(str(run_dirs[-1] if experiment != "all" else Path(options.output_dir)))
+        typer.echo(str(run_dirs[-1] if not compare else Path(options.output_dir)))
 
 
 @app.command("distill")
 def distill(
     teacher: Path = typer.Option(..., "--teacher", help="Teacher model folder (merged safetensors + tokenizer)."),
     data: Path = typer.Option(..., "--data", help="CSV id,prompt[,score]; the score is not needed (unlabelled rows)."),
-    out: Path = typer.Option(..., "--out", help="CSV to write: id,p_-1,p_0,p_1,p_2,p_3."),
+    out: Path = typer.Option(..., "--out", help="CSV to write: id,p_-1,p_0,p_1,p_2,p_3 (submission/probabilities.py)."),
     samples: int = typer.Option(8, "--samples", min=1, help="Free-text teacher (judge.json mode generate): verdicts "
                                 "sampled per row; the soft label is their empirical distribution."),
     temperature: float = typer.Option(1.0, "--temperature", min=0.01, help="Sampling temperature (free-text teacher)."),
     seed: int = typer.Option(0, "--seed", help="Sampling seed (free-text teacher)."),
-    engine: str = typer.Option("auto", "--engine", help="auto (vLLM on a GPU when installed), vllm or hf."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    engine: str = _engine_option("auto", "auto is vLLM on a GPU when installed."),
+    device: str = _device_option(),
     max_tokens: int = typer.Option(None, "--max-tokens", min=64, help="Prompt length limit (default: the runtime's)."),
 ) -> None:
     """Write a teacher judge's probabilities over the scores each rubric allows, per id (soft labels).
@@ -334,8 +366,6 @@ def distill(
     from submission.data import read_prompt_csv
     from trainer.distill import TeacherError, soft_label_frame, teacher_probabilities, write_soft_labels
 
-    if engine not in ("auto", "vllm", "hf"):
-        raise UserError(f"--engine {engine}: choose auto, vllm or hf")
     if not (teacher / "config.json").is_file():
         raise UserError(f"--teacher {teacher}: not a model folder (no config.json); pass RUN_DIR/merged")
     try:
@@ -369,16 +399,14 @@ def merge(run_dir: Path = typer.Argument(..., help="A run folder with adapter/ (
 def evaluate(
     run_dir: Path = typer.Argument(..., help="A run folder with merged/."),
     data: Path = typer.Option(None, "--data", help="CSV id,prompt,score (default: the run's train CSV, val ids)."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
-    engine: str = typer.Option("hf", "--engine", help="hf (transformers), vllm, or auto (the runtime's choice by "
-                               "estimated time; hf on a CPU). vLLM that does not start falls back to transformers."),
+    device: str = _device_option(),
+    engine: str = _engine_option("hf", "hf is transformers; auto is the runtime's choice by estimated time (hf on a "
+                                 "CPU). vLLM that does not start falls back to transformers."),
 ) -> None:
     """Score RUN_DIR/merged with the runtime's scorer; write validation_report.json and PNG plots."""
     from trainer.evaluate import evaluate_run
     from trainer.metrics import format_table
 
-    if engine not in ("auto", "vllm", "hf"):
-        raise UserError(f"--engine {engine}: choose auto, vllm or hf")
     run = _require_run(run_dir)
     try:
         report = evaluate_run(run_dir, data, device, engine)
@@ -423,7 +451,7 @@ def report(
         typer.echo(str(html))
 
 
-# -- advanced: one subcommand per recipe; the flag forms of before (`advanced --kfold 5 ...`) still work ------------
+# -- advanced: one subcommand per recipe; README also spells them as flags (`advanced --kfold 5 ...`) ---------------
 _MODE_FLAGS = {"--kfold": "kfold", "--hpo": "hpo", "--hard-rounds": "hard-rounds", "--ensemble": "ensemble"}
 _MODE_SWITCHES = {"--augment": "augment", "--curriculum": "curriculum"}
 _HARD_ROUND_FLAGS = ("--hard-folds", "--hard-share", "--hard-boost")
@@ -433,8 +461,7 @@ _ONE_MODE = "choose exactly one of --augment, --curriculum, --hpo N, --ensemble 
 def advanced_args(args: list[str]) -> list[str]:
     """``advanced``'s arguments in subcommand form: ``--kfold 5 REST`` -> ``kfold 5 REST``, ``--ensemble A
     --ensemble B REST`` -> ``ensemble A B REST``, ``--augment REST`` -> ``augment REST``; already a subcommand (or
-    ``--help``): unchanged. The flag forms take exactly one mode; ``--hard-*`` flags are dropped for other modes
-    (they were accepted and unused before)."""
+    ``--help``): unchanged. The flag forms take exactly one mode; ``--hard-*`` flags only with ``--hard-rounds``."""
     if not args or not args[0].startswith("-") or "--help" in args:
         return args
     modes: dict[str, list[str]] = {}
@@ -451,14 +478,9 @@ def advanced_args(args: list[str]) -> list[str]:
     if len(modes) != 1:
         raise UserError(_ONE_MODE)
     [(mode, values)] = modes.items()
-    if mode != "hard-rounds":
-        kept, tokens = [], iter(rest)
-        for token in tokens:
-            if token in _HARD_ROUND_FLAGS:
-                next(tokens, None)
-            elif token.partition("=")[0] not in _HARD_ROUND_FLAGS:
-                kept.append(token)
-        rest = kept
+    stray = next((t.partition("=")[0] for t in rest if t.partition("=")[0] in _HARD_ROUND_FLAGS), None)
+    if mode != "hard-rounds" and stray:
+        raise UserError(f"{stray}: only with --hard-rounds N (this call runs {mode})")
     return [mode, *values, *rest]
 
 
@@ -476,7 +498,7 @@ advanced_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(advanced_app, name="advanced")
-_BASE_PRESET = typer.Option("1", "--experiment", help="Base preset (1-4, demo).")
+_BASE_PRESET = typer.Option("1", "--experiment", help=f"Base preset: {presets_help()}.")
 
 
 def _require_train_csv(options: TrainingOptions) -> None:
@@ -503,8 +525,8 @@ def advanced_kfold(options: TrainingOptions,
 @advanced_app.command("ensemble")
 @_training_options(_BASE_PRESET, paths_required=True)
 def advanced_ensemble(options: TrainingOptions, members: list[str] = typer.Argument(
-        ..., help="Member presets (1-4, demo) or YAML files over --experiment, one per member (alias: --ensemble "
-                  "MEMBER, repeated).")) -> None:
+        ..., help="Member presets (--experiment values) or YAML files over --experiment, one per member (alias: "
+                  "--ensemble MEMBER, repeated).")) -> None:
     """Train the members on one validation split, fit blend weights and thresholds there; writes ensemble.json."""
     from trainer.advanced import ensemble
     from trainer.config import EXPERIMENTS
@@ -543,10 +565,10 @@ def advanced_hard_rounds(
     """Hard-example rounds; prints each round's metrics on the shared validation split (hard_rounds.json)."""
     import json
 
-    from trainer.hard_examples import REPORT_NAME, format_rounds, hard_rounds
+    from trainer.hard_examples import HARD_ROUNDS_NAME, format_rounds, hard_rounds
 
     out = hard_rounds(_recipe_config(options), rounds, hard_folds, hard_share, hard_boost)
-    typer.echo(format_rounds(json.loads((out / REPORT_NAME).read_text(encoding="utf-8"))))
+    typer.echo(format_rounds(json.loads((out / HARD_ROUNDS_NAME).read_text(encoding="utf-8"))))
     typer.echo(str(out))
 
 

@@ -10,20 +10,40 @@ Resolution order: preset YAML, then ``--config`` YAML, then ``--set key=value`` 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
-# --experiment value -> preset file stem (also the default run name).
-EXPERIMENTS: dict[str, str] = {
-    "1": "exp1_lora",
-    "2": "exp2_balanced",
-    "3": "exp3_full",
-    "4": "exp4_enhanced",
-    "demo": "demo",
+
+
+class Preset(NamedTuple):
+    """One ``--experiment`` value: its YAML in ``trainer/configs/`` and what it is, for ``--help``."""
+
+    file: str  # trainer/configs/<file>.yaml; also the preset's ``name``, the default run name
+    summary: str
+    compared: bool = True  # one of the runs ``--experiment all`` trains and compares
+
+
+# Every preset, by its --experiment value: the one list the CLI's choices and help are made from.
+EXPERIMENTS: dict[str, Preset] = {
+    "1": Preset("exp1_lora", "LoRA baseline"),
+    "2": Preset("exp2_balanced", "class-balanced LoRA"),
+    "3": Preset("exp3_full", "full fine-tune"),
+    "4": Preset("exp4_enhanced", "enhanced LoRA"),
+    "demo": Preset("demo", "LoRA + embeddings on the tiny CPU model", compared=False),
 }
+ALL_EXPERIMENTS = "all"  # --experiment all: every compared preset in turn, then one comparison table
+COMPARED_EXPERIMENTS: tuple[str, ...] = tuple(key for key, preset in EXPERIMENTS.items() if preset.compared)
+
+
+def presets_help(with_all: bool = False) -> str:
+    """``1=LoRA baseline, 2=..., demo=...``: what each --experiment value is; ``with_all``: and what ``all`` runs."""
+    text = ", ".join(f"{key}={preset.summary}" for key, preset in EXPERIMENTS.items())
+    if with_all:
+        text += f"; {ALL_EXPERIMENTS}={'+'.join(COMPARED_EXPERIMENTS)} in turn, then a comparison table"
+    return text
 
 
 class ConfigError(ValueError):
@@ -119,8 +139,9 @@ def _one_line(error: ValidationError) -> str:
 
 def preset_path(experiment: str) -> Path:
     if experiment not in EXPERIMENTS:
-        raise ConfigError(f"unknown experiment {experiment!r}; choose one of {', '.join(EXPERIMENTS)} or all")
-    return CONFIG_DIR / f"{EXPERIMENTS[experiment]}.yaml"
+        raise ConfigError(f"unknown experiment {experiment!r}; choose one of {', '.join(EXPERIMENTS)} or "
+                          f"{ALL_EXPERIMENTS}")
+    return CONFIG_DIR / f"{EXPERIMENTS[experiment].file}.yaml"
 
 
 def read_yaml(path: str | Path) -> dict:

@@ -25,10 +25,6 @@ from submission.probabilities import PROBABILITY_COLUMNS, write_probabilities
 
 log = logging.getLogger("trainer.distill")
 
-SOFT_COLUMNS: tuple[str, ...] = PROBABILITY_COLUMNS  # the runtime's --probabilities format: one can feed the other
-# Copies made by a label-preserving augmentation inherit the teacher's distribution of the row they copy.
-_LABEL_PRESERVING_SUFFIX = ("#aug", "#noref")
-
 
 def _progress(total: int, desc: str):
     """A tqdm bar on a TTY; elsewhere a log line per update (STYLE: one honest progress line)."""
@@ -104,14 +100,14 @@ def soft_label_frame(ids, probs: np.ndarray) -> pd.DataFrame:
     """``id,p_-1,p_0,p_1,p_2,p_3`` for the rows with any probability mass (the others are left out)."""
     probs = np.asarray(probs, dtype=np.float64)
     kept = probs.sum(axis=1) > 0
-    frame = pd.DataFrame(probs[kept], columns=list(SOFT_COLUMNS))
+    frame = pd.DataFrame(probs[kept], columns=list(PROBABILITY_COLUMNS))
     frame.insert(0, "id", np.asarray(list(ids), dtype=object)[kept])
     return frame
 
 
 def write_soft_labels(path: str | Path, soft: pd.DataFrame) -> Path:
     """Write :func:`soft_label_frame` output with the runtime's own writer (submission/probabilities.py)."""
-    return write_probabilities(path, soft["id"].tolist(), soft[list(SOFT_COLUMNS)].to_numpy(dtype=np.float64))
+    return write_probabilities(path, soft["id"].tolist(), soft[list(PROBABILITY_COLUMNS)].to_numpy(dtype=np.float64))
 
 
 def read_soft_labels(path: str | Path) -> pd.DataFrame:
@@ -122,17 +118,17 @@ def read_soft_labels(path: str | Path) -> pd.DataFrame:
     if not path.is_file():
         raise DataError(f"soft_labels {path}: file not found")
     frame = pd.read_csv(path, dtype={"id": str}, encoding="utf-8-sig")
-    missing = [c for c in ("id", *SOFT_COLUMNS) if c not in frame.columns]
+    missing = [c for c in ("id", *PROBABILITY_COLUMNS) if c not in frame.columns]
     if missing:
-        raise DataError(f"{path}: missing column(s) {', '.join(missing)}; expected id,{','.join(SOFT_COLUMNS)}")
+        raise DataError(f"{path}: missing column(s) {', '.join(missing)}; expected id,{','.join(PROBABILITY_COLUMNS)}")
     if frame["id"].duplicated().any():
         raise DataError(f"{path}: duplicate id {frame.loc[frame['id'].duplicated(), 'id'].iloc[0]!r}")
-    values = frame[list(SOFT_COLUMNS)].to_numpy(dtype=np.float64)
+    values = frame[list(PROBABILITY_COLUMNS)].to_numpy(dtype=np.float64)
     bad = ~np.isfinite(values).all(axis=1) | (values < 0).any(axis=1) | (np.abs(values.sum(axis=1) - 1) > 1e-4)
     if bad.any():
         row = int(bad.argmax())
         raise DataError(f"{path}: row {row + 1} (id {frame['id'].iloc[row]!r}): probabilities must be >= 0 and sum to 1")
-    return frame[["id", *SOFT_COLUMNS]]
+    return frame[["id", *PROBABILITY_COLUMNS]]
 
 
 def read_gold_rows(train_path: str | Path) -> pd.DataFrame:
@@ -152,7 +148,7 @@ def read_rows_with_soft_labels(train_path: str | Path, soft_path: str | Path) ->
     frame = read_train_csv_maybe_unlabelled(train_path)
     soft = read_soft_labels(soft_path)
     frame = frame.merge(soft, on="id", how="left")
-    orphan = frame["score"].isna() & frame[SOFT_COLUMNS[0]].isna()
+    orphan = frame["score"].isna() & frame[PROBABILITY_COLUMNS[0]].isna()
     if orphan.any():
         row = int(orphan.to_numpy().argmax())
         raise DataError(f"{train_path}: row {row + 1} (id {frame['id'].iloc[row]!r}) has no score and no soft label "
@@ -165,19 +161,14 @@ def read_rows_with_soft_labels(train_path: str | Path, soft_path: str | Path) ->
 
 def attach_soft_labels(frame: pd.DataFrame, soft: pd.DataFrame) -> pd.DataFrame:
     """Soft-label columns for rows built after the join (augmented copies): a label-preserving copy
-    (``ID#augK``, ``ID#noref``) takes its source row's distribution; other new rows (hard negatives) get none."""
-    lookup = soft.set_index("id")[list(SOFT_COLUMNS)]
+    (trainer/augment.py: LABEL_PRESERVING_SUFFIXES) takes its source row's distribution; other new rows (hard negatives) get none."""
+    from trainer.augment import keeps_source_label, source_id
 
-    def source(row_id: str) -> str | None:
-        base, sep, suffix = str(row_id).partition("#")
-        if not sep:
-            return base
-        return base if any(("#" + suffix).startswith(s) for s in _LABEL_PRESERVING_SUFFIX) else None
-
-    sources = [source(i) for i in frame["id"]]
-    values = np.full((len(frame), len(SOFT_COLUMNS)), np.nan)
+    lookup = soft.set_index("id")[list(PROBABILITY_COLUMNS)]
+    sources = [source_id(i) if keeps_source_label(i) else None for i in frame["id"]]
+    values = np.full((len(frame), len(PROBABILITY_COLUMNS)), np.nan)
     for i, key in enumerate(sources):
         if key is not None and key in lookup.index:
             values[i] = lookup.loc[key].to_numpy()
-    out = frame.drop(columns=[c for c in SOFT_COLUMNS if c in frame.columns])
-    return pd.concat([out.reset_index(drop=True), pd.DataFrame(values, columns=list(SOFT_COLUMNS))], axis=1)
+    out = frame.drop(columns=[c for c in PROBABILITY_COLUMNS if c in frame.columns])
+    return pd.concat([out.reset_index(drop=True), pd.DataFrame(values, columns=list(PROBABILITY_COLUMNS))], axis=1)

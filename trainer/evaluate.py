@@ -227,9 +227,9 @@ def save_predictions(path: Path, ids, probs, y_true=None) -> Path:
     """One prediction format everywhere (validation, k-fold, ensembles): id, p(-1..3), [score]."""
     import pandas as pd
 
-    from submission.scoring import LABELS
+    from submission.probabilities import PROBABILITY_COLUMNS
 
-    frame = pd.DataFrame(np.asarray(probs), columns=[f"p_{label}" for label in LABELS])
+    frame = pd.DataFrame(np.asarray(probs), columns=list(PROBABILITY_COLUMNS))
     frame.insert(0, "id", list(ids))
     if y_true is not None:
         frame["score"] = list(y_true)

@@ -22,7 +22,7 @@ from trainer.config import TrainConfig
 
 log = logging.getLogger("trainer.hard_examples")
 
-REPORT_NAME = "hard_rounds.json"
+HARD_ROUNDS_NAME = "hard_rounds.json"  # the rounds' record in the recipe's folder: each round's validation metrics
 _SHOWN = ("accuracy", "qwk", "mae", "macro_f1")
 
 
@@ -53,7 +53,7 @@ def _train_merge_evaluate(config: TrainConfig, run_dir: Path, val_rows: pd.DataF
 
 def oof_losses(config: TrainConfig, train: pd.DataFrame, folds: int, weights, work_dir: Path) -> np.ndarray:
     """Out-of-fold -log p(gold) for every row of ``train`` (k-fold over those rows only)."""
-    from submission.scoring import LABELS
+    from submission.probabilities import PROBABILITY_COLUMNS
     from trainer.rundir import RunDir
     from trainer.split import fold_indices
 
@@ -68,7 +68,7 @@ def oof_losses(config: TrainConfig, train: pd.DataFrame, folds: int, weights, wo
         _train_merge_evaluate(fold_config, fold_dir, rows, weights)
         # evaluate_run scored the held-out fold (its validation split) once: reuse those probabilities.
         scored = pd.read_csv(RunDir(fold_dir).val_predictions_path, dtype={"id": str}).set_index("id")
-        probs = scored.loc[rows["id"], [f"p_{label}" for label in LABELS]].to_numpy()
+        probs = scored.loc[rows["id"], list(PROBABILITY_COLUMNS)].to_numpy()
         losses[held] = out_of_fold_losses(probs, rows["score"])
     return losses
 
@@ -89,7 +89,7 @@ def hard_rounds(config: TrainConfig, rounds: int, folds: int = 2, share: float =
         record["rounds"].append({"round": number, "run_dir": str(out_dir / f"round{number}"),
                                  "up_weighted_rows": len(hard), **{k: report.get(k) for k in _SHOWN}})
         log.info("hard round %d: %s", number, ", ".join(f"{k} {report.get(k)}" for k in _SHOWN))
-        (out_dir / REPORT_NAME).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+        (out_dir / HARD_ROUNDS_NAME).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
         if number < rounds:
             losses = oof_losses(config, train, folds, weights, out_dir / f"round{number}_oof")
             weights = hard_row_weights(train["id"], losses, share, boost)

@@ -17,7 +17,7 @@ from pathlib import Path
 from trainer.config import TrainConfig
 from trainer.rundir import RunDir
 
-log = logging.getLogger("trainer.train")  # the progress line keeps the name it always logged under
+log = logging.getLogger("trainer.train")  # the recipe's logger (train.py): one name for a run's lines
 
 
 # -- data -------------------------------------------------------------------------------------------------------
@@ -42,11 +42,12 @@ def tokenise(frame, renderer, max_tokens: int, weights: dict[int, float] | None 
     """
     import math
 
+    from submission.probabilities import PROBABILITY_COLUMNS
     from submission.scoring import LABELS, allowed_mask
     from submission.sections import parse_prompt
     from trainer.losses import NO_GOLD
 
-    soft_columns = [f"p_{label}" for label in LABELS]
+    soft_columns = list(PROBABILITY_COLUMNS)
     has_soft_columns = all(c in frame.columns for c in soft_columns)
     rows = []
     for index, (prompt, score) in enumerate(zip(frame["prompt"], frame["score"], strict=True)):

@@ -42,10 +42,6 @@ EXCERPT_CHARS = 240
 UNPARSED_CRITERION = "(layout not recognised)"
 
 
-def _mean(values) -> float | None:
-    return float(np.mean(values)) if len(values) else None
-
-
 def calibration(probs, y_true, bins: int = ECE_BINS) -> dict:
     """Top-label ECE over ``bins`` equal-width confidence bins and the reliability table (see the module docstring)."""
     probs = np.asarray(probs, dtype=np.float64)

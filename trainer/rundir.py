@@ -23,7 +23,7 @@ import json
 import os
 from pathlib import Path
 
-from submission.autopick import MERGED_DIR, REPORT_NAME, read_report
+from submission.autopick import MERGED_DIR, VALIDATION_REPORT_NAME, read_report
 
 SECRET_ENV = ("WANDB_API_KEY", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
 
@@ -65,8 +65,8 @@ class RunDir:
         self.checkpoints = self.path / self.CHECKPOINTS
         self.adapter = self.path / self.ADAPTER
         self.merged = self.path / MERGED_DIR
-        self.report_path = self.path / REPORT_NAME
-        self.merged_report_path = self.merged / REPORT_NAME
+        self.report_path = self.path / VALIDATION_REPORT_NAME
+        self.merged_report_path = self.merged / VALIDATION_REPORT_NAME
         self.model_card_path = self.merged / self.MODEL_CARD
         self.plots = self.path / self.PLOTS
 

@@ -39,13 +39,14 @@ def load_and_split(config: TrainConfig, saved_val_ids: Path | None = None, valid
 
     soft = None
     if config.soft_labels:
-        from trainer.distill import SOFT_COLUMNS, read_rows_with_soft_labels, read_soft_labels
+        from submission.probabilities import PROBABILITY_COLUMNS
+        from trainer.distill import read_rows_with_soft_labels, read_soft_labels
 
         frame = read_rows_with_soft_labels(config.train_path, config.soft_labels)
         soft = read_soft_labels(config.soft_labels)
-        labelled = frame[frame["score"].notna()].drop(columns=list(SOFT_COLUMNS)).reset_index(drop=True)
+        labelled = frame[frame["score"].notna()].drop(columns=list(PROBABILITY_COLUMNS)).reset_index(drop=True)
         labelled["score"] = labelled["score"].astype(int)
-        unlabelled = frame[frame["score"].isna()].drop(columns=list(SOFT_COLUMNS)).reset_index(drop=True)
+        unlabelled = frame[frame["score"].isna()].drop(columns=list(PROBABILITY_COLUMNS)).reset_index(drop=True)
         log.info("soft labels %s: %d gold rows, %d rows with soft labels only", config.soft_labels, len(labelled),
                  len(unlabelled))
     else:
@@ -113,5 +114,7 @@ def fit_rows(config: TrainConfig, rows: SplitRows, row_weights: dict[str, float]
 
         fit = attach_soft_labels(fit, rows.soft)
     if row_weights:
-        fit = fit.assign(row_weight=[row_weights.get(str(i).partition("#")[0], 1.0) for i in fit["id"]])
+        from trainer.augment import source_id
+
+        fit = fit.assign(row_weight=[row_weights.get(source_id(i), 1.0) for i in fit["id"]])
     return fit.reset_index(drop=True)

@@ -1,0 +1,30 @@
+"""Speed benchmarks (``python -m trainer bench``): scoring, training and end-to-end speed against baselines measured
+in the same run (the code: ``speed.py``). The quality benchmarks are scripts in the checkout's bench/ folder."""
+
+from trainer.bench.speed import (
+    SHAPES,
+    SUITES,
+    TRAIN_ROWS_PER_STEP,
+    Environment,
+    MicroBatching,
+    Result,
+    Workload,
+    build_random_model,
+    format_results,
+    make_workload,
+    measure_bf16_peak_tflops,
+    run_benchmarks,
+    run_e2e,
+    runtime_command,
+    scoring_methods,
+    train_step,
+    training_methods,
+    training_token_budget,
+    write_report,
+)
+
+__all__ = [
+    "SHAPES", "SUITES", "TRAIN_ROWS_PER_STEP", "Environment", "MicroBatching", "Result", "Workload",
+    "build_random_model", "format_results", "make_workload", "measure_bf16_peak_tflops", "run_benchmarks", "run_e2e",
+    "runtime_command", "scoring_methods", "train_step", "training_methods", "training_token_budget", "write_report",
+]
