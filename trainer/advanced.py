@@ -22,6 +22,7 @@ import pandas as pd
 
 from trainer.config import TrainConfig
 from trainer.rundir import RunDir
+from trainer.split import read_id_csv
 
 log = logging.getLogger("trainer.advanced")
 
@@ -50,7 +51,7 @@ def kfold(config: TrainConfig, k: int) -> Path:
                  len(frame) - len(held), len(held))
         fold_config = config.model_copy(update={"output_dir": str(base_dir), "run_name": f"fold{i}"})
         fold = RunDir(train_merge_evaluate(fold_config, validation_ids=frame["id"].iloc[held]).path)
-        parts.append(pd.read_csv(fold.val_predictions_path, dtype={"id": str}))
+        parts.append(read_id_csv(fold.val_predictions_path))
     oof = pd.concat(parts, ignore_index=True)
     path = base_dir / "oof_predictions.csv"
     oof.to_csv(path, index=False)

@@ -36,9 +36,12 @@ def _user_errors() -> tuple[type[Exception], ...]:
     from submission.data import DataError
     from trainer.advanced import EnsembleError
     from trainer.config import ConfigError
+    from trainer.hf_trainer import TrainingDiverged
     from trainer.qwen3_tokenizer import TiktokenNotFound
+    from trainer.rundir import RunDirError
+    from trainer.train import BaseModelError
 
-    return UserError, DataError, ConfigError, TiktokenNotFound, EnsembleError
+    return UserError, DataError, ConfigError, TiktokenNotFound, EnsembleError, RunDirError, TrainingDiverged, BaseModelError
 
 
 class _Commands(TyperGroup):
