@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from trainer.cli import app
 from trainer.config import TrainConfig
-from trainer.rundir import RunDir, RunDirError
+from trainer.rundir import RunDir
 
 runner = CliRunner()
 NA_IDS = ["NA", "None", "nan", "null", "N/A", "NaN", "#N/A", "<NA>"]
