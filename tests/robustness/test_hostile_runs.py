@@ -7,6 +7,7 @@ Every case ends with one ``error:`` line and exit 2, or with the earlier run unt
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -195,3 +196,18 @@ def test_a_base_model_shipped_only_as_a_pickle_is_refused(tmp_path, train_csv, t
 def test_out_of_range_settings_are_one_line(tmp_path, train_csv, tiny_model_dir, setting, fragment):
     result = runner.invoke(app, train_args(train_csv, tiny_model_dir, tmp_path / "runs", "--set", setting))
     assert fragment in one_error_line(result, fragment)
+
+
+def test_a_diverging_search_trial_is_pruned_and_the_search_goes_on(tmp_path, monkeypatch):
+    from trainer import advanced, pipeline
+    from trainer.hf_trainer import TrainingDiverged
+
+    def train(config, **kwargs):
+        if config.run_name == "trial0":
+            raise TrainingDiverged("training diverged at step 3 (loss nan)")
+        return pipeline.TrainedRun(Path(config.run_dir()), {"qwk": 0.5})
+
+    monkeypatch.setattr(pipeline, "train_merge_evaluate", train)
+    out = advanced.hpo(TrainConfig(output_dir=str(tmp_path / "runs"), name="demo"), 3)
+    best = json.loads((out / "hpo_best.json").read_text())
+    assert best["trial"] != 0 and best["value"] == 0.5
