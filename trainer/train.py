@@ -26,6 +26,7 @@ from trainer.config import TrainConfig
 from trainer.hf_trainer import (  # noqa: F401 - ExampleDataset, tokenise and the rest are imported from here too
     ExampleDataset,
     LeftPadCollator,
+    TrainingDiverged,
     divergence_callback,
     judge_trainer_class,
     progress_callback,
@@ -338,6 +339,17 @@ def _train_into(run: RunDir, config: TrainConfig, resume: bool, callbacks, valid
     trainer.accelerator.wait_for_everyone()
 
 
+def check_finite_weights(model) -> None:
+    """TrainingDiverged when a trained weight is NaN or infinite (the last step can break them after a finite loss):
+    such weights are never saved, merged or shipped."""
+    import torch
+
+    for name, parameter in model.named_parameters():
+        if parameter.requires_grad and not bool(torch.isfinite(parameter.detach()).all()):
+            raise TrainingDiverged(f"training diverged: weight {name} is not finite after the last step; nothing was "
+                                   "saved from it: lower learning_rate or max_grad_norm")
+
+
 def save_trained(model, tokenizer, config: TrainConfig, run: RunDir, unsloth: bool) -> str | None:
     """Save what training made; returns who wrote ``merged/`` (None: a LoRA adapter that ``merge_run`` merges).
 
@@ -347,6 +359,7 @@ def save_trained(model, tokenizer, config: TrainConfig, run: RunDir, unsloth: bo
     from trainer.merge import save_merged_model
 
     model = getattr(model, "module", model)
+    check_finite_weights(model)
     if unsloth and config.is_lora:
         from trainer import backend_unsloth
 

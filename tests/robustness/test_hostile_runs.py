@@ -211,3 +211,18 @@ def test_a_diverging_search_trial_is_pruned_and_the_search_goes_on(tmp_path, mon
     out = advanced.hpo(TrainConfig(output_dir=str(tmp_path / "runs"), name="demo"), 3)
     best = json.loads((out / "hpo_best.json").read_text())
     assert best["trial"] != 0 and best["value"] == 0.5
+
+
+def test_weights_broken_by_the_last_step_are_never_saved(tmp_path):
+    import torch
+
+    from trainer.hf_trainer import TrainingDiverged
+    from trainer.train import save_trained
+
+    model = torch.nn.Linear(2, 2)
+    with torch.no_grad():
+        model.weight[0, 0] = float("nan")
+    run = RunDir(tmp_path / "run")
+    with pytest.raises(TrainingDiverged, match="weight weight is not finite"):
+        save_trained(model, None, TrainConfig(method="full"), run, unsloth=False)
+    assert not run.merged.exists() and not run.adapter.exists()
