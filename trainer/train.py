@@ -224,8 +224,8 @@ def train_run(config: TrainConfig, resume: bool = False, callbacks=(), validatio
     final = RunDir(config.run_dir())
     with final.lock() if is_main_process() else contextlib.nullcontext():
         staged = final.staging()
-        if resume:  # an interrupted new run continues where it was written (staged), an older one in place
-            run = staged if staged.is_run() else final
+        if resume:  # an interrupted new run continues where it was written (staged), a finished one in place
+            run = staged if staged.has_checkpoint() or (staged.is_run() and not final.is_run()) else final
             check_same_data(run, config)
         else:
             run = staged

@@ -226,3 +226,19 @@ def test_weights_broken_by_the_last_step_are_never_saved(tmp_path):
     with pytest.raises(TrainingDiverged, match="weight weight is not finite"):
         save_trained(model, None, TrainConfig(method="full"), run, unsloth=False)
     assert not run.merged.exists() and not run.adapter.exists()
+
+
+def test_resume_continues_an_interrupted_new_run_where_it_was_written(tmp_path, train_csv, tiny_model_dir,
+                                                                     monkeypatch):
+    """An interrupted first run lives in .NAME.next: --resume continues it there (and checks its data there)."""
+    from submission.hashing import file_sha256
+    from trainer import train as train_module
+
+    config = TrainConfig(train_path=str(train_csv), base_model=str(tiny_model_dir), output_dir=str(tmp_path / "runs"),
+                         name="demo")
+    staged = RunDir(config.run_dir()).staging()
+    staged.write_record({"config": {}, "data_sha256": file_sha256(train_csv)})
+    seen = []
+    monkeypatch.setattr(train_module, "_train_into", lambda run, *args: seen.append(run.path))
+    assert train_module.train_run(config, resume=True) == config.run_dir()
+    assert seen == [staged.path] and (config.run_dir() / RunDir.RECORD).is_file()  # trained there, then swapped in
