@@ -12,7 +12,9 @@ submission image (``--isolation docker``), a fresh network namespace via ``unsha
 works, else refuses); then check the predictions (every id once, same order, integer labels allowed by each
 rubric) and compute every metric against the gold labels. Writes ``grade_report.json`` and prints a table.
 
-The test and gold files are read and checked before anything runs: a gold file that does not cover the test ids
+Before anything is unpacked every zip member is checked: an absolute name, a ``..`` part, a symbolic link, a folder
+named like a file the grader writes (test.csv, predictions.csv), more than 20,000 members or more than 16 GiB
+unpacked refuse the bundle (exit 2). The test and gold files are read and checked before anything runs: a gold file that does not cover the test ids
 exactly is refused (exit 2, the missing and unexpected ids counted) unless ``--grade-overlap`` says to score the
 shared ids only. While an entry point runs, its output (the runtime logs one line per scored chunk) is passed
 through on stderr, each line prefixed with the entry, the elapsed seconds and the time limit.
@@ -23,9 +25,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import re
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -33,7 +38,7 @@ import threading
 import time
 import uuid
 import zipfile
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the grader reuses the runtime's CSV contract and metrics, as the contest would
@@ -44,6 +49,62 @@ from trainer.metrics import compute_metrics, format_table  # noqa: E402
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_LATE = 0, 1, 2, 3
 ENTRIES = {"run.sh": ("run.sh",), "run.py": ("run.py",), "both": ("run.sh", "run.py")}
+# Zip-bomb guards, checked on the archive's directory before a byte is extracted (the contest caps a bundle at 5 GB;
+# weights are stored uncompressed, so the unpacked size stays close to the zip's).
+MAX_MEMBERS = 20_000
+MAX_UNPACKED_BYTES = 16 * 1024**3
+# Names the grader writes at the bundle's root: the bundle may not hold folders under them.
+GRADER_FILES = ("test.csv", "predictions.csv", "predictions_meta.json")
+
+
+class BundleRefused(ValueError):
+    """The zip cannot be unpacked safely (a member escaping the folder, a link, a zip bomb); one line."""
+
+
+def safe_members(archive: zipfile.ZipFile, max_members: int = MAX_MEMBERS,
+                 max_bytes: int = MAX_UNPACKED_BYTES) -> list[tuple[zipfile.ZipInfo, PurePosixPath]]:
+    """Every member with its relative path inside the extraction folder; BundleRefused, before anything is
+    written, for an absolute name, a ``..`` part, a symbolic link, a folder where the grader writes its files, more
+    than ``max_members`` members or more than ``max_bytes`` unpacked."""
+    infos = archive.infolist()
+    if len(infos) > max_members:
+        raise BundleRefused(f"{len(infos)} members in the zip, over the limit of {max_members}")
+    total = sum(info.file_size for info in infos)
+    if total > max_bytes:
+        raise BundleRefused(f"the zip would unpack to {total / 2**30:.1f} GiB, over the limit of "
+                            f"{max_bytes / 2**30:.1f} GiB")
+    members = []
+    for info in infos:
+        name = info.filename.replace("\\", "/")
+        relative = PurePosixPath(name)
+        if name.startswith("/") or re.match(r"[A-Za-z]:", name) or ".." in relative.parts or "\0" in name:
+            raise BundleRefused(f"zip member {info.filename!r} points outside the bundle folder (absolute or '..')")
+        if stat.S_ISLNK(info.external_attr >> 16):
+            raise BundleRefused(f"zip member {info.filename!r} is a symbolic link; a bundle holds plain files only")
+        if relative.parts and relative.parts[0] in GRADER_FILES and (info.is_dir() or len(relative.parts) > 1):
+            raise BundleRefused(f"zip member {info.filename!r}: a folder named {relative.parts[0]} is in the way of "
+                                "the file the grader writes there")
+        if relative.parts:
+            members.append((info, relative))
+    return members
+
+
+def unpack(bundle: Path, work: Path) -> None:
+    """Extract the checked members (:func:`safe_members`) into ``work``, with their unix permission bits."""
+    with zipfile.ZipFile(bundle) as archive:
+        members = safe_members(archive, MAX_MEMBERS, MAX_UNPACKED_BYTES)
+        work.mkdir(parents=True, exist_ok=True)
+        for info, relative in members:
+            target = work.joinpath(*relative.parts)
+            if info.is_dir():
+                target.mkdir(parents=True, exist_ok=True)
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with archive.open(info) as src, target.open("wb") as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)
+            mode = info.external_attr >> 16  # zip keeps unix modes in external_attr; plain extraction drops them
+            if mode:
+                target.chmod(mode & 0o777)
 
 
 def entry_command(entry: str, python: str) -> list[str]:
@@ -251,12 +312,7 @@ def grade(bundle: Path, test: Path, gold: Path, time_limit: float, isolation: st
     isolation = resolve_isolation(isolation)
     work = Path(tempfile.mkdtemp(prefix="aij-grade-")) / "bundle"
     try:
-        with zipfile.ZipFile(bundle) as archive:
-            archive.extractall(work)
-            for info in archive.infolist():  # zip keeps unix modes in external_attr; extractall drops them
-                mode = info.external_attr >> 16
-                if mode:
-                    os.chmod(work / info.filename, mode & 0o777)
+        unpack(bundle, work)
         shutil.copyfile(test, work / "test.csv")
         runs = {name: run_entry(work, name, isolation, time_limit, python, build_args, echo)
                 for name in ENTRIES[entry]}
@@ -309,6 +365,9 @@ def main(argv: list[str] | None = None) -> int:
                              "(default: refuse, exit 2)")
     parser.add_argument("--quiet", action="store_true", help="do not pass the runs' output through on stderr")
     args = parser.parse_args(argv)
+    if not math.isfinite(args.time_limit) or args.time_limit <= 0:  # the runtime refuses these too
+        print(f"error: --time-limit {args.time_limit}: must be a finite number of seconds > 0", file=sys.stderr)
+        return EXIT_USAGE
     for path in (args.bundle, args.test, args.gold):
         if not path.is_file():
             print(f"error: {path}: file not found", file=sys.stderr)
@@ -316,7 +375,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         report = grade(args.bundle, args.test, args.gold, args.time_limit, args.isolation, args.out_dir,
                        args.python, args.build_arg, args.keep, args.entry, args.grade_overlap, not args.quiet)
-    except DataError as err:
+    except (DataError, BundleRefused) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USAGE
     except subprocess.CalledProcessError as err:

@@ -216,7 +216,10 @@ def signals_interrupt(deadline: Deadline):
     """While inside, SIGTERM and SIGINT are recorded on the deadline (``interrupted``); while
     ``deadline.raise_on_signal`` (models loading and scoring) the first one also raises :class:`Interrupted`, so the
     run stops and writes what it has. Later signals are only recorded: they cannot cut the writing short. Main
-    thread only (elsewhere a no-op)."""
+    thread only (elsewhere a no-op). On the way out each signal gets back the handler it had before.
+
+    A SIGINT that was ignored when the block started (a background job of a non-interactive shell, ``make test &``,
+    ``nohup``-style parents) stays ignored, as Python itself leaves it: Ctrl-C was never meant to reach this run."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -228,7 +231,8 @@ def signals_interrupt(deadline: Deadline):
             deadline.raise_on_signal = False
             raise Interrupted()
 
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)
+                if not (sig == signal.SIGINT and signal.getsignal(sig) == signal.SIG_IGN)}
     try:
         yield
     finally:

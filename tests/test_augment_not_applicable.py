@@ -75,9 +75,11 @@ def test_the_minus_one_line_is_added_once():
     assert parse_prompt(new["g#na"]).allowed == (-1, 0, 1, 2, 3)
 
 
-def test_training_augments_from_the_train_split_only(tmp_path, train_frame, tiny_tokenizer, monkeypatch):
+def test_training_augments_from_the_train_split_only(tmp_path, train_frame, tiny_tokenizer, tiny_model_dir,
+                                                     monkeypatch):
     from trainer import train as train_module
     from trainer.config import TrainConfig
+    from trainer.rundir import RunDir
 
     path = tmp_path / "train.csv"
     train_frame.to_csv(path, index=False)
@@ -93,10 +95,10 @@ def test_training_augments_from_the_train_split_only(tmp_path, train_frame, tiny
     monkeypatch.setattr(train_module, "build_peft_model", lambda config, precision: (object(), tiny_tokenizer))
     monkeypatch.setattr(train_module, "tokenise", capture)
     config = TrainConfig(train_path=str(path), output_dir=str(tmp_path / "runs"), augment_not_applicable=0.2,
-                         val_fraction=0.25, backend="peft")
+                         val_fraction=0.25, backend="peft", base_model=str(tiny_model_dir))
     with pytest.raises(Stop):
         train_module.train_run(config)
-    val_ids = set(pd.read_csv(config.run_dir() / "val_ids.csv", dtype=str)["id"])
+    val_ids = RunDir(config.run_dir()).staging().read_val_ids()  # the stopped run never replaced the run folder
     fit = seen["fit"]
     added = fit[fit["id"].str.endswith(NOT_APPLICABLE_SUFFIX)]
     receivers = {i.removesuffix(NOT_APPLICABLE_SUFFIX) for i in added["id"]}

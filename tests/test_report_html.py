@@ -161,3 +161,23 @@ def test_the_browser_check_catches_a_script_error_an_external_load_and_a_broken_
     failing = tmp_path / "failing.html"
     failing.write_text("<!doctype html><html><body><script>undefined_function()</script></body></html>")
     assert any("undefined_function is not defined" in line for line in _open_in_chromium(failing)[1])
+
+
+def test_control_and_bidi_characters_from_the_data_reach_neither_terminal_nor_page(tmp_path):
+    """An ESC sequence (clears the screen, recolours) or U+202E (shows the text after it reversed) in a criterion, an
+    answer excerpt or a setting is printed without them; the visible text stays."""
+    runs = tmp_path / "runs"
+    hostile = "Точность\x1b[2J\x1b[31m\u202eevil\u2066 ok\x07"
+    report = {"qwk": 0.5, "accuracy": 0.5, "metric": "qwk", "decision": {"rule": "argmax"},
+              "per_criterion": [{"criterion": hostile, "n": 3, "accuracy": 0.2, "qwk": 0.1, "spearman": 0.1}],
+              "confident_errors": [{"id": "row\u202e-1", "gold": 3, "predicted": 0, "p": 0.9, "p_gold": 0.01,
+                                    "criterion": hostile, "answer": f"answer {hostile}"}]}
+    _write_run(runs, "alpha", {"metric": "qwk", "wandb_project": "p\x1b]0;title\x07"}, report)
+    _write_run(runs, "beta", {"metric": "qwk", "wandb_project": "q"}, {"qwk": 0.1, "accuracy": 0.1})
+    out = tmp_path / "report.html"
+    result = _cli(["report", runs, "--html", out])
+    assert result.exit_code == 0, result.output
+    page = out.read_text(encoding="utf-8")
+    for shown in (result.output, page):
+        assert not re.search("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]", shown)
+    assert "Точность" in result.output and "evil" in page and "answer Точность" in page

@@ -22,6 +22,7 @@ import pandas as pd
 
 from trainer.config import TrainConfig
 from trainer.rundir import RunDir
+from trainer.split import read_id_csv
 
 log = logging.getLogger("trainer.advanced")
 
@@ -50,7 +51,7 @@ def kfold(config: TrainConfig, k: int) -> Path:
                  len(frame) - len(held), len(held))
         fold_config = config.model_copy(update={"output_dir": str(base_dir), "run_name": f"fold{i}"})
         fold = RunDir(train_merge_evaluate(fold_config, validation_ids=frame["id"].iloc[held]).path)
-        parts.append(pd.read_csv(fold.val_predictions_path, dtype={"id": str}))
+        parts.append(read_id_csv(fold.val_predictions_path))
     oof = pd.concat(parts, ignore_index=True)
     path = base_dir / "oof_predictions.csv"
     oof.to_csv(path, index=False)
@@ -137,12 +138,13 @@ def hpo(config: TrainConfig, trials: int) -> Path:
     """Optuna TPE over LoRA rank/alpha, lr, epochs and balancing on the saved validation split (one fold).
 
     Pruning: every logged training loss is reported to the trial; a trial the median pruner stops ends training at
-    once (no merge, no evaluation).
+    once (no merge, no evaluation). A trial whose training diverges (non-finite loss) is pruned too.
     """
     import optuna
     from transformers import TrainerCallback
 
     from submission.metrics import higher_is_better
+    from trainer.hf_trainer import TrainingDiverged
     from trainer.pipeline import train_merge_evaluate
 
     out_dir = config.run_dir().with_name(f"{config.resolved_run_name()}_hpo")
@@ -170,8 +172,12 @@ def hpo(config: TrainConfig, trials: int) -> Path:
             "output_dir": str(out_dir), "run_name": f"trial{trial.number}",
         }
         pruner = PruneOnLoss(trial)
-        trained = train_merge_evaluate(config.model_copy(update=update), callbacks=[pruner],
-                                       proceed=lambda: not pruner.pruned)
+        try:
+            trained = train_merge_evaluate(config.model_copy(update=update), callbacks=[pruner],
+                                           proceed=lambda: not pruner.pruned)
+        except TrainingDiverged as err:  # a learning rate the search should leave, not the end of the search
+            log.warning("trial %d: %s", trial.number, err)
+            raise optuna.TrialPruned() from None
         if pruner.pruned:
             raise optuna.TrialPruned()
         value = trained.report.get(config.metric)

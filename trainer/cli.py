@@ -39,9 +39,13 @@ def _user_errors() -> tuple[type[Exception], ...]:
     from trainer.advanced import EnsembleError
     from trainer.backend_unsloth import BackendUnavailable
     from trainer.config import ConfigError
+    from trainer.hf_trainer import TrainingDiverged
     from trainer.qwen3_tokenizer import TiktokenNotFound
+    from trainer.rundir import RunDirError
+    from trainer.train import BaseModelError
 
-    return UserError, DataError, ConfigError, TiktokenNotFound, EnsembleError, BackendUnavailable
+    return (UserError, DataError, ConfigError, TiktokenNotFound, EnsembleError, RunDirError, TrainingDiverged,
+            BaseModelError, BackendUnavailable)
 
 
 class _Commands(TyperGroup):

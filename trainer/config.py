@@ -53,7 +53,8 @@ class ConfigError(ValueError):
 class TrainConfig(BaseModel):
     """Everything one training run needs; saved resolved in ``training_config.json``."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # allow_inf_nan=False: ``epochs: .inf`` or ``learning_rate: nan`` is a setting error, not a run that never ends.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
     name: str = "run"
     base_model: str = ""
@@ -99,7 +100,7 @@ class TrainConfig(BaseModel):
     # ce: cross-entropy on the score tokens; ce_mse adds mse_weight * (expected score over 0..3 - gold)^2 (RAFT).
     loss: Literal["ce", "ce_mse"] = "ce"
     mse_weight: float = Field(1.0, ge=0.0)
-    seed: int = 42
+    seed: int = Field(42, ge=0, le=2**32 - 1)  # numpy's and torch's seed range
     metric: str = "qwk"  # selection metric for thresholds and `report` (submission.metrics.METRIC_NAMES)
 
     gradient_checkpointing: bool = False
@@ -108,6 +109,13 @@ class TrainConfig(BaseModel):
     save_steps: int = Field(200, ge=1)
     save_total_limit: int = Field(2, ge=1)
     wandb_project: str | None = None
+
+    @field_validator("name", "run_name")
+    @classmethod
+    def _one_path_component(cls, value: str | None) -> str | None:
+        if value is not None:
+            check_run_name(value)
+        return value
 
     @field_validator("metric")
     @classmethod
@@ -127,6 +135,19 @@ class TrainConfig(BaseModel):
 
     def run_dir(self) -> Path:
         return Path(self.output_dir) / self.resolved_run_name()
+
+
+def check_run_name(name: str) -> str:
+    """``name`` when it is one safe folder name (the run folder is OUTPUT_DIR/NAME); ValueError saying why not.
+
+    Refused: empty, ``.``/``..``, a path separator (nested or absolute names), control characters, a leading ``-``
+    or ``.`` (an option or a hidden folder: the trainer keeps its own ``.NAME.*`` files beside the run folder).
+    """
+    if not name or name in (".", "..") or "/" in name or "\\" in name or name.startswith(("-", ".")) or \
+            any(ord(c) < 32 or ord(c) == 127 for c in name) or len(name.encode("utf-8")) > 200:
+        raise ValueError(f"run name {name!r} must be one folder name (no '/', '\\' or '..', not starting with "
+                         "'.' or '-', at most 200 bytes), e.g. exp1_lora")
+    return name
 
 
 def _one_line(error: ValidationError) -> str:

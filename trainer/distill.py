@@ -117,7 +117,9 @@ def read_soft_labels(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"soft_labels {path}: file not found")
-    frame = pd.read_csv(path, dtype={"id": str}, encoding="utf-8-sig")
+    from trainer.split import read_id_csv
+
+    frame = read_id_csv(path, encoding="utf-8-sig")
     missing = [c for c in ("id", *PROBABILITY_COLUMNS) if c not in frame.columns]
     if missing:
         raise DataError(f"{path}: missing column(s) {', '.join(missing)}; expected id,{','.join(PROBABILITY_COLUMNS)}")

@@ -36,6 +36,8 @@ def select_rows(frame, run: RunDir):
         val_ids = run.read_val_ids()
         if val_ids and val_ids <= set(frame["id"]):
             return frame[frame["id"].isin(val_ids)].reset_index(drop=True)
+        log.warning("%s: %d of the run's %d validation ids are not in this data; scoring all %d rows", run.name,
+                    len(val_ids - set(frame["id"])), len(val_ids), len(frame))
     return frame
 
 

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from trainer.config import TrainConfig
+from trainer.split import read_id_csv
 
 log = logging.getLogger("trainer.hard_examples")
 
@@ -67,7 +68,7 @@ def oof_losses(config: TrainConfig, train: pd.DataFrame, folds: int, weights, wo
         fold_dir = work_dir / f"fold{i}"
         _train_merge_evaluate(fold_config, fold_dir, rows, weights)
         # evaluate_run scored the held-out fold (its validation split) once: reuse those probabilities.
-        scored = pd.read_csv(RunDir(fold_dir).val_predictions_path, dtype={"id": str}).set_index("id")
+        scored = read_id_csv(RunDir(fold_dir).val_predictions_path).set_index("id")
         probs = scored.loc[rows["id"], list(PROBABILITY_COLUMNS)].to_numpy()
         losses[held] = out_of_fold_losses(probs, rows["score"])
     return losses

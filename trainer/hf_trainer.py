@@ -9,6 +9,7 @@ importing this module stays cheap.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import sys
 import time
@@ -18,6 +19,10 @@ from trainer.config import TrainConfig
 from trainer.rundir import RunDir
 
 log = logging.getLogger("trainer.train")  # the recipe's logger (train.py): one name for a run's lines
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss or the gradients stopped being finite (a learning rate far too high); the message is one line."""
 
 
 # -- data -------------------------------------------------------------------------------------------------------
@@ -157,7 +162,11 @@ def judge_trainer_class():
                 # ranks' gradients: undo that average so the step is the mean over every labelled token.
                 loss = loss * self.accelerator.num_processes
             self.tokens_seen += int(tokens)
+            if self.nonfinite_loss is None and not math.isfinite(float(loss.detach())):
+                self.nonfinite_loss = float(loss.detach())  # raised before the optimizer step (all ranks agree there)
             return (loss, None) if return_outputs else loss
+
+        nonfinite_loss = None
 
     return JudgeTrainer
 
@@ -214,6 +223,33 @@ def progress_callback(run: RunDir):
     return ProgressCallback()
 
 
+def divergence_callback():
+    """Stops training with :class:`TrainingDiverged` before an optimizer step on a non-finite loss or gradient.
+
+    Checked where the gradients are synchronised (every DDP rank sees the same ones, so all stop together), before
+    the weights are touched: no NaN weights get saved or merged. Set ``.trainer`` after adding it.
+    """
+    import torch
+    from transformers import TrainerCallback
+
+    class DivergenceGuard(TrainerCallback):
+        trainer = None
+
+        def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
+            grads = [p.grad for p in (model or self.trainer.model).parameters() if p.grad is not None]
+            finite_grads = all(bool(torch.isfinite(g).all()) for g in grads)
+            loss = getattr(self.trainer, "nonfinite_loss", None)
+            if finite_grads and loss is None:
+                return
+            what = f"loss {loss}" if loss is not None else "non-finite gradients"
+            log.error("step %d/%d | loss %s | training diverged", state.global_step + 1, state.max_steps,
+                      "nan" if loss is None else f"{loss:.4f}")
+            raise TrainingDiverged(f"training diverged at step {state.global_step + 1} ({what}); nothing was saved "
+                                   f"from it: lower learning_rate (now {args.learning_rate:g}) or max_grad_norm")
+
+    return DivergenceGuard()
+
+
 def training_arguments(config: TrainConfig, checkpoints: Path, precision: str, batch_size: int, grad_accum: int):
     """The ``TrainingArguments`` of one run at this batch split (the out-of-memory retry halves the batch)."""
     from transformers import TrainingArguments
@@ -254,5 +290,6 @@ def training_arguments(config: TrainConfig, checkpoints: Path, precision: str, b
         train_sampling_strategy="sequential" if config.curriculum else "random",
         dataloader_num_workers=0,
         ddp_find_unused_parameters=False,
+        logging_nan_inf_filter=False,  # a diverging run logs nan (the default would show the previous losses' mean)
         average_tokens_across_devices=True,  # num_items_in_batch = labelled tokens over all ranks (compute_loss)
     )

@@ -4,9 +4,20 @@ what differs in the config. ``--html`` renders the same rows as a page (trainer/
 from __future__ import annotations
 
 import json
+import unicodedata
 
 from submission.metrics import HEADLINE_METRICS as _SHOWN
 from trainer.rundir import RunDir
+
+# Bidirectional controls: in a page or a terminal they reorder the text around them (U+202E shows "cba" for "abc").
+_BIDI = dict.fromkeys(map(ord, "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"))
+
+
+def plain_text(value) -> str:
+    """``value`` as text safe to print in a terminal or a page: control characters (ESC sequences, CR, NUL, C1)
+    become spaces and bidirectional controls are dropped; everything else (Cyrillic, emoji, ...) is kept."""
+    text = str(value).translate(_BIDI)
+    return "".join(" " if unicodedata.category(c) == "Cc" else c for c in text)
 
 
 def collect_runs(run_dirs) -> list[dict]:
@@ -90,6 +101,6 @@ def format_report(rows: list[dict], metric: str | None = None) -> str:
                  *([minus_one[i] or "n/a"] if shown_minus_one else []), fmt(ece_value(row.get("report") or {})),
                  worst_criterion_cell(row.get("report") or {}) or "n/a", fmt(row["size_mb"], ".1f"),
                  fmt(row["train_s"], ".0f"), ", ".join(f"{k}={v}" for k, v in delta.items())]
-        lines.append(" | ".join(cells))
+        lines.append(" | ".join(plain_text(c) for c in cells))  # run names, criteria and settings come from data
     lines.append(f"* best by {metric}")
     return "\n".join(lines)

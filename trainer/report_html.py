@@ -17,7 +17,7 @@ import io
 import time
 
 from submission.metrics import HEADLINE_METRICS
-from trainer.report import config_deltas, ece_value, minus_one_cell, pick_best_run, worst_criterion_cell
+from trainer.report import config_deltas, ece_value, minus_one_cell, pick_best_run, plain_text, worst_criterion_cell
 
 # The page may load nothing: a reference to anything but an embedded image is blocked (and logged as a console error,
 # which tests/test_report_html.py checks for in a real browser).
@@ -39,6 +39,12 @@ td.id { white-space: nowrap; }
 """
 
 
+def _escape(text) -> str:
+    """HTML-escaped, with control and bidirectional characters taken out first (:func:`trainer.report.plain_text`):
+    a criterion or an answer excerpt from the data cannot reorder or hide what the page shows."""
+    return html.escape(plain_text(text))
+
+
 def _fmt(value, spec: str = ".3f") -> str:
     return "n/a" if value is None else format(value, spec)
 
@@ -46,7 +52,7 @@ def _fmt(value, spec: str = ".3f") -> str:
 def _table(header: list[str], rows: list[list], numeric: set[int] = frozenset(), classes: list[str] | None = None,
            nowrap: set[int] = frozenset()) -> str:
     """An HTML table; every cell is escaped; columns in ``numeric`` are right-aligned, in ``nowrap`` unbroken."""
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    head = "".join(f"<th>{_escape(h)}</th>" for h in header)
 
     def cell_class(i: int) -> str:
         return " class=num" if i in numeric else " class=id" if i in nowrap else ""
@@ -54,7 +60,7 @@ def _table(header: list[str], rows: list[list], numeric: set[int] = frozenset(),
     body = []
     for r, row in enumerate(rows):
         cls = f' class="{classes[r]}"' if classes and classes[r] else ""
-        cells = "".join(f"<td{cell_class(i)}>{html.escape(str(c))}</td>" for i, c in enumerate(row))
+        cells = "".join(f"<td{cell_class(i)}>{_escape(str(c))}</td>" for i, c in enumerate(row))
         body.append(f"<tr{cls}>{cells}</tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
@@ -64,8 +70,8 @@ def _png(plot, report: dict, alt: str, caption: str) -> str:
     buffer = io.BytesIO()
     plot(report, buffer)
     data = base64.b64encode(buffer.getvalue()).decode("ascii")
-    return (f'<figure><img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
-            f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+    return (f'<figure><img alt="{_escape(alt)}" src="data:image/png;base64,{data}">'
+            f"<figcaption>{_escape(caption)}</figcaption></figure>")
 
 
 def _run_table(rows: list[dict], metric: str, best: int | None) -> str:
@@ -84,7 +90,7 @@ def _run_table(rows: list[dict], metric: str, best: int | None) -> str:
                      _fmt(row["train_s"], ".0f"), ", ".join(f"{k}={v}" for k, v in delta.items())])
     numeric = set(range(2, 2 + len(keys) + 1 + shown_minus_one)) | {len(header) - 3, len(header) - 2}
     classes = ["best" if i == best else "" for i in range(len(rows))]
-    return _table(header, body, numeric, classes) + f'<p class="note">★ best by {html.escape(metric)} (the runtime\'s rule)</p>'
+    return _table(header, body, numeric, classes) + f'<p class="note">★ best by {_escape(metric)} (the runtime\'s rule)</p>'
 
 
 def _group_rows(groups: list[tuple[str, dict | None]]) -> list[list]:
@@ -100,15 +106,15 @@ def _best_run_sections(row: dict) -> str:
     from trainer.metrics import plot_confusion_matrix
 
     report = row["report"]
-    out = [f"<h2>Best run: {html.escape(row['run'])}</h2>"]
+    out = [f"<h2>Best run: {_escape(row['run'])}</h2>"]
     decision = report.get("decision") or {"rule": "argmax"}
     headline = [("rows", report.get("n"), "d"), ("accuracy", report.get("accuracy"), ".3f"),
                 ("macro F1", report.get("macro_f1"), ".3f"), ("MAE", report.get("mae"), ".3f"),
                 ("QWK", report.get("qwk"), ".3f"), ("Spearman", report.get("spearman"), ".3f"),
                 ("ECE", ece_value(report), ".3f")]
-    out.append('<p class="headline">' + "".join(f"<span>{html.escape(name)} <b>{_fmt(value, spec)}</b></span>"
+    out.append('<p class="headline">' + "".join(f"<span>{_escape(name)} <b>{_fmt(value, spec)}</b></span>"
                                                 for name, value, spec in headline)
-               + f'<span>decision <b>{html.escape(str(decision.get("rule")))}</b></span></p>')
+               + f'<span>decision <b>{_escape(str(decision.get("rule")))}</b></span></p>')
     plots = []
     if report.get("confusion_matrix"):
         plots.append(_png(plot_confusion_matrix, report, "confusion matrix", "confusion matrix (rows: gold)"))
@@ -120,7 +126,7 @@ def _best_run_sections(row: dict) -> str:
     out.append(f'<div class="plots">{"".join(plots)}</div>')
     if not report.get("calibration"):
         out.append('<p class="note">This report predates the calibration and bias checks: run <code>python -m '
-                   f'trainer evaluate {html.escape(row["run"])}</code> again to add them.</p>')
+                   f'trainer evaluate {_escape(row["run"])}</code> again to add them.</p>')
     families = report.get("per_family") or {}
     if families:
         out.append("<h3>Per task family</h3>")
@@ -175,14 +181,14 @@ def render_report_html(rows: list[dict], metric: str | None = None, title: str =
         f'<meta http-equiv="Content-Security-Policy" content="{CONTENT_SECURITY_POLICY}">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         '<link rel="icon" href="data:,">',  # no favicon request
-        f"<title>aij-judge report: {html.escape(title)}</title><style>{_STYLE}</style></head><body>",
+        f"<title>aij-judge report: {_escape(title)}</title><style>{_STYLE}</style></head><body>",
         "<h1>aij-judge report</h1>",
-        f'<p class="meta">{html.escape(title)} · {len(rows)} run(s) · generated {time.strftime("%Y-%m-%d %H:%M")}'
-        f"{' · best: ' + html.escape(rows[best]['run']) if best is not None else ''}</p>",
+        f'<p class="meta">{_escape(title)} · {len(rows)} run(s) · generated {time.strftime("%Y-%m-%d %H:%M")}'
+        f"{' · best: ' + _escape(rows[best]['run']) if best is not None else ''}</p>",
         "<h2>Runs</h2>", _run_table(rows, metric, best),
     ]
     if best is None:
-        parts.append(f'<p class="note">No run has a validation report with {html.escape(metric)}: run '
+        parts.append(f'<p class="note">No run has a validation report with {_escape(metric)}: run '
                      "<code>python -m trainer evaluate RUN</code> first.</p>")
     else:
         parts.append(_best_run_sections(rows[best]))

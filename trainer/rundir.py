@@ -21,25 +21,58 @@ from __future__ import annotations
 
 import json
 import os
+import re
+from contextlib import contextmanager
 from pathlib import Path
 
 from submission.autopick import MERGED_DIR, VALIDATION_REPORT_NAME, read_report
 
 SECRET_ENV = ("WANDB_API_KEY", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
+# Other variables whose name says they hold a secret (AWS_SECRET_ACCESS_KEY, OPENAI_API_KEY, GITHUB_TOKEN, ...); a
+# whole underscore-separated word must match, so TOKENIZERS_PARALLELISM is not one.
+SECRET_NAME = re.compile(r"(^|_)(TOKEN|SECRET|PASSWORD|PASSWD|API_?KEY|ACCESS_KEY|SECRET_KEY|PRIVATE_KEY|CREDENTIALS?"
+                         r"|AUTH)($|_)", re.IGNORECASE)
+
+
+def secret_env_values(environ=None) -> dict[str, str]:
+    """Secret-named environment variables -> their values (SECRET_ENV from 4 characters, others from 8)."""
+    environ = os.environ if environ is None else environ
+    found = {}
+    for name, value in environ.items():
+        if (name in SECRET_ENV and len(value) >= 4) or (SECRET_NAME.search(name) and len(value) >= 8):
+            found[name] = value
+    return found
 
 
 def scrub_secrets(text: str) -> str:
     """Replace the value of any secret environment variable found in ``text`` (defence in depth for logs/configs)."""
-    for name in SECRET_ENV:
-        value = os.environ.get(name)
-        if value and len(value) >= 4:
-            text = text.replace(value, f"<{name}>")
+    for name, value in sorted(secret_env_values().items(), key=lambda item: -len(item[1])):
+        text = text.replace(value, f"<{name}>")
     return text
+
+
+def scrub_value(data):
+    """``data`` (JSON-like) with :func:`scrub_secrets` applied to every string in it, keys included.
+
+    Structured, not on the serialised text: a secret whose value is ``null``, ``true`` or ``2`` must not rewrite the
+    JSON syntax around it.
+    """
+    if isinstance(data, str):
+        return scrub_secrets(data)
+    if isinstance(data, dict):
+        return {scrub_value(k) if isinstance(k, str) else k: scrub_value(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [scrub_value(v) for v in data]
+    return data
 
 
 def write_json(path: Path, data) -> None:
     """Indented UTF-8 JSON with secrets scrubbed."""
-    Path(path).write_text(scrub_secrets(json.dumps(data, ensure_ascii=False, indent=2)) + "\n", encoding="utf-8")
+    Path(path).write_text(json.dumps(scrub_value(data), ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+
+
+class RunDirError(ValueError):
+    """A user-fixable problem with a run folder (another training holds it, a resume on other data); one line."""
 
 
 class RunDir:
@@ -82,14 +115,58 @@ class RunDir:
 
     @classmethod
     def all_in(cls, runs_dir: str | Path) -> list[RunDir]:
-        """The run folders directly under ``runs_dir`` (those with a training record), sorted by name."""
-        return [cls(p.parent) for p in sorted(Path(runs_dir).glob(f"*/{cls.RECORD}"))]
+        """The run folders directly under ``runs_dir`` (those with a training record), sorted by name; hidden ones
+        (a training's ``.NAME.next`` in progress or left by a failure) are not runs."""
+        return [cls(p.parent) for p in sorted(Path(runs_dir).glob(f"*/{cls.RECORD}")) if not p.parent.name.startswith(".")]
 
     @classmethod
     def of_model_dir(cls, model_dir: str | Path) -> RunDir | None:
         """The run whose ``merged/`` is ``model_dir`` (None for a model folder outside a run)."""
         model_dir = Path(model_dir)
         return cls(model_dir.parent) if model_dir.name == MERGED_DIR else None
+
+    # -- writing a run: one writer, and a new run replaces the old one only once it has trained ---------------------
+    def staging(self) -> RunDir:
+        """Where a training writes before :meth:`replace_with` swaps it in: ``OUTPUT_DIR/.NAME.next`` (kept when
+        the training fails, so the previous run stays as it was and ``--resume`` can continue the new one)."""
+        return RunDir(self.path.parent / f".{self.name}.next")
+
+    def replace_with(self, staged: RunDir) -> None:
+        """Make ``staged`` this run folder: the old one is renamed aside, the new one renamed in, the old one deleted."""
+        import shutil
+
+        old = self.path.parent / f".{self.name}.old"
+        shutil.rmtree(old, ignore_errors=True)
+        if self.path.exists():
+            self.path.rename(old)
+        staged.path.rename(self.path)
+        shutil.rmtree(old, ignore_errors=True)
+
+    @contextmanager
+    def lock(self):
+        """Hold ``OUTPUT_DIR/.NAME.lock`` while inside; RunDirError at once when another process holds it.
+
+        An advisory ``flock``: it goes with the process (a killed training leaves no stale lock), and a second
+        training into the same run folder refuses instead of interleaving its files with the first one's.
+        """
+        import fcntl
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        lock_path = self.path.parent / f".{self.name}.lock"
+        handle = open(lock_path, "a+", encoding="utf-8")  # noqa: SIM115 - held open for the whole block
+        try:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise RunDirError(f"{self.path}: another training is writing this run folder (lock {lock_path}); "
+                                  "wait for it to finish or pick another --run-name") from None
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"{os.getpid()}\n")
+            handle.flush()
+            yield self
+        finally:
+            handle.close()  # closing releases the flock
 
     # -- what is there ----------------------------------------------------------------------------------------------
     def is_run(self) -> bool:
@@ -135,7 +212,7 @@ class RunDir:
 
     def append_metrics(self, record: dict) -> None:
         with open(self.metrics_path, "a", encoding="utf-8") as handle:
-            handle.write(scrub_secrets(json.dumps(record)) + "\n")
+            handle.write(json.dumps(scrub_value(record)) + "\n")
 
     def read_metrics(self) -> list[dict]:
         if not self.metrics_path.is_file():
@@ -152,9 +229,9 @@ class RunDir:
         pd.DataFrame({"id": list(ids)}).to_csv(self.val_ids_path, index=False)
 
     def read_val_ids(self) -> set[str]:
-        import pandas as pd
+        from trainer.split import read_id_csv
 
-        return set(pd.read_csv(self.val_ids_path, dtype=str)["id"])
+        return set(read_id_csv(self.val_ids_path)["id"])
 
     def write_prior(self, prior: dict) -> None:
         write_json(self.prior_path, prior)

@@ -15,6 +15,19 @@ import pandas as pd
 from submission.scoring import LABELS
 
 
+def read_id_csv(path: str | Path, **kwargs) -> pd.DataFrame:
+    """``pd.read_csv`` with the ``id`` column read as the text in the file (every trainer-side CSV read of ids).
+
+    pandas reads ``NA``, ``None``, ``nan``, ``null``... as missing by default; an id is a string, so those stay
+    themselves there (other columns keep pandas' missing-value rule: an empty probability is still NaN).
+    """
+    from pandas._libs.parsers import STR_NA_VALUES
+
+    columns = pd.read_csv(path, nrows=0, encoding=kwargs.get("encoding")).columns
+    na_values = {c: sorted(STR_NA_VALUES) for c in columns if c != "id"}
+    return pd.read_csv(path, dtype={"id": str}, keep_default_na=False, na_values=na_values, **kwargs)
+
+
 def stratified_split(frame: pd.DataFrame, val_fraction: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Seeded split that keeps each score's share in both parts (every class with >= 2 rows gets a validation row)."""
     rng = np.random.default_rng(seed)
@@ -32,7 +45,7 @@ def stratified_split(frame: pd.DataFrame, val_fraction: float, seed: int) -> tup
 
 def split_by_ids(frame: pd.DataFrame, val_ids_path: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The split a run saved: rows whose id is in the ``id`` column of ``val_ids_path`` are validation."""
-    ids = set(pd.read_csv(val_ids_path, dtype=str)["id"])
+    ids = set(read_id_csv(val_ids_path)["id"])
     mask = frame["id"].isin(ids)
     return frame[~mask].reset_index(drop=True), frame[mask].reset_index(drop=True)
 

@@ -12,9 +12,11 @@ Trainer glue (dataset, collator, Trainer subclass, progress line, training argum
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import platform
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -24,13 +26,15 @@ from trainer.config import TrainConfig
 from trainer.hf_trainer import (  # noqa: F401 - ExampleDataset, tokenise and the rest are imported from here too
     ExampleDataset,
     LeftPadCollator,
+    TrainingDiverged,
+    divergence_callback,
     judge_trainer_class,
     progress_callback,
     tokenise,
     training_arguments,
 )
 from trainer.losses import labelled_loss, labelled_window  # noqa: F401 - re-exported (tests, benches)
-from trainer.rundir import RunDir
+from trainer.rundir import RunDir, RunDirError
 
 _make_trainer_class = judge_trainer_class  # the name tests/one_step.py knows
 
@@ -93,11 +97,47 @@ def use_unsloth(config: TrainConfig) -> bool:
 
 
 # -- model ------------------------------------------------------------------------------------------------------
+PICKLED_WEIGHTS = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
+
+
+class BaseModelError(ValueError):
+    """``--base-model`` cannot be used (no such folder, pickled weights only, not loadable offline); one line."""
+
+
+def check_base_model(base_model: str) -> None:
+    """BaseModelError unless ``base_model`` is a safetensors model folder or reads as an HF id (``org/name``)."""
+    path = Path(base_model).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise BaseModelError(f"--base-model {base_model}: not a model folder (no config.json)")
+        if not any(path.glob("*.safetensors")):
+            pickled = sorted(p.name for p in path.iterdir() if p.suffix in PICKLED_WEIGHTS)
+            if pickled:
+                raise BaseModelError(f"--base-model {base_model}: only pickled weights ({pickled[0]}), which can run "
+                                     "code when loaded; convert the model to safetensors (save_pretrained("
+                                     "safe_serialization=True)) and pass that folder")
+            raise BaseModelError(f"--base-model {base_model}: no *.safetensors weights in the folder")
+    elif path.exists():
+        raise BaseModelError(f"--base-model {base_model}: not a folder")
+    elif base_model.startswith(("/", ".", "~")) or base_model.count("/") != 1:
+        raise BaseModelError(f"--base-model {base_model}: folder not found (nor an HF id such as Qwen/Qwen3-0.6B)")
+
+
+def load_base(loader, base_model: str, **kwargs):
+    """``loader.from_pretrained(base_model)``; a model that cannot be found or read is a BaseModelError."""
+    try:
+        return loader.from_pretrained(base_model, **kwargs)
+    except OSError as err:  # transformers' "not found / not in the offline cache / no weights" errors
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise BaseModelError(f"--base-model {base_model}: cannot be loaded ({reason}); pass a model folder or an "
+                             "HF id that is in the offline cache") from None
+
+
 def build_peft_model(config: TrainConfig, precision: str):
     """(model, tokenizer) on the PEFT/transformers path; 4-bit base only when ``method: qlora``."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(config.base_model, trust_remote_code=False)
+    tokenizer = load_base(AutoTokenizer, config.base_model, trust_remote_code=False)
     kwargs = {"dtype": torch_dtype(precision), "trust_remote_code": False}
     if config.method == "qlora":
         # bitsandbytes >= 0.49 runs nf4 on the CPU too (slow, but the same code path the GPU takes).
@@ -111,7 +151,7 @@ def build_peft_model(config: TrainConfig, precision: str):
         kwargs["quantization_config"] = BitsAndBytesConfig(
             load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch_dtype(precision)
         )
-    model = AutoModelForCausalLM.from_pretrained(config.base_model, **kwargs)
+    model = load_base(AutoModelForCausalLM, config.base_model, **kwargs)
     if config.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.config.use_cache = False
@@ -172,14 +212,46 @@ def train_run(config: TrainConfig, resume: bool = False, callbacks=(), validatio
               row_weights: dict[str, float] | None = None) -> Path:
     """Train one config into ``config.run_dir()``; returns the run dir (merge/evaluate are separate steps).
 
+    Nothing is lost: the main process holds the run folder's lock (a second training into it refuses), and a new
+    run trains into ``.NAME.next`` beside it, swapped in only once training succeeded, so a failing re-run leaves
+    the previous run as it was.
+
     ``resume``: continue from the run's last checkpoint with its saved validation split. ``validation_ids``: hold
     exactly these ids out (k-fold, hard rounds) instead of a seeded split. ``row_weights`` (by id) multiply rows'
     loss weights (hard-example rounds, trainer/hard_examples.py).
     """
+    check_base_model(config.base_model)
+    final = RunDir(config.run_dir())
+    with final.lock() if is_main_process() else contextlib.nullcontext():
+        staged = final.staging()
+        if resume:  # an interrupted new run continues where it was written (staged), a finished one in place
+            run = staged if staged.has_checkpoint() or (staged.is_run() and not final.is_run()) else final
+            check_same_data(run, config)
+        else:
+            run = staged
+            if is_main_process():
+                shutil.rmtree(run.path, ignore_errors=True)  # a failed attempt's leftovers
+        _train_into(run, config, resume, callbacks, validation_ids, row_weights)
+        if run is staged and is_main_process():
+            final.replace_with(staged)
+    return final.path
+
+
+def check_same_data(run: RunDir, config: TrainConfig) -> None:
+    """RunDirError when ``--resume`` would continue ``run`` on another train CSV than the one it recorded."""
+    if not run.is_run():
+        return
+    recorded = run.read_record().get("data_sha256")
+    if recorded and recorded != file_sha256(config.train_path):
+        raise RunDirError(f"--resume: {config.train_path} is not the data {run.path} was trained on (sha256 "
+                          f"{recorded[:12]}...); resume with the same train CSV or train a new --run-name")
+
+
+def _train_into(run: RunDir, config: TrainConfig, resume: bool, callbacks, validation_ids, row_weights) -> None:
+    """:func:`train_run`'s work, written into ``run`` (the staged folder, or the run itself on ``--resume``)."""
     from submission.prompting import PromptRenderer
     from trainer import split, training_data
 
-    run = RunDir(config.run_dir())
     run.path.mkdir(parents=True, exist_ok=True)
     rows = training_data.load_and_split(config, run.val_ids_path if resume else None, validation_ids)
     train_frame, val_frame = rows.train, rows.val
@@ -232,9 +304,10 @@ def train_run(config: TrainConfig, resume: bool = False, callbacks=(), validatio
         trainer = judge_trainer_class()(
             model=model, args=args, train_dataset=dataset, data_collator=LeftPadCollator(pad_id), objective=objective
         )
-        progress = progress_callback(run)
-        progress.trainer = trainer
+        progress, guard = progress_callback(run), divergence_callback()
+        progress.trainer = guard.trainer = trainer
         trainer.add_callback(progress)
+        trainer.add_callback(guard)
         for callback in callbacks:
             trainer.add_callback(callback)
         try:
@@ -264,7 +337,17 @@ def train_run(config: TrainConfig, resume: bool = False, callbacks=(), validatio
             merged_by=merged_by,
         )
     trainer.accelerator.wait_for_everyone()
-    return run.path
+
+
+def check_finite_weights(model) -> None:
+    """TrainingDiverged when a trained weight is NaN or infinite (the last step can break them after a finite loss):
+    such weights are never saved, merged or shipped."""
+    import torch
+
+    for name, parameter in model.named_parameters():
+        if parameter.requires_grad and not bool(torch.isfinite(parameter.detach()).all()):
+            raise TrainingDiverged(f"training diverged: weight {name} is not finite after the last step; nothing was "
+                                   "saved from it: lower learning_rate or max_grad_norm")
 
 
 def save_trained(model, tokenizer, config: TrainConfig, run: RunDir, unsloth: bool) -> str | None:
@@ -276,6 +359,7 @@ def save_trained(model, tokenizer, config: TrainConfig, run: RunDir, unsloth: bo
     from trainer.merge import save_merged_model
 
     model = getattr(model, "module", model)
+    check_finite_weights(model)
     if unsloth and config.is_lora:
         from trainer import backend_unsloth
 

@@ -26,6 +26,17 @@ ROOT = Path(__file__).resolve().parents[2]
 SIGNALS = ["SIGTERM", "SIGINT"]
 
 
+@pytest.fixture(autouse=True)
+def sigint_as_python_installs_it():
+    """Each test starts with Python's own SIGINT handler, whatever the suite started with (``make test &`` starts
+    it with SIGINT ignored), and leaves the handler it found; :func:`check_complete` compares with this one."""
+    found = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, found)
+
+
 def signal_then(real, name: str):
     """``real`` wrapped so that calling it first sends ``name`` to this process."""
     def wrapper(*args, **kwargs):
@@ -35,14 +46,14 @@ def signal_then(real, name: str):
     return wrapper
 
 
-def check_complete(result, frame, name: str, unscored: int | None = None):
+def check_complete(result, frame, name: str, unscored: int | None = None, before=signal.default_int_handler):
     assert result.ids == list(frame["id"]) and len(result.scores) == len(frame)
     assert all(s in stated_labels(p) for s, p in zip(result.scores, frame["prompt"], strict=True))
     meta = result.meta
     assert meta["interrupted"] == name
     if unscored is not None:
         assert meta["fallback_reasons"][name.lower()] == unscored == meta["fallback_rows"]
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
+    assert signal.getsignal(signal.SIGINT) is before  # the handler installed before the run is back
 
 
 @pytest.mark.parametrize("name", SIGNALS)
@@ -149,3 +160,19 @@ def test_a_real_signal_during_engine_start_gives_a_complete_file(tiny_model_dir,
     assert read_predictions_csv(pred)["id"].tolist() == read_test_rows(test).ids
     meta = json.loads((tmp_path / "p_meta.json").read_text())
     assert meta["interrupted"] == name and meta["fallback_reasons"][name.lower()] == 5
+
+
+def test_a_run_started_with_sigint_ignored_keeps_it_ignored_and_still_honours_sigterm(tiny_model_dir, test_frame,
+                                                                                       monkeypatch):
+    """A background job of a non-interactive shell starts with SIGINT ignored: the runtime leaves it so (Ctrl-C
+    aimed at the shell does not cut the run short), restores SIG_IGN afterwards, and SIGTERM still stops the run."""
+    frame = test_frame.head(4)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    monkeypatch.setattr(runtime, "plan_models", signal_then(runtime.plan_models, "SIGINT"))
+    result = predict(frame, RunSettings(model_dir=tiny_model_dir, device="cpu"))
+    assert result.meta["interrupted"] is None and result.meta["fallback_rows"] == 0  # scored, not interrupted
+    assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+
+    monkeypatch.setattr(engine_hf, "load_tokenizer", signal_then(engine_hf.load_tokenizer, "SIGTERM"))
+    result = predict(frame, RunSettings(model_dir=tiny_model_dir, device="cpu"))
+    check_complete(result, frame, "SIGTERM", unscored=len(frame), before=signal.SIG_IGN)
