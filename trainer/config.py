@@ -82,6 +82,18 @@ class TrainConfig(BaseModel):
     seed: int = 42
     metric: str = "qwk"  # selection metric for thresholds and `report` (submission.metrics.METRIC_NAMES)
 
+    # Learning curve every N optimizer steps (train loss, train-sample accuracy, validation accuracy/QWK, predicted
+    # classes; trainer/learning_curve.py). 0 = off on the LM path; the judge head records ~10 points when 0.
+    curve_steps: int = Field(0, ge=0)
+    # Judge head (trainer/judge_head.py): a classifier on layer judge_head_layer (0 = the best probe layer on
+    # validation), the layers above dropped; the top judge_head_train_layers layers + norm + score head train on the
+    # cached output of the frozen layers below. method/lora_* do not apply to it.
+    judge_head: bool = False
+    judge_head_layer: int = Field(0, ge=0)
+    judge_head_train_layers: int = Field(4, ge=0)
+    judge_head_init: Literal["probe", "zero"] = "probe"
+    judge_head_score_lr: float | None = Field(None, gt=0)  # the score head's own lr (default: learning_rate)
+
     gradient_checkpointing: bool = False
     precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
     logging_steps: int = Field(10, ge=1)

@@ -221,6 +221,9 @@ def evaluate_run(run_dir: str | Path, data_path: str | Path | None = None, devic
     plot_reliability_diagram(report, run.plots / "reliability_diagram.png")
     plot_score_distribution(report, run.plots / "score_distribution.png")
     plot_loss_curve(run, run.plots / "loss_curve.png")
+    from trainer.learning_curve import curve_records, plot_learning_curve
+
+    plot_learning_curve(curve_records(run), run.plots / "learning_curve.png", run.name)
     write_model_card(run)
     return report
 

@@ -98,3 +98,67 @@ def plot_learning_curve(points: list[dict], out: Path, title: str = "") -> Path 
     fig.savefig(out, dpi=100)
     plt.close(fig)
     return out
+
+
+def label_probabilities(model, rows: list[list[int]], allowed, label_ids: list[int]) -> np.ndarray:
+    """[N, 5] rubric-masked label probabilities of a causal LM, one row per forward (the runtime's reading)."""
+    import torch
+
+    from submission.scoring import probabilities_from_label_logits
+
+    was_training = model.training
+    model.eval()
+    logits = np.zeros((len(rows), len(label_ids)))
+    with torch.no_grad():
+        for i, ids in enumerate(rows):
+            out = model(input_ids=torch.as_tensor([ids], device=model.device), logits_to_keep=1, use_cache=False)
+            logits[i] = out.logits[0, -1, label_ids].float().cpu().numpy()
+    if was_training:
+        model.train()
+    return probabilities_from_label_logits(logits, allowed)
+
+
+def curve_callback(run, renderer, train_frame, val_frame, label_ids: list[int], every: int, seed: int,
+                   max_tokens: int):
+    """A ``TrainerCallback`` recording a curve point at step 0 and every ``every`` optimizer steps (LM path)."""
+    from transformers import TrainerCallback
+
+    sample = train_sample(len(train_frame), seed)
+    train_rows = [renderer.render(train_frame["prompt"].iloc[i], max_tokens) for i in sample]
+    val_rows = [renderer.render(p, max_tokens) for p in val_frame["prompt"]]
+    train_gold = [int(train_frame["score"].iloc[i]) for i in sample]
+    val_gold = [int(s) for s in val_frame["score"]]
+    recorder = CurveRecorder(run, every)
+
+    class CurveCallback(TrainerCallback):
+        """Scores the fixed train sample and the validation rows through the label tokens every ``every`` steps."""
+
+        last_loss = None
+        pending = None  # a due point waits for this step's loss when the step also logs (on_log follows on_step_end)
+
+        def _point(self, state, model):
+            train_probs = label_probabilities(model, [r.input_ids for r in train_rows], [r.allowed for r in train_rows],
+                                              label_ids)
+            val_probs = label_probabilities(model, [r.input_ids for r in val_rows], [r.allowed for r in val_rows],
+                                            label_ids)
+            recorder.record(state.global_step, self.last_loss, train_gold, train_probs, val_gold, val_probs)
+
+        def on_train_begin(self, args, state, control, model=None, **kwargs):
+            if state.is_world_process_zero and state.global_step == 0:
+                self._point(state, model)
+
+        def on_log(self, args, state, control, logs=None, model=None, **kwargs):
+            if logs and "loss" in logs:
+                self.last_loss = float(logs["loss"])
+            if self.pending is not None:
+                self.pending, pending_model = None, self.pending
+                self._point(state, pending_model)
+
+        def on_step_end(self, args, state, control, model=None, **kwargs):
+            if state.is_world_process_zero and (recorder.due(state.global_step) or state.global_step == state.max_steps):
+                if state.global_step % args.logging_steps == 0 or state.global_step == state.max_steps:
+                    self.pending = model
+                else:
+                    self._point(state, model)
+
+    return CurveCallback()
