@@ -93,6 +93,7 @@ class TrainConfig(BaseModel):
     judge_head_train_layers: int = Field(4, ge=0)
     judge_head_init: Literal["probe", "zero"] = "probe"
     judge_head_score_lr: float | None = Field(None, gt=0)  # the score head's own lr (default: learning_rate)
+    feature_cache: str | None = None  # folder of per-row frozen last-token states (probe), shared by runs and benches
 
     gradient_checkpointing: bool = False
     precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
