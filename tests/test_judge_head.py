@@ -131,3 +131,11 @@ def test_autopick_treats_a_judge_head_like_any_merged_model(head_run):
     found = candidate_model_dirs([out])
     assert trained.path / "merged" in found
     assert rank_candidates(found, "qwk")[0].value == trained.report["qwk"]
+
+
+def test_vllm_refuses_a_judge_head_so_the_runtime_falls_back_to_transformers(head_run):
+    from submission.engine_vllm import EngineStartError, VllmEngine
+
+    trained, _ = head_run
+    with pytest.raises(EngineStartError, match="judge head"):
+        VllmEngine(trained.path / "merged", tokenizer=None, max_model_len=512)
