@@ -41,3 +41,18 @@ def test_lm_training_records_the_curve_and_evaluate_draws_it(tmp_path, synth_dir
     # the last point scores the trained weights the way the runtime does (argmax, fp32 before the fp16 merge)
     assert abs(points[-1]["val_accuracy"] - trained.report["argmax_metrics"]["accuracy"]) <= 2 / val_rows
     assert json.loads((trained.path / "metrics.jsonl").read_text().splitlines()[-1])
+
+
+def test_the_html_report_shows_the_learning_curve_of_the_best_run(tmp_path):
+    from trainer.report import collect_runs
+    from trainer.report_html import render_report_html
+
+    run = tmp_path / "r"
+    (run / "merged").mkdir(parents=True)
+    (run / "training_config.json").write_text(json.dumps({"config": {"name": "r", "metric": "qwk"}}))
+    (run / "validation_report.json").write_text(json.dumps({"qwk": 0.5, "accuracy": 0.6, "n": 10}))
+    points = [{"kind": "curve", "step": s, "train_loss": 1.0 / (s + 1), "train_accuracy": 0.5, "val_accuracy": 0.4,
+               "val_qwk": 0.3, "val_histogram": {}} for s in (0, 5)]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(p) + "\n" for p in points))
+    page = render_report_html(collect_runs([run]), "qwk")
+    assert 'alt="learning curve"' in page

@@ -66,17 +66,9 @@ def curve_records(run) -> list[dict]:
     return sorted((r for r in run.read_metrics() if r.get("kind") == "curve"), key=lambda r: r["step"])
 
 
-def plot_learning_curve(points: list[dict], out: Path, title: str = "") -> Path | None:
-    """PNG: train loss (left axis) and train/validation accuracy + validation QWK (right axis) against step."""
-    if not points:
-        return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def draw_learning_curve(ax, points: list[dict], title: str = "") -> None:
+    """Train loss (left axis) and train/validation accuracy + validation QWK (right axis) against step on ``ax``."""
     steps = [p["step"] for p in points]
-    fig, ax = plt.subplots(figsize=(7, 4))
     losses = [(p["step"], p["train_loss"]) for p in points if p.get("train_loss") is not None]
     if losses:
         ax.plot(*zip(*losses, strict=True), color="tab:gray", marker=".", label="train loss")
@@ -87,15 +79,29 @@ def plot_learning_curve(points: list[dict], out: Path, title: str = "") -> Path 
         values = [(s, p.get(key)) for s, p in zip(steps, points, strict=True) if p.get(key) is not None]
         if values:
             twin.plot(*zip(*values, strict=True), color=style, marker="o", label=key.replace("_", " "))
-    twin.set_ylim(-0.1, 1.0)
+    twin.set_ylim(-0.1, 1.05)
     twin.set_ylabel("accuracy / QWK")
     handles = ax.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
     twin.legend(handles, [h.get_label() for h in handles], loc="lower right", fontsize=8)
-    ax.set_title(title)
+    ax.set_title(title, fontsize=10)
+
+
+def plot_learning_curve(points: list[dict], out, title: str = "") -> Path | None:
+    """PNG of :func:`draw_learning_curve` (``out``: a path or a binary file); None when there are no points."""
+    if not points:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    draw_learning_curve(ax, points, title)
     fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=100)
+    if isinstance(out, (str, Path)):
+        out = Path(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=100, format="png")
     plt.close(fig)
     return out
 
