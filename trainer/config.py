@@ -56,7 +56,8 @@ class TrainConfig(BaseModel):
     grad_accum: int = Field(1, ge=1)
     scheduler: Literal["linear", "cosine", "cosine_with_min_lr", "constant", "constant_with_warmup"] = "linear"
     min_lr_ratio: float = Field(0.0, ge=0.0, le=1.0)  # floor for cosine_with_min_lr
-    warmup_ratio: float = Field(0.0, ge=0.0, le=1.0)
+    # < 1: transformers reads warmup_steps >= 1 as a step count, so a ratio of 1.0 silently became ONE warm-up step
+    warmup_ratio: float = Field(0.0, ge=0.0, lt=1.0)
     weight_decay: float = Field(0.0, ge=0.0)
     max_grad_norm: float = Field(1.0, gt=0)
     max_tokens: int = Field(2048, ge=64)
