@@ -46,7 +46,7 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-BLOCKS = ("majority", "zeroshot", "head", "probe", "distill", "loss", "minus_one", "refdrop", "unseen", "hard")
+BLOCKS = ("majority", "head", "probe", "zeroshot", "distill", "loss", "minus_one", "refdrop", "unseen", "hard")
 DEFAULT_BLOCKS = ("distill", "loss", "refdrop", "unseen", "hard")  # the tiny model's; zeroshot needs --base-model
 SHOWN = ("accuracy", "qwk", "mae")
 MINUS_ONE = ("m1_precision", "m1_recall")
