@@ -51,11 +51,12 @@ def last_token_states(model, rows: Sequence[Sequence[int]], progress_every: int 
     out = None
     started = time.perf_counter()
     body = getattr(model, model.base_model_prefix, model)  # no LM head: its 49k-150k logits per position are unused
+    device = next(body.parameters()).device
     with torch.inference_mode():
         for i, ids in enumerate(rows):
-            states = body(input_ids=torch.as_tensor([list(ids)]), output_hidden_states=True,
+            states = body(input_ids=torch.as_tensor([list(ids)], device=device), output_hidden_states=True,
                           use_cache=False).hidden_states
-            stacked = torch.stack([s[0, -1] for s in states]).float().numpy()
+            stacked = torch.stack([s[0, -1] for s in states]).float().cpu().numpy()
             if out is None:
                 out = np.zeros((len(rows), *stacked.shape), dtype=np.float32)
             out[i] = stacked
@@ -225,6 +226,7 @@ class CachedTop:
         self.classifier = classifier
         self.body = getattr(classifier, classifier.base_model_prefix)
         self.start = start
+        self.device = next(classifier.parameters()).device
         for name, parameter in classifier.named_parameters():
             parameter.requires_grad = self._trained(name)
 
@@ -238,23 +240,24 @@ class CachedTop:
         return [p for p in self.classifier.parameters() if p.requires_grad]
 
     def bottom(self, ids: Sequence[int]):
-        """[1, T, H] hidden state after layer ``start`` (no grad): the part computed once per row."""
+        """[1, T, H] hidden state after layer ``start`` (no grad, on the CPU): the part computed once per row."""
         import torch
 
         with torch.inference_mode():
-            x = torch.as_tensor([list(ids)])
+            x = torch.as_tensor([list(ids)], device=self.device)
             hidden = self.body.embed_tokens(x)
-            positions = torch.arange(x.shape[1]).unsqueeze(0)
+            positions = torch.arange(x.shape[1], device=self.device).unsqueeze(0)
             rotary = self.body.rotary_emb(hidden, positions)
             for layer in self.body.layers[: self.start]:
                 hidden = _layer_out(layer(hidden, position_ids=positions, position_embeddings=rotary))
-        return hidden.clone()
+        return hidden.cpu().clone()
 
     def top(self, hidden):
         """[1, 5] label logits from a cached state (grad through the trained layers, norm and score)."""
         import torch
 
-        positions = torch.arange(hidden.shape[1]).unsqueeze(0)
+        hidden = hidden.to(self.device)
+        positions = torch.arange(hidden.shape[1], device=self.device).unsqueeze(0)
         rotary = self.body.rotary_emb(hidden, positions)
         for layer in self.body.layers[self.start:]:
             hidden = _layer_out(layer(hidden, position_ids=positions, position_embeddings=rotary))
@@ -266,11 +269,12 @@ class CachedTop:
         import torch
 
         with torch.no_grad():
-            positions = torch.arange(hidden.shape[1]).unsqueeze(0)
+            hidden = hidden.to(self.device)
+            positions = torch.arange(hidden.shape[1], device=self.device).unsqueeze(0)
             rotary = self.body.rotary_emb(hidden, positions)
             for layer in self.body.layers[self.start:]:
                 hidden = _layer_out(layer(hidden, position_ids=positions, position_embeddings=rotary))
-            return self.body.norm(hidden[:, -1]).float()
+            return self.body.norm(hidden[:, -1]).float().cpu()
 
 
 def _layer_out(output):
@@ -305,7 +309,8 @@ def probe_init(classifier, features: np.ndarray, labels: Sequence[int], c: float
         else:
             head[i] = absent
     with torch.no_grad():
-        classifier.score.weight.copy_(torch.as_tensor(head, dtype=classifier.score.weight.dtype))
+        classifier.score.weight.copy_(torch.as_tensor(head, dtype=classifier.score.weight.dtype,
+                                                      device=classifier.score.weight.device))
 
 
 def masked_cross_entropy(logits, allowed, gold, weight=None):
@@ -363,7 +368,9 @@ def train_judge_head(config, run, train_frame, val_frame, tokenizer, fit_frame=N
     fit_ids, val_ids = ids_of(fit_frame), ids_of(val_frame)
     fit_gold = [int(s) for s in fit_frame["score"]]
     val_gold = [int(s) for s in val_frame["score"]]
-    lm = AutoModelForCausalLM.from_pretrained(config.base_model, dtype=torch.float32, trust_remote_code=False).eval()
+    device = "cuda" if torch.cuda.is_available() else "cpu"  # fp32 either way: the trained part is a few layers
+    lm = AutoModelForCausalLM.from_pretrained(config.base_model, dtype=torch.float32, trust_remote_code=False)
+    lm = lm.to(device).eval()
     total_layers = lm.config.num_hidden_layers
     started = time.perf_counter()
     table = None
@@ -394,15 +401,16 @@ def train_judge_head(config, run, train_frame, val_frame, tokenizer, fit_frame=N
         probe_init(classifier, head_features, fit_gold, c=PROBE_INIT_C)
     fit_masks, val_masks = masks_of(fit_frame), masks_of(val_frame)
     label_index = {label: i for i, label in enumerate(LABELS)}
-    fit_targets = torch.tensor([label_index[g] for g in fit_gold])
+    fit_targets = torch.tensor([label_index[g] for g in fit_gold], device=device)
+    fit_mask_device = fit_masks.to(device)
     weights = split.class_weights(train_frame["score"]) if config.balance == "class_weights" else None
-    row_weights = torch.tensor([float(weights.get(g, 1.0)) if weights else 1.0 for g in fit_gold])
+    row_weights = torch.tensor([float(weights.get(g, 1.0)) if weights else 1.0 for g in fit_gold], device=device)
 
     def predict(cache, masks) -> np.ndarray:
         from submission.scoring import probabilities_from_label_logits
 
         with torch.no_grad():
-            logits = torch.cat([top.top(h) for h in cache]).float().numpy()
+            logits = torch.cat([top.top(h) for h in cache]).float().cpu().numpy()
         return probabilities_from_label_logits(logits, [tuple(np.array(LABELS)[m.numpy()]) for m in masks])
 
     rows_per_step = config.batch_size * config.grad_accum
@@ -440,7 +448,7 @@ def train_judge_head(config, run, train_frame, val_frame, tokenizer, fit_frame=N
         step_loss = 0.0
         for i in batch:
             logits = top.top(fit_cache[i])
-            loss = masked_cross_entropy(logits, fit_masks[i : i + 1], fit_targets[i : i + 1],
+            loss = masked_cross_entropy(logits, fit_mask_device[i : i + 1], fit_targets[i : i + 1],
                                         row_weights[i : i + 1]) * (row_weights[i] / row_weights[batch].sum())
             loss.backward()
             step_loss += loss.item()
