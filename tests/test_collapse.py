@@ -57,14 +57,16 @@ def test_validation_report_says_collapsed_with_reasons_and_the_table_says_so():
     assert "COLLAPSED" not in format_table(alive)
 
 
-def test_autopick_skips_a_collapsed_model_even_when_its_metric_is_higher(tmp_path, tiny_model_dir):
+def test_autopick_skips_a_collapsed_model_even_when_its_metric_is_higher(tmp_path, tiny_model_dir, caplog):
     runs = make_runs(tmp_path / "runs", tiny_model_dir, {
         "dead": {"qwk": 0.9, "accuracy": 0.3, "collapsed": True, "collapse_reasons": ["95% of validation predictions are 1"]},
         "alive": {"qwk": 0.4, "accuracy": 0.5, "collapsed": False},
     })
     assert three_picks(runs, "qwk") == ("alive", "alive", "alive")
-    plan = plan_models(RunSettings(models=runs, metric="qwk", ensemble=False))
+    with caplog.at_level("WARNING", logger="submission.runtime"):
+        plan = plan_models(RunSettings(models=runs, metric="qwk", ensemble=False))
     assert "skipped dead (collapsed: 95% of validation predictions are 1)" in plan.reason
+    assert "skipping dead (collapsed: 95% of validation predictions are 1)" in caplog.text
 
 
 def test_every_candidate_collapsed_still_picks_one_and_warns(tmp_path, tiny_model_dir):
