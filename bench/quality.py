@@ -46,11 +46,13 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-BLOCKS = ("zeroshot", "distill", "loss", "minus_one", "refdrop", "unseen", "hard")
+BLOCKS = ("majority", "head", "probe", "zeroshot", "distill", "loss", "minus_one", "refdrop", "unseen", "hard")
 DEFAULT_BLOCKS = ("distill", "loss", "refdrop", "unseen", "hard")  # the tiny model's; zeroshot needs --base-model
 SHOWN = ("accuracy", "qwk", "mae")
 MINUS_ONE = ("m1_precision", "m1_recall")
+EXTRA = ("layer", "kept_step", "minutes", "collapsed")  # per-seed facts some blocks add
 REAL_PRESET = ROOT / "trainer" / "configs" / "real_cpu.yaml"
+HEAD_PRESET = ROOT / "trainer" / "configs" / "real_cpu_head.yaml"
 PRESET_ARGS: list = []  # --config YAML added to every training (real weights: REAL_PRESET)
 
 
@@ -87,7 +89,7 @@ def prepare(work: Path, base_model: Path | None = None, task: str = "lexical", l
     noref = test.assign(prompt=stripped)[[s is not None for s in stripped]]
     noref.to_csv(data / "heldout_noref.csv", index=False)
     return {"base": base_model or work / "tiny", "train": data / "train.csv", "heldout": data / "heldout.csv",
-            "heldout_noref": data / "heldout_noref.csv", "data": data}
+            "heldout_noref": data / "heldout_noref.csv", "data": data, "features": work / "features"}
 
 
 def gold_share_files(paths: dict, seed: int, share: float = 0.1) -> tuple[Path, Path]:
@@ -104,13 +106,17 @@ def gold_share_files(paths: dict, seed: int, share: float = 0.1) -> tuple[Path, 
 REUSE_ONLY = False  # --reuse-only: report the runs that exist, train nothing
 
 
-def train(paths: dict, runs: Path, name: str, seed: int, steps: int, train_csv: Path, *extra) -> Path | None:
-    """The run folder (trained now unless it already holds a validation report); None when --reuse-only lacks it."""
+def train(paths: dict, runs: Path, name: str, seed: int, steps: int, train_csv: Path, *extra,
+          preset: Path | None = None) -> Path | None:
+    """The run folder (trained now unless it already holds a validation report); None when --reuse-only lacks it.
+
+    ``preset``: this training's --config instead of the benchmark's (PRESET_ARGS)."""
     run_dir = runs / name
     if not (run_dir / "validation_report.json").is_file():
         if REUSE_ONLY:
             return None
-        cli(["train", "--experiment", "demo", *PRESET_ARGS, "--train-path", train_csv, "--base-model", paths["base"],
+        preset_args = ["--config", preset] if preset else PRESET_ARGS
+        cli(["train", "--experiment", "demo", *preset_args, "--train-path", train_csv, "--base-model", paths["base"],
              "--output-dir", runs, "--run-name", name, "--set", f"seed={seed}", "--set", f"max_steps={steps}", *extra],
             runs / f"{name}.log")
     return run_dir
@@ -187,6 +193,111 @@ def block_zeroshot(paths, runs, seeds, steps, results) -> None:
     for row, predicted in (("organisers: 10 greedy tokens, first digit else 0", generated),
                            ("one-token label scoring, argmax", saved["one_token"])):
         results.setdefault(("zeroshot", row, "heldout"), {})[seeds[0]] = scored_metrics(gold, predicted)
+
+
+def seed_split(paths: dict, seed: int):
+    """(train, validation) frames of the train CSV exactly as `trainer train --set seed=SEED` splits them."""
+    from submission.data import read_train_csv
+    from trainer.split import stratified_split
+
+    return stratified_split(read_train_csv(paths["train"]), 0.2, seed)
+
+
+def block_majority(paths, runs, seeds, steps, results) -> None:
+    """Always the train split's most frequent score: the floor every judge must clear."""
+    heldout = pd.read_csv(paths["heldout"], dtype={"id": str})
+    gold = heldout["score"].astype(int).tolist()
+    for seed in seeds:
+        train_rows, _ = seed_split(paths, seed)
+        majority = int(train_rows["score"].astype(int).mode().iloc[0])
+        results.setdefault(("majority", "constant: the train split's most frequent score", "heldout"), {})[seed] = \
+            scored_metrics(gold, [majority] * len(gold))
+
+
+def block_probe(paths, runs, seeds, steps, results) -> None:
+    """Logistic regression on the frozen base's last-token state of each layer; the layer with the best validation
+    QWK is scored on the held-out rows (argmax). One frozen forward per row, cached in WORK/features."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from submission.prompting import PromptRenderer
+    from trainer.judge_head import best_layer, cached_last_token_states, fit_probe, model_key, probe_layers
+
+    if REUSE_ONLY:
+        return
+    heldout = pd.read_csv(paths["heldout"], dtype={"id": str})
+    tokenizer = AutoTokenizer.from_pretrained(paths["base"])
+    renderer = PromptRenderer(tokenizer, max_tokens=512)
+    lm = AutoModelForCausalLM.from_pretrained(paths["base"], dtype=torch.float32).eval()
+    key, cache = model_key(paths["base"]), paths["features"]
+
+    def states(frame):
+        return cached_last_token_states(lm, [renderer.render(p, 512).input_ids for p in frame["prompt"]], cache, key)
+
+    started = time.perf_counter()
+    held_states = states(heldout)
+    for seed in seeds:
+        train_rows, val_rows = seed_split(paths, seed)
+        train_states, val_states = states(train_rows), states(val_rows)
+        y_train, y_val = train_rows["score"].astype(int).tolist(), val_rows["score"].astype(int).tolist()
+        table = probe_layers(train_states, y_train, val_states, y_val, "qwk", range(1, train_states.shape[1] - 1))
+        layer = best_layer(table)
+        predicted = fit_probe(train_states[:, layer], y_train).predict(held_states[:, layer])
+        gold = heldout["score"].astype(int).tolist()
+        metrics = {**scored_metrics(gold, predicted.tolist()), "layer": layer,
+                   "minutes": round((time.perf_counter() - started) / 60, 1)}
+        results.setdefault(("probe", "logistic regression, frozen layer chosen on validation", "heldout"), {})[seed] = \
+            metrics
+        mask = np.array(gold) != -1
+        results.setdefault(("probe", "logistic regression, frozen layer chosen on validation",
+                            "heldout, gold 0..3"), {})[seed] = {
+            **scored_metrics(np.array(gold)[mask].tolist(), predicted[mask].tolist()), "layer": layer}
+        started = time.perf_counter()
+
+
+def block_head(paths, runs, seeds, steps, results) -> None:
+    """The judge head (trainer/configs/real_cpu_head.yaml through `trainer train`), held-out rows scored by the
+    runtime's engine with the run's validation-fitted decision; its learning curve is drawn for every seed."""
+    for seed in seeds:
+        run_dir = train(paths, runs, f"head_s{seed}", seed, steps, paths["train"], "--set",
+                        f"feature_cache={paths['features']}", preset=HEAD_PRESET)
+        if run_dir is None:
+            continue
+        record_ = json.loads((run_dir / "training_config.json").read_text(encoding="utf-8"))
+        head = record_.get("judge_head") or {}
+        row = f"judge head (real_cpu_head.yaml), {steps} steps"
+        record(results, ("head", row, "heldout"), seed, run_dir, paths["heldout"])
+        record(results, ("head", row, "heldout, gold 0..3"), seed, run_dir, paths["heldout"],
+               lambda frame: frame["score"] != -1)
+        for data in ("heldout", "heldout, gold 0..3"):
+            results[("head", row, data)][seed].update(
+                layer=head.get("layer"), kept_step=head.get("kept_step"),
+                minutes=round(record_.get("train_seconds", 0) / 60, 1),
+                collapsed=run_report(run_dir).get("collapsed"))
+
+
+def plot_head_curves(runs: Path, seeds, out: Path) -> Path | None:
+    """One PNG with each seed's judge-head learning curve side by side (None when no head run has one)."""
+    from trainer.learning_curve import curve_records, draw_learning_curve
+    from trainer.rundir import RunDir
+
+    curves = [(seed, curve_records(RunDir(runs / f"head_s{seed}"))) for seed in seeds
+              if (runs / f"head_s{seed}" / "metrics.jsonl").is_file()]
+    curves = [(seed, points) for seed, points in curves if points]
+    if not curves:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(curves), figsize=(7 * len(curves), 4), squeeze=False)
+    for ax, (seed, points) in zip(axes[0], curves, strict=True):
+        draw_learning_curve(ax, points, f"judge head, seed {seed} (validation every {points[1]['step'] if len(points) > 1 else '-'} steps)")
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out
 
 
 def run_report(run_dir: Path) -> dict:
@@ -280,7 +391,10 @@ def summarise(results: dict) -> list[dict]:
     rows = []
     for (block, row, data), by_seed in results.items():
         line = {"block": block, "row": row, "data": data, "seeds": sorted(by_seed), "n": next(iter(by_seed.values()))["n"],
-                "per_seed": {str(seed): {k: m[k] for k in SHOWN} for seed, m in sorted(by_seed.items())}}
+                "per_seed": {str(seed): {k: m[k] for k in (*SHOWN, *EXTRA) if k in m} for seed, m in sorted(by_seed.items())}}
+        minutes = [m["minutes"] for m in by_seed.values() if m.get("minutes") is not None]
+        if minutes:
+            line["minutes"] = statistics.fmean(minutes)
         for key in SHOWN + MINUS_ONE:
             values = [m.get(key) for m in by_seed.values() if m.get(key) is not None]
             line[key] = statistics.fmean(values) if values else None
@@ -343,6 +457,10 @@ def main() -> None:
         out.write_text(json.dumps({"steps": args.steps, "seeds": args.seeds, "base_model": str(paths["base"]),
                                    "preset": str(preset) if preset else None, "task": task, "rows": rows},
                                   indent=2) + "\n")
+    if "head" in only:
+        curve = plot_head_curves(runs, args.seeds, out.with_name(out.stem + "-curve.png"))
+        if curve:
+            print(f"learning curves: {curve}", file=sys.stderr)
     print(format_table(summarise(results)))
 
 

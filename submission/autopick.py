@@ -160,12 +160,25 @@ def candidate_model_dirs(roots: list[Path]) -> list[Path]:
     return found
 
 
+def is_collapsed(report: dict) -> bool:
+    """True when a validation report says the judge learnt nothing (``"collapsed": true``)."""
+    return isinstance(report, dict) and report.get("collapsed") is True
+
+
+def collapse_note(candidate: Candidate) -> str:
+    """"name (collapsed: reasons)" for the runtime's log."""
+    reasons = candidate.report.get("collapse_reasons") or []
+    return f"{display_name(candidate.path)} (collapsed: {'; '.join(map(str, reasons)) or 'no reason recorded'})"
+
+
 def rank_order(reports: list[dict], metric: str, report_mtimes: list[float] | None = None) -> list[int]:
     """Indices of ``reports`` best first: THE "best model" rule (runtime, build/bundle.py and `trainer report`).
 
-    By ``metric`` in its direction (mae/rmse lower); a report without the metric, or with it undefined (None),
-    ranks last; ties go to the newer report (``created``, then the file's mtime), then to input order. An unknown
-    metric name raises :class:`submission.metrics.UnknownMetric`.
+    A report that says the judge collapsed (``"collapsed": true``, trainer/collapse.py: one class, QWK ~0 or no
+    better than the majority class) ranks after every other, whatever its metric. Then by ``metric`` in its
+    direction (mae/rmse lower); a report without the metric, or with it undefined (None), ranks last; ties go to the
+    newer report (``created``, then the file's mtime), then to input order. An unknown metric name raises
+    :class:`submission.metrics.UnknownMetric`.
     """
     higher = higher_is_better(metric)
     mtimes = report_mtimes or [0.0] * len(reports)
@@ -176,7 +189,7 @@ def rank_order(reports: list[dict], metric: str, report_mtimes: list[float] | No
         except (KeyError, ValueError):  # absent or not a number: ranks last
             value = None
         signed = 0.0 if value is None else (value if higher else -value)
-        return (value is not None, signed, str(reports[i].get("created", "")), mtimes[i])
+        return (not is_collapsed(reports[i]), value is not None, signed, str(reports[i].get("created", "")), mtimes[i])
 
     return sorted(range(len(reports)), key=lambda i: (key(i), -i), reverse=True)
 
@@ -209,7 +222,13 @@ def pick_reason(ranked: list[Candidate], metric: str) -> str:
     others = ", ".join(f"{display_name(c.path)}={c.value:.4g}" if c.value is not None else f"{display_name(c.path)}=no report"
                        for c in ranked[1:])
     direction = "highest" if higher_is_better(metric) else "lowest"
-    return f"{direction} {metric}: {display_name(best.path)}={best.value:.4g}" + (f" (vs {others})" if others else "")
+    reason = f"{direction} {metric}: {display_name(best.path)}={best.value:.4g}" + (f" (vs {others})" if others else "")
+    skipped = [collapse_note(c) for c in ranked[1:] if is_collapsed(c.report)]
+    if is_collapsed(best.report):
+        reason += f"; WARNING every candidate collapsed, {collapse_note(best)}"
+    elif skipped:
+        reason += f"; skipped {', '.join(skipped)}"
+    return reason
 
 
 def ensemble_path(roots: list[Path]) -> Path | None:
@@ -257,6 +276,8 @@ def auto_ensemble(ranked: list[Candidate], metric: str, tolerance: float, max_me
     average of the members' expected scores), else argmax; likewise the mean P(-1) threshold when every member has one.
     """
     scored = [c for c in ranked if c.value is not None and c.mode == "score"]
+    if any(not is_collapsed(c.report) for c in scored):  # a collapsed judge only adds noise to the average
+        scored = [c for c in scored if not is_collapsed(c.report)]
     if len(scored) < 2 or max_members < 2:
         return None
     best = scored[0].value

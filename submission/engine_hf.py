@@ -53,10 +53,25 @@ def load_causal_lm(model_dir: str | Path, device: str, dtype=None):
         raise FileNotFoundError(f"{model_dir}: no *.safetensors weights (pickled weights are refused)")
     if dtype is None:
         dtype = getattr(torch, preferred_dtype(device))
-    model = AutoModelForCausalLM.from_pretrained(
+    auto = AutoModelForCausalLM
+    if is_judge_head(model_dir):
+        from transformers import AutoModelForSequenceClassification as auto
+    model = auto.from_pretrained(
         model_dir, dtype=dtype, use_safetensors=True, trust_remote_code=False, low_cpu_mem_usage=True
     )
     return model.to(device).eval()
+
+
+def is_judge_head(model_dir: str | Path) -> bool:
+    """True when the folder holds a judge head (a ``*ForSequenceClassification`` over the labels, trainer/judge_head.py):
+    its logits ARE the label logits, in LABELS order."""
+    import json
+
+    try:
+        config = json.loads((Path(model_dir) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return any(str(a).endswith("ForSequenceClassification") for a in config.get("architectures") or [])
 
 
 def load_tokenizer(model_dir: str | Path):
@@ -87,6 +102,8 @@ class TransformersEngine:
         # CPU attention is memory-bound well before 16k tokens; an H100 takes 64k (docs/ARCHITECTURE.md §7).
         self.token_budget = int(token_budget or (65536 if device_kind(self.device) == "cuda" else 8192))
         self.max_rows = max_rows
+        self.judge_head = str(getattr(self.model.config, "architectures", [""])[0] or "").endswith(
+            "ForSequenceClassification")
         self.label_ids = label_token_ids(self.tokenizer)
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         self.oom_splits = 0
@@ -136,6 +153,8 @@ class TransformersEngine:
             attention[i, longest - len(row) :] = 1
         # Left padding: positions count real tokens only, so a row scores the same alone or in a batch.
         position_ids = (attention.cumsum(dim=1) - 1).clamp(min=0)
+        if self.judge_head:
+            return self._forward_judge_head(input_ids, attention, position_ids)
         with torch.inference_mode():
             logits = self.model(
                 input_ids=input_ids.to(self.device),
@@ -146,6 +165,17 @@ class TransformersEngine:
             ).logits[:, -1, :]
             picked = logits[:, self.label_ids].float().cpu().numpy()
         return picked
+
+    def _forward_judge_head(self, input_ids, attention, position_ids) -> np.ndarray:
+        """A judge head's label logits: its score layer on the last position (left padding puts every row's last
+        token there; never the pad-token search transformers' classifiers do, which a pad id inside a prompt fools)."""
+        import torch
+
+        body = getattr(self.model, self.model.base_model_prefix)
+        with torch.inference_mode():
+            hidden = body(input_ids=input_ids.to(self.device), attention_mask=attention.to(self.device),
+                          position_ids=position_ids.to(self.device), use_cache=False).last_hidden_state[:, -1]
+            return self.model.score(hidden).float().cpu().numpy().astype(np.float64)
 
     def generate_texts(self, prompts: Sequence[Sequence[int]], max_new_tokens: int) -> list[str]:
         """Greedy continuations (new text only) for token-id prompts; for generative judges that write a rationale."""

@@ -157,6 +157,12 @@ class VllmEngine:
         tokens_hint: int | None = None,
     ):
         self.model_dir = Path(model_dir)
+        from submission.engine_hf import is_judge_head
+
+        if is_judge_head(self.model_dir):
+            # A classifier has no next-token logprobs to read; vLLM's pooling runner is not wired here (yet).
+            raise EngineStartError(f"{self.model_dir.name} is a judge head (sequence classifier): scored on "
+                                   "transformers, not through vLLM's generate")
         self.tokenizer = tokenizer
         self.label_ids = label_token_ids(tokenizer)
         self.api = load_vllm_api()

@@ -207,8 +207,21 @@ def plan_models(run: RunSettings) -> ModelPlan:
     if run.ensemble:
         ensemble = auto_ensemble(ranked, run.metric, defaults.ENSEMBLE_TOLERANCE, defaults.ENSEMBLE_MAX_MEMBERS)
     reason = pick_reason(ranked, run.metric)
+    log_collapsed(ranked)
     return ModelPlan(ranked, ensemble, f"ensemble of {ensemble.reason}; single-model fallback: {reason}" if ensemble else reason,
                      skipped)
+
+
+def log_collapsed(ranked: list[Candidate]) -> None:
+    """One warning per candidate left out because its report says it collapsed (or for the pick, when all did)."""
+    from submission.autopick import collapse_note, is_collapsed
+
+    if ranked and is_collapsed(ranked[0].report):
+        log.warning("every candidate's report says it collapsed; using %s", collapse_note(ranked[0]))
+        return
+    for candidate in ranked[1:]:
+        if is_collapsed(candidate.report):
+            log.warning("skipping %s", collapse_note(candidate))
 
 
 @contextmanager

@@ -23,3 +23,26 @@ def test_scored_metrics_carry_minus_one_precision_and_recall_into_the_table():
     assert "| 0.50 / 0.50 |" in quality.format_table(rows)
     never = quality.scored_metrics([-1, 0], [0, 0])
     assert never["m1_precision"] is None and never["m1_recall"] == 0.0
+
+
+def test_majority_and_probe_blocks_score_held_out_rows_with_a_validation_chosen_layer(tmp_path, synth_dir,
+                                                                                     tiny_model_dir):
+    import pandas as pd
+
+    test = pd.read_csv(synth_dir / "test.csv", dtype={"id": str}).merge(
+        pd.read_csv(synth_dir / "gold.csv", dtype={"id": str})).head(30)
+    test.to_csv(tmp_path / "heldout.csv", index=False)
+    paths = {"base": tiny_model_dir, "train": synth_dir / "train.csv", "heldout": tmp_path / "heldout.csv",
+             "features": tmp_path / "features"}
+    results: dict = {}
+    quality.block_majority(paths, tmp_path, [1, 2], 0, results)
+    quality.block_probe(paths, tmp_path, [1, 2], 0, results)
+    rows = {(r["block"], r["data"]): r for r in quality.summarise(results)}
+    majority = rows[("majority", "heldout")]
+    gold = test["score"].astype(int)
+    assert majority["n"] == 30 and majority["seeds"] == [1, 2]
+    modes = [int(quality.seed_split(paths, seed)[0]["score"].astype(int).mode().iloc[0]) for seed in (1, 2)]
+    assert abs(majority["accuracy"] - sum((gold == m).mean() for m in modes) / 2) < 1e-9
+    probe = rows[("probe", "heldout")]
+    assert probe["n"] == 30 and {m["layer"] for m in probe["per_seed"].values()} == {1}  # the tiny model: 2 layers
+    assert len(list((tmp_path / "features").glob("*.npy"))) >= 30  # every row's forward cached for the next run

@@ -79,3 +79,35 @@ def test_merged_dir_is_fp16_without_adapter_keys(lora_run):
     assert "<|im_start|>" in (out / "chat_template.jinja").read_text() or "chat_template" in (
         out / "tokenizer_config.json").read_text()
     assert "base model" in (out / "README.md").read_text()
+
+
+def test_lora_on_a_tied_head_survives_the_merge(tiny_model_dir, tmp_path):
+    """LoRA on lm_head of a tied model: merging it into the shared matrix changed the other side too
+    and kept the config tied (logits off by ~20 on the tiny model); the merge now unties first."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from trainer.merge import merge_run
+
+    torch.manual_seed(0)
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "lm_head"],
+                                            task_type="CAUSAL_LM"))
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.add_(torch.randn_like(param) * 0.5)
+    model.eval()
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    ids = torch.tensor([tokenizer("### Ответ: 4")["input_ids"]])
+    with torch.no_grad():
+        before = model(input_ids=ids).logits
+    model.save_pretrained(tmp_path / "adapter")
+    tokenizer.save_pretrained(tmp_path / "adapter")
+    config = {"base_model": str(tiny_model_dir), "method": "lora", "name": "t", "train_path": "x.csv"}
+    (tmp_path / "training_config.json").write_text(json.dumps({"config": config}))
+    reloaded = AutoModelForCausalLM.from_pretrained(merge_run(tmp_path), dtype=torch.float32)
+    with torch.no_grad():
+        after = reloaded(input_ids=ids).logits
+    assert torch.allclose(after, before, atol=5e-2, rtol=1e-2), (after - before).abs().max()

@@ -332,22 +332,28 @@ def train(
             raise UserError(f"--train-path {resolved.train_path or '(missing)'}: file not found")
         if not resolved.base_model:
             raise UserError("--base-model is required (a model folder or an HF id in the offline cache)")
+    from trainer.collapse import collapse_line
     from trainer.pipeline import train_merge_evaluate
     from trainer.train import is_main_process
 
-    run_dirs = []
+    run_dirs, warnings = [], []
     for resolved in configs:
         trained = train_merge_evaluate(resolved, resume=resume, merge=not no_merge)
         if trained.report is not None:
             log.info("%s: %s %.4f, accuracy %.4f", trained.path, resolved.metric,
                      trained.report.get(resolved.metric) or 0.0, trained.report["accuracy"])
+            if collapse_line(trained.report):
+                warnings.append(f"{trained.path}: {collapse_line(trained.report)}")
         run_dirs.append(trained.path)
     if compare and is_main_process():
         from trainer.report import collect_runs, format_report
 
         typer.echo(format_report(collect_runs(run_dirs)))
     if is_main_process():
+        # stdout's last line stays the run folder (scripts read it); the collapse verdict is the terminal's last line
         typer.echo(str(run_dirs[-1] if not compare else Path(options.output_dir)))
+        for warning in warnings:
+            typer.echo(warning, err=True)
 
 
 @app.command("distill")

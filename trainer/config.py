@@ -77,7 +77,8 @@ class TrainConfig(BaseModel):
     grad_accum: int = Field(1, ge=1)
     scheduler: Literal["linear", "cosine", "cosine_with_min_lr", "constant", "constant_with_warmup"] = "linear"
     min_lr_ratio: float = Field(0.0, ge=0.0, le=1.0)  # floor for cosine_with_min_lr
-    warmup_ratio: float = Field(0.0, ge=0.0, le=1.0)
+    # < 1: transformers reads warmup_steps >= 1 as a step count, so a ratio of 1.0 silently became ONE warm-up step
+    warmup_ratio: float = Field(0.0, ge=0.0, lt=1.0)
     weight_decay: float = Field(0.0, ge=0.0)
     max_grad_norm: float = Field(1.0, gt=0)
     max_tokens: int = Field(2048, ge=64)
@@ -102,6 +103,19 @@ class TrainConfig(BaseModel):
     mse_weight: float = Field(1.0, ge=0.0)
     seed: int = Field(42, ge=0, le=2**32 - 1)  # numpy's and torch's seed range
     metric: str = "qwk"  # selection metric for thresholds and `report` (submission.metrics.METRIC_NAMES)
+
+    # Learning curve every N optimizer steps (train loss, train-sample accuracy, validation accuracy/QWK, predicted
+    # classes; trainer/learning_curve.py). 0 = off on the LM path; the judge head records ~10 points when 0.
+    curve_steps: int = Field(0, ge=0)
+    # Judge head (trainer/judge_head.py): a classifier on layer judge_head_layer (0 = the best probe layer on
+    # validation), the layers above dropped; the top judge_head_train_layers layers + norm + score head train on the
+    # cached output of the frozen layers below. method/lora_* do not apply to it.
+    judge_head: bool = False
+    judge_head_layer: int = Field(0, ge=0)
+    judge_head_train_layers: int = Field(4, ge=0)
+    judge_head_init: Literal["probe", "zero"] = "probe"
+    judge_head_score_lr: float | None = Field(None, gt=0)  # the score head's own lr (default: learning_rate)
+    feature_cache: str | None = None  # folder of per-row frozen last-token states (probe), shared by runs and benches
 
     gradient_checkpointing: bool = False
     precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"

@@ -101,6 +101,7 @@ def build_report(probs, allowed, families, y_true, metric: str, class_prior: dic
     created, model_dir; ``not_applicable`` (augmented validation rows) adds the P(-1) cut and the -1 block;
     ``prompts`` (and ``ids``) add calibration and the bias checks (trainer/judge_checks.py)."""
     from submission.scoring import decide
+    from trainer.collapse import collapse_fields
     from trainer.judge_checks import judge_checks
     from trainer.metrics import compute_metrics
 
@@ -117,6 +118,7 @@ def build_report(probs, allowed, families, y_true, metric: str, class_prior: dic
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "model_dir": str(model_dir),
     })
+    report.update(collapse_fields(list(y_true), y_pred, report.get("qwk"), report.get("accuracy")))
     if minus_one_block is not None:
         report["not_applicable"] = minus_one_block
     if prompts is not None:
@@ -221,6 +223,9 @@ def evaluate_run(run_dir: str | Path, data_path: str | Path | None = None, devic
     plot_reliability_diagram(report, run.plots / "reliability_diagram.png")
     plot_score_distribution(report, run.plots / "score_distribution.png")
     plot_loss_curve(run, run.plots / "loss_curve.png")
+    from trainer.learning_curve import curve_records, plot_learning_curve
+
+    plot_learning_curve(curve_records(run), run.plots / "learning_curve.png", run.name)
     write_model_card(run)
     return report
 

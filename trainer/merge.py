@@ -51,6 +51,36 @@ def save_merged_model(model, tokenizer, out_dir: Path, dtype=None) -> Path:
     return out_dir
 
 
+TIED_MODULES = ("lm_head", "embed_tokens")
+
+
+def untie_for_adapter(model, adapter_dir: Path) -> bool:
+    """Give a tied head its own copy when the adapter puts LoRA on the head or the input embedding.
+
+    Merging LoRA into one side of a tied pair writes the delta into the shared matrix: the head's delta then also
+    shifts every input embedding (and the saved config stays tied), so the merged model is not the trained one. The
+    training forward never did that (the delta applied to one side only); the copy makes the merge do the same.
+    """
+    import torch
+
+    try:
+        adapter = json.loads((Path(adapter_dir) / "adapter_config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    targets = adapter.get("target_modules") or []
+    targets = [targets] if isinstance(targets, str) else list(targets)
+    touched = any(t.split(".")[-1] in TIED_MODULES or t in TIED_MODULES for t in targets)
+    inp, out = model.get_input_embeddings(), model.get_output_embeddings()
+    if not touched or out is None or inp.weight is not out.weight:
+        return False
+    out.weight = torch.nn.Parameter(out.weight.detach().clone())
+    model.config.tie_word_embeddings = False
+    if hasattr(model.config, "get_text_config"):
+        model.config.get_text_config().tie_word_embeddings = False
+    log.info("untied the output head before merging: the adapter puts LoRA on %s", ", ".join(targets))
+    return True
+
+
 def merge_adapter(base_model: str, adapter_dir: Path, out_dir: Path) -> Path:
     """Load the base in fp32, apply the PEFT adapter, merge, save fp16."""
     import torch
@@ -58,6 +88,7 @@ def merge_adapter(base_model: str, adapter_dir: Path, out_dir: Path) -> Path:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     base = AutoModelForCausalLM.from_pretrained(base_model, dtype=torch.float32, trust_remote_code=False)
+    untie_for_adapter(base, adapter_dir)
     model = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
     tokenizer_src = adapter_dir if (adapter_dir / "tokenizer_config.json").is_file() else base_model
     tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_src), trust_remote_code=False)

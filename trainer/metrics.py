@@ -116,6 +116,9 @@ def format_table(report: dict) -> str:
 
     lines = [f"{'metric':<12} value", *(f"{name:<12} {fmt(report.get(name))}" for name in METRIC_NAMES)]
     lines.append(f"{'rows':<12} {report['n']}")
+    from trainer.collapse import collapse_line
+
+    collapsed = collapse_line(report)
     families = report.get("per_family") or {}
     if families:
         lines.append("")
@@ -125,6 +128,8 @@ def format_table(report: dict) -> str:
                 f"{family:<18} {row['n']:>5} {fmt(row['accuracy'])} {fmt(row['macro_f1']):>7} "
                 f"{fmt(row['mae'])} {fmt(row['qwk'])}"
             )
+    if collapsed:
+        lines += ["", collapsed]
     return "\n".join(lines)
 
 

@@ -7,6 +7,7 @@ import json
 import unicodedata
 
 from submission.metrics import HEADLINE_METRICS as _SHOWN
+from trainer.learning_curve import curve_records
 from trainer.rundir import RunDir
 
 # Bidirectional controls: in a page or a terminal they reorder the text around them (U+202E shows "cba" for "abc").
@@ -37,6 +38,7 @@ def collect_runs(run_dirs) -> list[dict]:
                                                    "spearman", "pearson")},
             "size_mb": run.size_mb(),
             "train_s": record.get("train_seconds"),
+            "curve": curve_records(run),
         })
     return rows
 
@@ -84,6 +86,8 @@ def worst_criterion_cell(report: dict, width: int = 28) -> str | None:
 
 
 def format_report(rows: list[dict], metric: str | None = None) -> str:
+    from trainer.collapse import collapse_line
+
     metric = metric or (rows[0]["metric"] if rows else "qwk")
     best = pick_best_run(rows, metric)
     deltas = config_deltas([r["config"] for r in rows])
@@ -97,10 +101,17 @@ def format_report(rows: list[dict], metric: str | None = None) -> str:
               "train_s", "config deltas"]
     lines = [" | ".join(header), " | ".join("---" for _ in header)]
     for i, (row, delta) in enumerate(zip(rows, deltas, strict=True)):
-        cells = ["*" if i == best else "", row["run"], *(fmt(row["metrics"].get(k)) for k in _SHOWN),
+        cells = ["*" if i == best else "", run_cell(row), *(fmt(row["metrics"].get(k)) for k in _SHOWN),
                  *([minus_one[i] or "n/a"] if shown_minus_one else []), fmt(ece_value(row.get("report") or {})),
                  worst_criterion_cell(row.get("report") or {}) or "n/a", fmt(row["size_mb"], ".1f"),
                  fmt(row["train_s"], ".0f"), ", ".join(f"{k}={v}" for k, v in delta.items())]
         lines.append(" | ".join(plain_text(c) for c in cells))  # run names, criteria and settings come from data
     lines.append(f"* best by {metric}")
+    lines += [f"{row['run']}: {collapse_line(row.get('report') or {})}" for row in rows
+              if collapse_line(row.get("report") or {})]
     return "\n".join(lines)
+
+
+def run_cell(row: dict) -> str:
+    """The run's name, marked when its validation report says it collapsed (trainer/collapse.py)."""
+    return row["run"] + (" (COLLAPSED)" if (row.get("report") or {}).get("collapsed") else "")

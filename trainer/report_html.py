@@ -5,7 +5,7 @@
 Self-contained: the plots are PNGs (matplotlib, Agg) embedded as base64, the style is inline, there is no script
 and no external link, so the file can be mailed or attached to CI. Content: the run table of the terminal report
 (best marked), then for the best run its headline metrics, confusion matrix, reliability diagram and score
-distribution, the per-family, per-criterion (worst first), answer-length and reference tables and the most
+distribution, its learning curve (when recorded), a red line for every run whose judge collapsed, the per-family, per-criterion (worst first), answer-length and reference tables and the most
 confident errors (all from its ``validation_report.json``; trainer/judge_checks.py computes the blocks).
 """
 
@@ -17,7 +17,17 @@ import io
 import time
 
 from submission.metrics import HEADLINE_METRICS
-from trainer.report import config_deltas, ece_value, minus_one_cell, pick_best_run, plain_text, worst_criterion_cell
+from trainer.collapse import collapse_line
+from trainer.learning_curve import plot_learning_curve
+from trainer.report import (
+    config_deltas,
+    ece_value,
+    minus_one_cell,
+    pick_best_run,
+    plain_text,
+    run_cell,
+    worst_criterion_cell,
+)
 
 # The page may load nothing: a reference to anything but an embedded image is blocked (and logged as a console error,
 # which tests/test_report_html.py checks for in a real browser).
@@ -28,6 +38,7 @@ body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif;
 h1 { font-size: 22px; margin: 0 0 4px; } h2 { font-size: 18px; margin: 28px 0 8px; border-bottom: 1px solid #dde2ea; }
 h3 { font-size: 15px; margin: 20px 0 6px; }
 .meta, .note { color: #5b6575; } .note { font-size: 13px; }
+.collapsed { color: #9b1c1c; background: #fdecec; padding: 6px 10px; border-left: 4px solid #9b1c1c; }
 table { border-collapse: collapse; margin: 6px 0 12px; font-size: 13px; }
 th, td { border: 1px solid #dde2ea; padding: 3px 8px; text-align: left; vertical-align: top; }
 th { background: #f2f5f9; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
@@ -84,7 +95,7 @@ def _run_table(rows: list[dict], metric: str, best: int | None) -> str:
     body = []
     for i, (row, delta) in enumerate(zip(rows, deltas, strict=True)):
         report = row.get("report") or {}
-        body.append(["★" if i == best else "", row["run"], *(_fmt(row["metrics"].get(k)) for k in keys),
+        body.append(["★" if i == best else "", run_cell(row), *(_fmt(row["metrics"].get(k)) for k in keys),
                      *([minus_one[i] or "n/a"] if shown_minus_one else []), _fmt(ece_value(report)),
                      worst_criterion_cell(report, width=60) or "n/a", _fmt(row["size_mb"], ".1f"),
                      _fmt(row["train_s"], ".0f"), ", ".join(f"{k}={v}" for k, v in delta.items())])
@@ -107,6 +118,9 @@ def _best_run_sections(row: dict) -> str:
 
     report = row["report"]
     out = [f"<h2>Best run: {_escape(row['run'])}</h2>"]
+    collapsed = collapse_line(report)
+    if collapsed:
+        out.append(f'<p class="collapsed"><b>{_escape(collapsed)}</b></p>')
     decision = report.get("decision") or {"rule": "argmax"}
     headline = [("rows", report.get("n"), "d"), ("accuracy", report.get("accuracy"), ".3f"),
                 ("macro F1", report.get("macro_f1"), ".3f"), ("MAE", report.get("mae"), ".3f"),
@@ -123,6 +137,9 @@ def _best_run_sections(row: dict) -> str:
                           "reliability diagram: accuracy per confidence bin"))
     if report.get("score_distribution"):
         plots.append(_png(plot_score_distribution, report, "score distribution", "gold vs predicted scores"))
+    if row.get("curve"):
+        plots.append(_png(lambda points, out: plot_learning_curve(points, out, row["run"]), row["curve"],
+                          "learning curve", "learning curve: train loss, train/validation accuracy, validation QWK"))
     out.append(f'<div class="plots">{"".join(plots)}</div>')
     if not report.get("calibration"):
         out.append('<p class="note">This report predates the calibration and bias checks: run <code>python -m '
@@ -186,6 +203,8 @@ def render_report_html(rows: list[dict], metric: str | None = None, title: str =
         f'<p class="meta">{_escape(title)} · {len(rows)} run(s) · generated {time.strftime("%Y-%m-%d %H:%M")}'
         f"{' · best: ' + _escape(rows[best]['run']) if best is not None else ''}</p>",
         "<h2>Runs</h2>", _run_table(rows, metric, best),
+        *(f'<p class="collapsed">{_escape(row["run"])}: {_escape(collapse_line(row["report"]))}</p>'
+          for row in rows if collapse_line(row.get("report") or {})),
     ]
     if best is None:
         parts.append(f'<p class="note">No run has a validation report with {_escape(metric)}: run '

@@ -278,6 +278,8 @@ def _train_into(run: RunDir, config: TrainConfig, resume: bool, callbacks, valid
         if not resume:
             run.start_metrics()
 
+    if config.judge_head:
+        return train_judge_head_run(config, run, rows, row_weights)
     if unsloth:
         from trainer import backend_unsloth
 
@@ -310,6 +312,11 @@ def _train_into(run: RunDir, config: TrainConfig, resume: bool, callbacks, valid
         trainer.add_callback(guard)
         for callback in callbacks:
             trainer.add_callback(callback)
+        if config.curve_steps and is_main_process():
+            from trainer.learning_curve import curve_callback
+
+            trainer.add_callback(curve_callback(run, renderer, train_frame, val_frame, label_token_ids(tokenizer),
+                                                config.curve_steps, config.seed, config.max_tokens))
         try:
             trainer.train(resume_from_checkpoint=True if resume and run.has_checkpoint() else None)
             break
@@ -348,6 +355,23 @@ def check_finite_weights(model) -> None:
         if parameter.requires_grad and not bool(torch.isfinite(parameter.detach()).all()):
             raise TrainingDiverged(f"training diverged: weight {name} is not finite after the last step; nothing was "
                                    "saved from it: lower learning_rate or max_grad_norm")
+
+
+def train_judge_head_run(config: TrainConfig, run: RunDir, rows, row_weights=None) -> Path:
+    """The judge-head recipe (trainer/judge_head.py) in place of LM fine-tuning; writes ``merged/`` directly."""
+    from transformers import AutoTokenizer
+
+    from trainer import judge_head, training_data
+
+    tokenizer = AutoTokenizer.from_pretrained(config.base_model, trust_remote_code=False)
+    started = time.perf_counter()
+    fit_frame = training_data.fit_rows(config, rows, row_weights)
+    fit_frame = fit_frame[fit_frame["score"].notna()].reset_index(drop=True)
+    made = judge_head.train_judge_head(config, run, rows.train, rows.val, tokenizer, fit_frame)
+    run.update_record(train_seconds=round(time.perf_counter() - started, 2), merged_by="judge_head",
+                      effective_batch={"per_device": config.batch_size, "grad_accum": config.grad_accum},
+                      world_size=1, **made)
+    return run.path
 
 
 def save_trained(model, tokenizer, config: TrainConfig, run: RunDir, unsloth: bool) -> str | None:
