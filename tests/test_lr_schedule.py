@@ -29,5 +29,5 @@ def test_the_judge_head_schedule_warms_up_then_decays_linearly_to_zero():
     rates = [learning_rate_at(step, 100, 1.0, 10, "linear") for step in range(100)]
     assert rates[0] == pytest.approx(0.1) and rates[9] == pytest.approx(1.0)
     assert rates[10] == pytest.approx(1.0) and rates[55] == pytest.approx(0.5) and rates[-1] < 0.02
-    assert all(a >= b for a, b in zip(rates[10:], rates[11:]))
+    assert all(a >= b for a, b in zip(rates[10:], rates[11:], strict=False))
     assert learning_rate_at(50, 100, 1.0, 0, "constant") == 1.0
