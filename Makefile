@@ -25,11 +25,11 @@ $(STAMP): pyproject.toml constraints/cpu.txt
 # signatures of the calls we make from their source, since neither imports on CPU torch.
 CONTRACT := $(VENV)/contract-wheels
 CONTRACT_PINS := $(shell grep -oE '"(unsloth|unsloth-zoo|vllm)==[^"]+"' pyproject.toml | tr -d '"' | sort -u)
-# Qwen3's real tokenizer: the DashScope SDK wheel ships qwen.tiktoken (trainer/qwen3_tokenizer.py; never installed).
+# Qwen3's real tokenizer: the DashScope SDK wheel ships qwen.tiktoken (trainer/tiny/qwen3_tokenizer.py; never installed).
 QWEN_TOKENIZER_WHEEL := dashscope==2.0.2
 
 # The oldest transformers the runtime accepts (vLLM 0.26's floor, submission/selfcheck.py) with a tokenizers it
-# allows (<= 0.23.0): tests/test_transformers_floor.py runs the runtime on them next to the pinned 5.17 (~13 MB).
+# allows (<= 0.23.0): tests/submission/test_transformers_floor.py runs the runtime on them next to the pinned 5.17 (~13 MB).
 RUNTIME_FLOOR := transformers==5.5.3 tokenizers==0.22.2
 
 $(CONTRACT)/.fetched: pyproject.toml Makefile
@@ -81,7 +81,7 @@ docker: $(STAMP)
 	docker build --build-arg BASE_IMAGE=$(DOCKER_BASE) -t aij-judge-submission:cpu dist/image
 
 test-docker: $(STAMP)
-	$(BIN)/python -m pytest -q -m docker tests/test_docker_grade.py tests/test_docker_train.py
+	$(BIN)/python -m pytest -q -m docker tests/build/test_docker_grade.py tests/build/test_docker_train.py
 
 clean:
 	rm -rf $(VENV) $(ENGINES_VENV) runs dist demo_out .pytest_cache

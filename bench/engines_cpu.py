@@ -30,9 +30,9 @@ def score_with(engine_name: str, model: Path, data: Path, rows: int) -> dict:
     import numpy as np
 
     from submission.data import read_test_csv
-    from submission.engine_hf import TransformersEngine, load_tokenizer
-    from submission.prompting import PromptRenderer
-    from submission.scoring import probabilities_from_label_logits
+    from submission.engines.engine_hf import TransformersEngine, load_tokenizer
+    from submission.prompts.prompting import PromptRenderer
+    from submission.scoring.decoding import probabilities_from_label_logits
 
     frame = read_test_csv(data).head(rows)
     tokenizer = load_tokenizer(model)
@@ -40,7 +40,7 @@ def score_with(engine_name: str, model: Path, data: Path, rows: int) -> dict:
     ids, allowed = [r.input_ids for r in rendered], [r.sections.allowed for r in rendered]
     start = time.perf_counter()
     if engine_name == "vllm":
-        from submission.engine_vllm import VllmEngine
+        from submission.engines.engine_vllm import VllmEngine
 
         engine = VllmEngine(model, tokenizer, max_model_len=4096, tokens_hint=sum(map(len, ids)) + len(ids))
     else:

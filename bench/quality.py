@@ -73,7 +73,7 @@ def cli(args: list, log_path: Path) -> str:
 def prepare(work: Path, base_model: Path | None = None, task: str = "lexical", language: str = "mix",
             rows: int = 1000, test_rows: int | None = None) -> dict[str, Path]:
     """Base model (tiny unless given), synthetic data, the held-out set with and without references."""
-    from trainer.augment import drop_reference
+    from trainer.data.augment import drop_reference
 
     work.mkdir(parents=True, exist_ok=True)
     if base_model is None and not (work / "tiny" / "config.json").is_file():
@@ -130,8 +130,8 @@ def record(results: dict, key: tuple, seed: int, run_dir: Path | None, csv: Path
 
 def heldout_metrics(model_dir: Path, csv: Path, report: dict, mask=None) -> dict:
     """accuracy / QWK / MAE of ``model_dir`` on ``csv`` rows with the run's own decision rule."""
-    from submission.scoring import Decision, decide
-    from trainer.evaluate import score_rows
+    from submission.scoring.decoding import Decision, decide
+    from trainer.evaluation.evaluate import score_rows
 
     frame = pd.read_csv(csv, dtype={"id": str})
     if mask is not None:
@@ -143,8 +143,8 @@ def heldout_metrics(model_dir: Path, csv: Path, report: dict, mask=None) -> dict
 
 def scored_metrics(gold: list[int], predicted) -> dict:
     """The table's metrics plus -1 precision / recall of one set of decided scores."""
-    from trainer.evaluate import minus_one_scores
-    from trainer.metrics import compute_metrics
+    from trainer.evaluation.evaluate import minus_one_scores
+    from trainer.evaluation.metrics import compute_metrics
 
     found = compute_metrics(gold, list(predicted))
     minus_one = minus_one_scores(gold, predicted)
@@ -160,9 +160,9 @@ def organisers_score(text: str) -> int:
 
 def block_zeroshot(paths, runs, seeds, steps, results) -> None:
     """The untrained base: organisers' 10-token generation vs one-token label scoring, on the held-out rows."""
-    from submission.engine_hf import TransformersEngine
-    from submission.prompting import PromptRenderer
-    from submission.scoring import Decision, decide, probabilities_from_label_logits
+    from submission.engines.engine_hf import TransformersEngine
+    from submission.prompts.prompting import PromptRenderer
+    from submission.scoring.decoding import Decision, decide, probabilities_from_label_logits
 
     out = runs / "zeroshot.json"
     if out.is_file():
@@ -198,7 +198,7 @@ def block_zeroshot(paths, runs, seeds, steps, results) -> None:
 def seed_split(paths: dict, seed: int):
     """(train, validation) frames of the train CSV exactly as `trainer train --set seed=SEED` splits them."""
     from submission.data import read_train_csv
-    from trainer.split import stratified_split
+    from trainer.data.split import stratified_split
 
     return stratified_split(read_train_csv(paths["train"]), 0.2, seed)
 
@@ -220,8 +220,8 @@ def block_probe(paths, runs, seeds, steps, results) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from submission.prompting import PromptRenderer
-    from trainer.judge_head import best_layer, cached_last_token_states, fit_probe, model_key, probe_layers
+    from submission.prompts.prompting import PromptRenderer
+    from trainer.training.judge_head import best_layer, cached_last_token_states, fit_probe, model_key, probe_layers
 
     if REUSE_ONLY:
         return
@@ -278,8 +278,8 @@ def block_head(paths, runs, seeds, steps, results) -> None:
 
 def plot_head_curves(runs: Path, seeds, out: Path) -> Path | None:
     """One PNG with each seed's judge-head learning curve side by side (None when no head run has one)."""
-    from trainer.learning_curve import curve_records, draw_learning_curve
-    from trainer.rundir import RunDir
+    from trainer.evaluation.learning_curve import curve_records, draw_learning_curve
+    from trainer.training.rundir import RunDir
 
     curves = [(seed, curve_records(RunDir(runs / f"head_s{seed}"))) for seed in seeds
               if (runs / f"head_s{seed}" / "metrics.jsonl").is_file()]
@@ -353,7 +353,7 @@ def block_refdrop(paths, runs, seeds, steps, results) -> None:
 
 
 def block_unseen(paths, runs, seeds, steps, results) -> None:
-    from trainer.split import row_groups
+    from trainer.data.split import row_groups
 
     for seed in seeds:
         usual = train(paths, runs, f"teacher_s{seed}", seed, steps, paths["train"])

@@ -49,12 +49,12 @@ def test_scores(run_dir: Path, data_dir: Path, reuse: bool = False) -> dict:
     import pandas as pd
 
     from submission.data import read_gold_csv, read_test_csv
-    from submission.probabilities import PROBABILITY_COLUMNS
-    from submission.scoring import Decision, decide
-    from submission.sections import parse_prompt
-    from trainer.evaluate import minus_one_scores, save_predictions, score_rows
-    from trainer.metrics import compute_metrics
-    from trainer.rundir import RunDir
+    from submission.prompts.sections import parse_prompt
+    from submission.scoring.decoding import Decision, decide
+    from submission.scoring.probabilities import PROBABILITY_COLUMNS
+    from trainer.evaluation.evaluate import minus_one_scores, save_predictions, score_rows
+    from trainer.evaluation.metrics import compute_metrics
+    from trainer.training.rundir import RunDir
 
     run = RunDir(run_dir)
     report, config = run.read_report(), run.config()

@@ -28,12 +28,12 @@ import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # "best" is the runtime's own ranking (submission.autopick), not a second rule
+sys.path.insert(0, str(ROOT))  # "best" is the runtime's own ranking (submission.choice.autopick), not a second rule
 
-from submission.autopick import ENSEMBLE_NAME, JUDGE_NAME, VALIDATION_REPORT_NAME, rank_candidates  # noqa: E402
+from submission.choice.autopick import ENSEMBLE_NAME, JUDGE_NAME, VALIDATION_REPORT_NAME, rank_candidates  # noqa: E402
+from submission.choice.metrics import METRIC_NAMES, UnknownMetric, check_metric  # noqa: E402
 from submission.hashing import file_sha256  # noqa: E402
-from submission.metrics import METRIC_NAMES, UnknownMetric, check_metric  # noqa: E402
-from trainer.rundir import RunDir, secret_env_values  # noqa: E402  (trainer/ owns the run folder and secret names)
+from trainer.training.rundir import RunDir, secret_env_values  # noqa: E402  (trainer/ owns the run folder and secret names)
 
 RUNTIME_FILES = ("run.sh", "run.py", "Dockerfile")
 EXECUTABLES = ("run.sh", "run.py")
@@ -94,7 +94,7 @@ def find_secret(path: Path, data: bytes | None = None, environ=None) -> str | No
     """Why ``path`` (or ``data``, the bytes that ship under its name) looks like a secret, or None.
 
     A secret-looking file name, a key or token pattern in the content, or the value of a secret-named environment
-    variable of this shell (trainer/rundir.py: ``secret_env_values``) anywhere in it.
+    variable of this shell (trainer/training/rundir.py: ``secret_env_values``) anywhere in it.
     """
     name = path.name.lower()
     if name not in TOKENIZER_FILES and any(fnmatch.fnmatch(name, p) for p in SECRET_PATTERNS):
@@ -164,7 +164,7 @@ def choose_runs(runs_dir: Path, pick: list[str], metric: str) -> list[Path]:
             if not run.is_dir():
                 raise BundleError(f"--pick {run.name}: no such run in {runs_dir}")
         return chosen
-    # Hidden folders are a training's work in progress (trainer/train.py: .NAME.next), not runs.
+    # Hidden folders are a training's work in progress (trainer/training/train.py: .NAME.next), not runs.
     merged = [r for r in sorted(runs_dir.iterdir()) if not r.name.startswith(".") and RunDir(r).has_merged_weights()]
     if not merged:
         raise BundleError(f"{runs_dir}: no run has merged weights (run `python -m trainer merge RUN_DIR`)")

@@ -26,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script outside the installed project: trainer/ owns the run-folder layout
     sys.path.append(str(ROOT))
-from trainer.rundir import RunDir  # noqa: E402
+from trainer.training.rundir import RunDir  # noqa: E402
 
 TAIL_LINES = 40  # of a failing step's stderr, repeated under the failure so the cause is not scrolled away
 

@@ -44,8 +44,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the grader reuses the runtime's CSV contract and metrics, as the contest would
 
 from submission.data import DataError, read_gold_csv, read_predictions_csv, read_test_csv  # noqa: E402
-from submission.sections import parse_prompt  # noqa: E402
-from trainer.metrics import compute_metrics, format_table  # noqa: E402
+from submission.prompts.sections import parse_prompt  # noqa: E402
+from trainer.evaluation.metrics import compute_metrics, format_table  # noqa: E402
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_LATE = 0, 1, 2, 3
 ENTRIES = {"run.sh": ("run.sh",), "run.py": ("run.py",), "both": ("run.sh", "run.py")}

@@ -13,10 +13,10 @@ import sys
 import time
 from pathlib import Path
 
-from submission import settings
-from submission.devices import DEVICE_CHOICES, device_problem
-from submission.engines import ENGINE_CHOICES, engine_problem
-from submission.probabilities import PROBABILITY_COLUMNS
+from submission.engines.devices import DEVICE_CHOICES, device_problem
+from submission.engines.protocol import ENGINE_CHOICES, engine_problem
+from submission.runtime import settings
+from submission.scoring.probabilities import PROBABILITY_COLUMNS
 
 _STARTED = time.monotonic()  # the deadline counts from process start, imports included
 EXIT_USAGE = 2
@@ -59,7 +59,7 @@ def build_parser(prog: str = "run_optimized.py") -> argparse.ArgumentParser:
 
 def check_flags(args: argparse.Namespace) -> str | None:
     """What is wrong with the flags (one line), or None: each is checked before the test file is even read."""
-    from submission.metrics import UnknownMetric, check_metric
+    from submission.choice.metrics import UnknownMetric, check_metric
 
     problem = engine_problem(args.engine) or device_problem(args.device)
     if problem:
@@ -87,8 +87,8 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
     from submission.data import DataError, OutputError, check_output_path, read_test_rows
-    from submission.run_meta import meta_path_for
-    from submission.runtime import Deadline, RunSettings, predict, signals_interrupt, write_outputs
+    from submission.runtime.run_meta import meta_path_for
+    from submission.runtime.runtime import Deadline, RunSettings, predict, signals_interrupt, write_outputs
 
     def fail(message: str, status: int = EXIT_USAGE) -> int:
         print(f"error: {message}", file=sys.stderr)
@@ -111,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
             result = predict(rows, run_settings, deadline)
             meta = write_outputs(result, args.pred_path)
             if args.probabilities is not None:
-                from submission.probabilities import write_probabilities
+                from submission.scoring.probabilities import write_probabilities
 
                 write_probabilities(args.probabilities, result.ids, result.probabilities)
         except OutputError as error:

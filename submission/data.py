@@ -21,7 +21,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from submission.sections import LABELS
+from submission.prompts.sections import LABELS
 
 # A prompt cell can be far longer than the csv module's default 128 KiB field cap.
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))

@@ -20,9 +20,9 @@ from submission.versions import package_versions
 MINIMUM_VERSIONS: dict[str, tuple[int, ...]] = {"torch": (2, 11), "transformers": (5, 5, 3), "numpy": (1, 26)}
 REPORTED = ("torch", "transformers", "tokenizers", "safetensors", "numpy", "vllm")
 # Every module on the path from run.py to predictions.csv (vLLM's glue imports vLLM only when an engine starts).
-RUNTIME_MODULES = ("submission.cli", "submission.runtime", "submission.scorer", "submission.data",
-                   "submission.autopick", "submission.prompting", "submission.sections", "submission.scoring",
-                   "submission.priors", "submission.devices", "submission.engine_hf", "submission.engine_vllm",
+RUNTIME_MODULES = ("submission.cli", "submission.runtime.runtime", "submission.scoring.scorer", "submission.data",
+                   "submission.choice.autopick", "submission.prompts.prompting", "submission.prompts.sections", "submission.scoring.decoding",
+                   "submission.scoring.priors", "submission.engines.devices", "submission.engines.engine_hf", "submission.engines.engine_vllm",
                    "transformers", "tokenizers", "safetensors")
 
 

@@ -17,7 +17,7 @@ SYNTH_SEED = 1
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory):
     """Folder with a tiny random Qwen3 (hidden 64, 2 layers) and its Qwen-style tokenizer; treat it as read-only."""
-    from trainer.tiny import make_tiny_model_dir
+    from trainer.tiny.models import make_tiny_model_dir
 
     return make_tiny_model_dir(tmp_path_factory.mktemp("tiny_model"), hidden_size=64, num_layers=2, seed=0)
 
@@ -25,7 +25,7 @@ def tiny_model_dir(tmp_path_factory):
 @pytest.fixture(scope="session")
 def synth_dir(tmp_path_factory):
     """Folder with synthetic train.csv (300 rows), test.csv and gold.csv (75 rows, seed 1); treat it as read-only."""
-    from trainer.synth import write_synthetic
+    from trainer.data.synth import write_synthetic
 
     out = tmp_path_factory.mktemp("synth")
     write_synthetic(out, rows=SYNTH_ROWS, seed=SYNTH_SEED)
@@ -54,7 +54,7 @@ def grade_data(tmp_path_factory, synth_dir):
 @pytest.fixture(scope="session")
 def tiny_model(tiny_model_dir):
     """The tiny model loaded on CPU once (for fakes that answer with real logits); treat it as read-only."""
-    from submission.engine_hf import load_causal_lm
+    from submission.engines.engine_hf import load_causal_lm
 
     return load_causal_lm(tiny_model_dir, "cpu")
 
@@ -62,7 +62,7 @@ def tiny_model(tiny_model_dir):
 @pytest.fixture(scope="session")
 def tiny_engine(tiny_model_dir):
     """A transformers engine on the tiny model (CPU, 2,048-token batches), shared; monkeypatch, do not mutate."""
-    from submission.engine_hf import TransformersEngine
+    from submission.engines.engine_hf import TransformersEngine
 
     return TransformersEngine(tiny_model_dir, device="cpu", token_budget=2048)
 
@@ -72,7 +72,7 @@ def tiny_prompts(tiny_engine, synth_dir):
     """Token ids of the first 24 synthetic test prompts, rendered for the tiny model (lengths differ)."""
     import pandas as pd
 
-    from submission.prompting import PromptRenderer
+    from submission.prompts.prompting import PromptRenderer
 
     frame = pd.read_csv(synth_dir / "test.csv")
     renderer = PromptRenderer(tiny_engine.tokenizer, max_tokens=1024)

@@ -1,6 +1,6 @@
 """One optimizer step of the project's Trainer over fixed rows, reporting the logged loss and the gradients.
 
-Imported by tests/test_trainer_accumulation.py (in-process splits) and run under ``accelerate launch`` by the same
+Imported by tests/trainer/training/test_trainer_accumulation.py (in-process splits) and run under ``accelerate launch`` by the same
 test's DDP case, where each rank trains its shard of the rows and rank 0 prints the result as JSON:
 
     accelerate launch --num_processes 2 --cpu tests/one_step.py MODEL_DIR ROWS_CSV METHOD BATCH ACCUM OUT_JSON
@@ -23,11 +23,17 @@ def one_step(model_dir, frame, method: str, batch_size: int, grad_accum: int, ou
     reads the frame's ``p_-1``..``p_3`` columns; rows with an empty score are soft-label only)."""
     from transformers import TrainerCallback, set_seed
 
-    from submission.prompting import PromptRenderer
-    from submission.scoring import label_token_ids
-    from trainer.config import TrainConfig
-    from trainer.losses import Objective
-    from trainer.train import LeftPadCollator, _make_trainer_class, build_peft_model, tokenise, training_arguments
+    from submission.prompts.prompting import PromptRenderer
+    from submission.scoring.decoding import label_token_ids
+    from trainer.training.config import TrainConfig
+    from trainer.training.losses import Objective
+    from trainer.training.train import (
+        LeftPadCollator,
+        _make_trainer_class,
+        build_peft_model,
+        tokenise,
+        training_arguments,
+    )
 
     config = TrainConfig(method=method, base_model=str(model_dir), batch_size=batch_size, grad_accum=grad_accum,
                          output_dir=str(out_dir), **{**STEP_SETTINGS, **settings})

@@ -1,8 +1,8 @@
 """Each choice is declared once and every CLI and reader uses that declaration (the way vLLM's CLI is EngineArgs).
 
-Engine names and devices (submission/engines.py, submission/devices.py), the per-label probability columns
-(submission/probabilities.py), the ensemble file name (submission/autopick.py), augmented-row id suffixes
-(trainer/augment.py) and the presets (trainer/config.py): the CLIs are checked through their parsers, and the
+Engine names and devices (submission/engines/protocol.py, submission/engines/devices.py), the per-label probability columns
+(submission/scoring/probabilities.py), the ensemble file name (submission/choice/autopick.py), augmented-row id suffixes
+(trainer/data/augment.py) and the presets (trainer/training/config.py): the CLIs are checked through their parsers, and the
 source tree is checked for a second spelling of the literal.
 """
 
@@ -18,8 +18,8 @@ import typer.main
 from typer.testing import CliRunner
 
 from submission.cli import build_parser, check_flags
-from submission.devices import DEVICE_CHOICES, device_problem
-from submission.engines import ENGINE_CHOICES, engine_problem
+from submission.engines.devices import DEVICE_CHOICES, device_problem
+from submission.engines.protocol import ENGINE_CHOICES, engine_problem
 from trainer.cli import app
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -75,7 +75,7 @@ def test_valid_devices_pass_everywhere():
 
 
 def test_every_experiment_flag_names_every_preset_from_the_preset_list():
-    from trainer.config import EXPERIMENTS
+    from trainer.training.config import EXPERIMENTS
 
     options = _trainer_commands_with("--experiment")
     assert {"train", "advanced kfold", "advanced ensemble", "advanced hpo", "advanced hard-rounds"} <= set(options)
@@ -104,15 +104,15 @@ def test_the_probability_column_format_is_spelled_once():
     def spells_p_label(node):
         return isinstance(node, ast.JoinedStr) and node.values and _constant(node.values[0], {"p_"})
 
-    assert _where(spells_p_label) == {"submission/probabilities.py"}
+    assert _where(spells_p_label) == {"submission/scoring/probabilities.py"}
 
 
 def test_the_ensemble_file_name_is_spelled_once():
-    assert _where(lambda node: _constant(node, {"ensemble.json"})) == {"submission/autopick.py"}
+    assert _where(lambda node: _constant(node, {"ensemble.json"})) == {"submission/choice/autopick.py"}
 
 
 def test_augmented_id_suffixes_are_spelled_once():
-    assert _where(lambda node: _constant(node, {"#aug", "#neg", "#na", "#noref", "#"})) == {"trainer/augment.py"}
+    assert _where(lambda node: _constant(node, {"#aug", "#neg", "#na", "#noref", "#"})) == {"trainer/data/augment.py"}
 
 
 def test_the_engine_names_are_listed_once():
@@ -120,4 +120,4 @@ def test_the_engine_names_are_listed_once():
         return isinstance(node, ast.Tuple | ast.List | ast.Set) and {"hf", "vllm"} <= {
             e.value for e in node.elts if isinstance(e, ast.Constant)}
 
-    assert _where(lists_engines) == {"submission/engines.py"}
+    assert _where(lists_engines) == {"submission/engines/protocol.py"}

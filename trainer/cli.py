@@ -26,7 +26,7 @@ from pathlib import Path
 import typer
 from typer.core import TyperGroup
 
-from trainer.config import presets_help  # the --experiment help is made from the preset list
+from trainer.training.config import presets_help  # the --experiment help is made from the preset list
 
 
 class UserError(Exception):
@@ -36,13 +36,13 @@ class UserError(Exception):
 def _user_errors() -> tuple[type[Exception], ...]:
     """The exceptions that mean bad input, not a bug (imported when one is being matched, so startup stays light)."""
     from submission.data import DataError
-    from trainer.advanced import EnsembleError
-    from trainer.backend_unsloth import BackendUnavailable
-    from trainer.config import ConfigError
-    from trainer.hf_trainer import TrainingDiverged
-    from trainer.qwen3_tokenizer import TiktokenNotFound
-    from trainer.rundir import RunDirError
-    from trainer.train import BaseModelError
+    from trainer.recipes.advanced import EnsembleError
+    from trainer.tiny.qwen3_tokenizer import TiktokenNotFound
+    from trainer.training.backend_unsloth import BackendUnavailable
+    from trainer.training.config import ConfigError
+    from trainer.training.hf_trainer import TrainingDiverged
+    from trainer.training.rundir import RunDirError
+    from trainer.training.train import BaseModelError
 
     return (UserError, DataError, ConfigError, TiktokenNotFound, EnsembleError, RunDirError, TrainingDiverged,
             BaseModelError, BackendUnavailable)
@@ -88,14 +88,14 @@ def _checked(problem):
 
 def _device_option():
     """``--device``, declared once for every command that has it; validated by the runtime's own rule."""
-    from submission.devices import DEVICE_CHOICES, device_problem
+    from submission.engines.devices import DEVICE_CHOICES, device_problem
 
     return typer.Option("auto", "--device", help=f"{DEVICE_CHOICES}.", callback=_checked(device_problem))
 
 
 def _engine_option(default: str, help: str):
-    """``--engine``: the runtime's engine names (submission/engines.py), validated by the runtime's own rule."""
-    from submission.engines import ENGINE_CHOICES, engine_problem
+    """``--engine``: the runtime's engine names (submission/engines/protocol.py), validated by the runtime's own rule."""
+    from submission.engines.protocol import ENGINE_CHOICES, engine_problem
 
     return typer.Option(default, "--engine", help=f"{', '.join(ENGINE_CHOICES)}: {help}",
                         callback=_checked(engine_problem))
@@ -113,7 +113,7 @@ def tiny_model(
     qwen_tiktoken: Path = typer.Option(None, "--qwen-tiktoken", help="qwen.tiktoken or a dashscope wheel (default: $AIJ_QWEN_TIKTOKEN, then .venv/contract-wheels/dashscope-*.whl)."),
 ) -> None:
     """Build a tiny random Qwen3 with a local Qwen-style (or Qwen3's own) tokenizer, for CPU tests and smoke runs (no download)."""
-    from trainer.tiny import VLLM_CPU_HEAD_DIMS, make_tiny_model_dir
+    from trainer.tiny.models import VLLM_CPU_HEAD_DIMS, make_tiny_model_dir
 
     if tokenizer not in ("tiny", "qwen3"):
         raise UserError(f"--tokenizer {tokenizer!r}: choose tiny or qwen3")
@@ -142,17 +142,17 @@ def synth(
              "Default: -1 = an empty answer (rare in train)."),
     task: str = typer.Option("lexical", "--task", help="lexical (the word-statistics label above) or reference (the "
                              "score needs the answer compared with the reference: arithmetic and tool calls, "
-                             "trainer/synth_reference.py)."),
+                             "trainer/data/synth_reference.py)."),
     language: str = typer.Option("mix", "--language", help="--task reference only: ru, en or mix (50/50 per row)."),
 ) -> None:
     """Write synthetic judge data in the contest format; the label is learnable from word statistics.
 
     Score: all-Russian answer 3, a quarter English 2, half 1, all English 0, empty -1; with --train-minus-one,
-    -1 is a criterion of another task family instead (rules: trainer/synth.py). --task reference: a score that
-    only comparing the answer with the reference decides (trainer/synth_reference.py).
+    -1 is a criterion of another task family instead (rules: trainer/data/synth.py). --task reference: a score that
+    only comparing the answer with the reference decides (trainer/data/synth_reference.py).
     """
-    from trainer.synth import write_synthetic
-    from trainer.synth_reference import LANGUAGES, write_reference_rows
+    from trainer.data.synth import write_synthetic
+    from trainer.data.synth_reference import LANGUAGES, write_reference_rows
 
     if task not in ("lexical", "reference"):
         raise UserError(f"--task {task!r}: choose lexical or reference")
@@ -181,7 +181,7 @@ def bench(
     """Measure scoring, training and end-to-end speed against baselines run in the same process (BENCHMARKS.md)."""
     import tempfile
 
-    from submission.engine_hf import resolve_device
+    from submission.engines.engine_hf import resolve_device
     from trainer.bench import SHAPES, SUITES, format_results, run_benchmarks, write_report
 
     suites = SUITES if suite == "all" else (suite,)
@@ -203,7 +203,7 @@ def bench(
 
 def _require_run(run_dir: Path):
     """The RunDir at ``run_dir``, or exit 2 when it is not a run folder."""
-    from trainer.rundir import RunDir
+    from trainer.training.rundir import RunDir
 
     run = RunDir(run_dir)
     if not run.is_run():
@@ -217,16 +217,16 @@ def _unsloth_calls(config) -> str:
 
     import torch
 
-    from trainer import backend_unsloth
-    from trainer.rundir import RunDir
-    from trainer.train import pick_precision, torch_dtype
+    from trainer.training import backend_unsloth
+    from trainer.training.rundir import RunDir
+    from trainer.training.train import pick_precision, torch_dtype
 
     if config.precision == "auto" and not torch.cuda.is_available():
         dtype = "bf16 where the GPU supports it, else fp16 (precision auto, picked on the GPU)"
     else:
         dtype = torch_dtype(pick_precision(config))
     calls = backend_unsloth.resolved_calls(config, dtype, RunDir(config.run_dir()).merged)
-    return "Unsloth calls (trainer/backend_unsloth.py):\n" + json.dumps(calls, indent=2, ensure_ascii=False)
+    return "Unsloth calls (trainer/training/backend_unsloth.py):\n" + json.dumps(calls, indent=2, ensure_ascii=False)
 
 
 @dataclass(frozen=True)
@@ -245,7 +245,7 @@ class TrainingOptions:
                 **settings):
         """The TrainConfig: preset (``experiment``, default the option's) -> ``config`` (default ``--config``) ->
         ``--set`` (then ``extra``) -> these paths and ``settings``; a bad setting raises ConfigError."""
-        from trainer.config import resolve_config
+        from trainer.training.config import resolve_config
 
         return resolve_config(
             experiment or self.experiment, config or self.config, [*(self.overrides or []), *extra],
@@ -311,7 +311,7 @@ def train(
     """
     import json
 
-    from trainer.config import ALL_EXPERIMENTS, COMPARED_EXPERIMENTS
+    from trainer.training.config import ALL_EXPERIMENTS, COMPARED_EXPERIMENTS
 
     experiment = options.experiment
     compare = experiment == ALL_EXPERIMENTS
@@ -332,9 +332,9 @@ def train(
             raise UserError(f"--train-path {resolved.train_path or '(missing)'}: file not found")
         if not resolved.base_model:
             raise UserError("--base-model is required (a model folder or an HF id in the offline cache)")
-    from trainer.collapse import collapse_line
-    from trainer.pipeline import train_merge_evaluate
-    from trainer.train import is_main_process
+    from trainer.evaluation.collapse import collapse_line
+    from trainer.recipes.pipeline import train_merge_evaluate
+    from trainer.training.train import is_main_process
 
     run_dirs, warnings = [], []
     for resolved in configs:
@@ -346,7 +346,7 @@ def train(
                 warnings.append(f"{trained.path}: {collapse_line(trained.report)}")
         run_dirs.append(trained.path)
     if compare and is_main_process():
-        from trainer.report import collect_runs, format_report
+        from trainer.evaluation.report import collect_runs, format_report
 
         typer.echo(format_report(collect_runs(run_dirs)))
     if is_main_process():
@@ -360,7 +360,7 @@ def train(
 def distill(
     teacher: Path = typer.Option(..., "--teacher", help="Teacher model folder (merged safetensors + tokenizer)."),
     data: Path = typer.Option(..., "--data", help="CSV id,prompt[,score]; the score is not needed (unlabelled rows)."),
-    out: Path = typer.Option(..., "--out", help="CSV to write: id,p_-1,p_0,p_1,p_2,p_3 (submission/probabilities.py)."),
+    out: Path = typer.Option(..., "--out", help="CSV to write: id,p_-1,p_0,p_1,p_2,p_3 (submission/scoring/probabilities.py)."),
     samples: int = typer.Option(8, "--samples", min=1, help="Free-text teacher (judge.json mode generate): verdicts "
                                 "sampled per row; the soft label is their empirical distribution."),
     temperature: float = typer.Option(1.0, "--temperature", min=0.01, help="Sampling temperature (free-text teacher)."),
@@ -374,7 +374,7 @@ def distill(
     Zero outside the rubric, each row sums to 1. Train on them with `train --soft-labels PATH` (+ `--set distill_alpha=A`).
     """
     from submission.data import read_prompt_csv
-    from trainer.distill import TeacherError, soft_label_frame, teacher_probabilities, write_soft_labels
+    from trainer.recipes.distill import TeacherError, soft_label_frame, teacher_probabilities, write_soft_labels
 
     if not (teacher / "config.json").is_file():
         raise UserError(f"--teacher {teacher}: not a model folder (no config.json); pass RUN_DIR/merged")
@@ -399,7 +399,7 @@ def distill(
 @app.command("merge")
 def merge(run_dir: Path = typer.Argument(..., help="A run folder with adapter/ (LoRA) or merged/ (full FT).")) -> None:
     """Merge LoRA adapters into fp16 safetensors in RUN_DIR/merged (tokenizer, chat template, model card)."""
-    from trainer.merge import merge_run
+    from trainer.training.merge import merge_run
 
     _require_run(run_dir)
     typer.echo(str(merge_run(run_dir)))
@@ -414,8 +414,8 @@ def evaluate(
                                  "CPU). vLLM that does not start falls back to transformers."),
 ) -> None:
     """Score RUN_DIR/merged with the runtime's scorer; write validation_report.json and PNG plots."""
-    from trainer.evaluate import evaluate_run
-    from trainer.metrics import format_table
+    from trainer.evaluation.evaluate import evaluate_run
+    from trainer.evaluation.metrics import format_table
 
     run = _require_run(run_dir)
     try:
@@ -438,9 +438,9 @@ def report(
 
     With --html the last stdout line is the page written.
     """
-    from submission.metrics import UnknownMetric, check_metric
-    from trainer.report import collect_runs, format_report
-    from trainer.rundir import RunDir
+    from submission.choice.metrics import UnknownMetric, check_metric
+    from trainer.evaluation.report import collect_runs, format_report
+    from trainer.training.rundir import RunDir
 
     if metric is not None:
         try:
@@ -454,7 +454,7 @@ def report(
     rows = collect_runs([r.path for r in found])
     typer.echo(format_report(rows, metric))
     if html is not None:
-        from trainer.report_html import render_report_html
+        from trainer.evaluation.report_html import render_report_html
 
         html.parent.mkdir(parents=True, exist_ok=True)
         html.write_text(render_report_html(rows, metric, title=str(runs)), encoding="utf-8")
@@ -527,7 +527,7 @@ def _recipe_config(options: TrainingOptions, extra: tuple[str, ...] = ()):
 def advanced_kfold(options: TrainingOptions,
                    folds: int = typer.Argument(..., min=2, help="K: folds (alias: --kfold K).")) -> None:
     """K-fold training; each fold validates on its held-out rows, oof_predictions.csv has one row per id."""
-    from trainer.advanced import kfold
+    from trainer.recipes.advanced import kfold
 
     typer.echo(str(kfold(_recipe_config(options), folds)))
 
@@ -538,8 +538,8 @@ def advanced_ensemble(options: TrainingOptions, members: list[str] = typer.Argum
         ..., help="Member presets (--experiment values) or YAML files over --experiment, one per member (alias: "
                   "--ensemble MEMBER, repeated).")) -> None:
     """Train the members on one validation split, fit blend weights and thresholds there; writes ensemble.json."""
-    from trainer.advanced import ensemble
-    from trainer.config import EXPERIMENTS
+    from trainer.recipes.advanced import ensemble
+    from trainer.training.config import EXPERIMENTS
 
     _require_train_csv(options)
     configs = []
@@ -557,7 +557,7 @@ def advanced_ensemble(options: TrainingOptions, members: list[str] = typer.Argum
 def advanced_hpo(options: TrainingOptions,
                  trials: int = typer.Argument(..., min=1, help="Optuna trials (alias: --hpo N).")) -> None:
     """Optuna search with pruning over LoRA rank/alpha, lr, epochs and balancing; writes hpo_best.json."""
-    from trainer.advanced import hpo
+    from trainer.recipes.advanced import hpo
 
     typer.echo(str(hpo(_recipe_config(options), trials)))
 
@@ -575,7 +575,7 @@ def advanced_hard_rounds(
     """Hard-example rounds; prints each round's metrics on the shared validation split (hard_rounds.json)."""
     import json
 
-    from trainer.hard_examples import HARD_ROUNDS_NAME, format_rounds, hard_rounds
+    from trainer.recipes.hard_examples import HARD_ROUNDS_NAME, format_rounds, hard_rounds
 
     out = hard_rounds(_recipe_config(options), rounds, hard_folds, hard_share, hard_boost)
     typer.echo(format_rounds(json.loads((out / HARD_ROUNDS_NAME).read_text(encoding="utf-8"))))
@@ -589,7 +589,7 @@ def _one_setting_run(setting: str, other: str) -> None:
                           f"(alias: --{setting}).")
     @_training_options(_BASE_PRESET, paths_required=True)
     def run(options: TrainingOptions) -> None:
-        from trainer.pipeline import train_merge_evaluate
+        from trainer.recipes.pipeline import train_merge_evaluate
 
         base = _recipe_config(options, extra=(f"{setting}=true", f"{other}=false"))
         base = base.model_copy(update={"run_name": f"{base.resolved_run_name()}_{setting}"})

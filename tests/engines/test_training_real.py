@@ -59,8 +59,8 @@ def test_unsloth_on_cpu_trains_merges_once_and_scores_like_peft_would_start(vllm
 def _label_probabilities(model, tokenizer, prompts):
     import torch
 
-    from submission.prompting import PromptRenderer
-    from submission.scoring import label_token_ids, probabilities_from_label_logits
+    from submission.prompts.prompting import PromptRenderer
+    from submission.scoring.decoding import label_token_ids, probabilities_from_label_logits
 
     ids = label_token_ids(tokenizer)
     renderer = PromptRenderer(tokenizer, max_tokens=512)

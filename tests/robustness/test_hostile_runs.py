@@ -16,8 +16,8 @@ import pytest
 from typer.testing import CliRunner
 
 from trainer.cli import app
-from trainer.config import TrainConfig
-from trainer.rundir import RunDir
+from trainer.training.config import TrainConfig
+from trainer.training.rundir import RunDir
 
 runner = CliRunner()
 NA_IDS = ["NA", "None", "nan", "null", "N/A", "NaN", "#N/A", "<NA>"]
@@ -65,7 +65,7 @@ def test_a_run_name_that_is_not_one_folder_name_is_refused_before_anything_is_wr
 
 # -- 4. a failing re-run leaves the previous run as it was ---------------------------------------------------------
 def test_a_failing_rerun_leaves_the_previous_run_byte_for_byte(tmp_path, train_csv, tiny_model_dir, monkeypatch):
-    from trainer import train as train_module
+    from trainer.training import train as train_module
 
     config = TrainConfig(train_path=str(train_csv), base_model=str(tiny_model_dir), output_dir=str(tmp_path / "runs"),
                          name="demo", val_fraction=0.25)
@@ -100,7 +100,7 @@ def test_a_second_training_into_a_busy_run_folder_refuses(tmp_path, train_csv, t
 
 # -- 8. ids are strings everywhere ---------------------------------------------------------------------------------
 def test_ids_pandas_calls_missing_stay_ids_in_the_saved_split(tmp_path):
-    from trainer.split import split_by_ids
+    from trainer.data.split import split_by_ids
 
     run = RunDir(tmp_path / "run")
     run.write_val_ids(NA_IDS)
@@ -111,7 +111,7 @@ def test_ids_pandas_calls_missing_stay_ids_in_the_saved_split(tmp_path):
 
 
 def test_evaluation_scores_only_the_saved_validation_ids_when_they_look_missing(tmp_path):
-    from trainer.evaluate import select_rows
+    from trainer.evaluation.evaluate import select_rows
 
     run = RunDir(tmp_path / "run")
     run.write_val_ids(["NA", "None"])
@@ -120,7 +120,7 @@ def test_evaluation_scores_only_the_saved_validation_ids_when_they_look_missing(
 
 
 def test_soft_labels_keep_na_like_ids(tmp_path):
-    from trainer.distill import read_soft_labels
+    from trainer.recipes.distill import read_soft_labels
 
     path = tmp_path / "soft.csv"
     path.write_text("id,p_-1,p_0,p_1,p_2,p_3\nNA,0,0,0,0,1\nNone,0,1,0,0,0\n", encoding="utf-8")
@@ -152,7 +152,7 @@ def test_a_secret_whose_value_is_json_syntax_leaves_valid_records(tmp_path, monk
 
 
 def test_secret_named_variables_are_scrubbed_and_tokenizer_settings_are_not(monkeypatch):
-    from trainer.rundir import scrub_secrets
+    from trainer.training.rundir import scrub_secrets
 
     monkeypatch.setenv("MY_SERVICE_API_KEY", "sk-live-0123456789")
     monkeypatch.setenv("TOKENIZERS_PARALLELISM", "false-positive")
@@ -199,8 +199,8 @@ def test_out_of_range_settings_are_one_line(tmp_path, train_csv, tiny_model_dir,
 
 
 def test_a_diverging_search_trial_is_pruned_and_the_search_goes_on(tmp_path, monkeypatch):
-    from trainer import advanced, pipeline
-    from trainer.hf_trainer import TrainingDiverged
+    from trainer.recipes import advanced, pipeline
+    from trainer.training.hf_trainer import TrainingDiverged
 
     def train(config, **kwargs):
         if config.run_name == "trial0":
@@ -216,8 +216,8 @@ def test_a_diverging_search_trial_is_pruned_and_the_search_goes_on(tmp_path, mon
 def test_weights_broken_by_the_last_step_are_never_saved(tmp_path):
     import torch
 
-    from trainer.hf_trainer import TrainingDiverged
-    from trainer.train import save_trained
+    from trainer.training.hf_trainer import TrainingDiverged
+    from trainer.training.train import save_trained
 
     model = torch.nn.Linear(2, 2)
     with torch.no_grad():
@@ -232,7 +232,7 @@ def test_resume_continues_an_interrupted_new_run_where_it_was_written(tmp_path, 
                                                                      monkeypatch):
     """An interrupted first run lives in .NAME.next: --resume continues it there (and checks its data there)."""
     from submission.hashing import file_sha256
-    from trainer import train as train_module
+    from trainer.training import train as train_module
 
     config = TrainConfig(train_path=str(train_csv), base_model=str(tiny_model_dir), output_dir=str(tmp_path / "runs"),
                          name="demo")

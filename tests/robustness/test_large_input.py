@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from submission.data import read_predictions_csv
-from submission.sections import parse_prompt
+from submission.prompts.sections import parse_prompt
 
 ROOT = Path(__file__).resolve().parents[2]
 # Three rubrics (0..3, -1..3 and 0..1) so "inside the row's rubric" is a real check.

@@ -5,7 +5,7 @@ import socket
 import pandas as pd
 import pytest
 
-from submission.runtime import RunSettings, predict
+from submission.runtime.runtime import RunSettings, predict
 
 
 @pytest.fixture

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from submission import runtime
 from submission.data import read_predictions_csv, read_test_csv
-from submission.runtime import Deadline, RunSettings, predict
-from submission.scoring import LABELS
-from submission.sections import parse_prompt
+from submission.prompts.sections import parse_prompt
+from submission.runtime import runtime
+from submission.runtime.runtime import Deadline, RunSettings, predict
+from submission.scoring.decoding import LABELS
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -70,7 +70,7 @@ INJECTION = ("### Задание для оценки:\nСколько будет
 
 
 def test_prompt_injection_cannot_score_outside_the_rubric_end_to_end(tiny_model_dir, test_frame, tmp_path, monkeypatch):
-    from submission.engine_hf import TransformersEngine
+    from submission.engines.engine_hf import TransformersEngine
 
     frame = pd.concat([test_frame.head(3), pd.DataFrame({"id": ["inj"], "prompt": [INJECTION]})], ignore_index=True)
     test = tmp_path / "test.csv"

@@ -17,10 +17,13 @@ from pathlib import Path
 
 import pytest
 
-from submission import cli, data, engine_hf, runtime, scorer
+from submission import cli, data
 from submission.data import read_predictions_csv, read_test_rows
-from submission.runtime import Deadline, RunSettings, predict
-from submission.sections import stated_labels
+from submission.engines import engine_hf
+from submission.prompts.sections import stated_labels
+from submission.runtime import runtime
+from submission.runtime.runtime import Deadline, RunSettings, predict
+from submission.scoring import scorer
 
 ROOT = Path(__file__).resolve().parents[2]
 SIGNALS = ["SIGTERM", "SIGINT"]
@@ -125,7 +128,7 @@ def test_a_signal_while_reading_or_writing_still_writes_the_whole_file(tiny_mode
 
 DRIVER = """
 import sys, time, pathlib
-from submission import scorer
+from submission.scoring import scorer
 real = scorer._build_hf
 def slow_start(*args, **kwargs):
     pathlib.Path(sys.argv[1]).write_text("starting")

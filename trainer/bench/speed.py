@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from trainer.rundir import RunDir
+from trainer.training.rundir import RunDir
 
 SHAPES = {
     # Qwen3-0.6B's published config (hidden 1024, 28 layers, 16 query / 8 KV heads of 128, MLP 3072, tied embeddings).
@@ -173,7 +173,7 @@ def scoring_methods(model, device: str, batch_rows: int = 16) -> dict[str, Calla
     """Name -> function scoring a workload. The first is the baseline (the organisers' generate-and-parse style)."""
     import torch
 
-    from submission.engine_hf import TransformersEngine
+    from submission.engines.engine_hf import TransformersEngine
 
     label_ids = [15, 16, 17, 18, 12]  # any five ids: speed does not depend on which
     engine = TransformersEngine.__new__(TransformersEngine)  # reuse the runtime's batching on an in-memory model
@@ -248,7 +248,7 @@ def train_step(rows: list[list[int]], row_losses: Callable, optimizer, batching:
     On out-of-memory the step's gradients are dropped, the budget halves and the whole step runs again, the way
     the trainer halves its batch and doubles accumulation; when one row per micro-batch already fails, it raises.
     """
-    from submission.engine_hf import is_out_of_memory, release_accelerator_memory
+    from submission.engines.engine_hf import is_out_of_memory, release_accelerator_memory
 
     while True:
         parts = batching.split(rows)
@@ -325,7 +325,7 @@ def runtime_command(test_csv: Path, pred_csv: Path) -> list[str]:
 def run_e2e(model_dir: Path, rows: int, workdir: Path, seed: int = 0) -> tuple[float, int, int]:
     """Wall time of the contest entry (:func:`runtime_command`) on ``rows`` synthetic rows, model load included;
     returns (seconds, rows, tokens)."""
-    from trainer.synth import make_synthetic
+    from trainer.data.synth import make_synthetic
 
     _, test, _ = make_synthetic(rows=rows * 4, seed=seed, test_rows=rows)
     test_csv, pred_csv = workdir / "e2e_test.csv", workdir / "e2e_pred.csv"
@@ -345,7 +345,7 @@ def run_benchmarks(suites, shape: str, rows: int, repeats: int, device: str | No
     import torch
     import transformers
 
-    from submission.engine_hf import resolve_device
+    from submission.engines.engine_hf import resolve_device
 
     device = resolve_device(device)
     env = Environment(device=device, torch=torch.__version__, transformers=transformers.__version__,
@@ -378,7 +378,7 @@ def run_benchmarks(suites, shape: str, rows: int, repeats: int, device: str | No
         if e2e_model_dir is not None and RunDir(e2e_model_dir).is_run():
             e2e_model_dir = RunDir(e2e_model_dir).merged  # a run folder: bench the model it ships
         if e2e_model_dir is None:
-            from trainer.tiny import make_tiny_model_dir
+            from trainer.tiny.models import make_tiny_model_dir
 
             e2e_model_dir = make_tiny_model_dir(workdir / "e2e_model")
         times, n, tokens = [], 0, 0

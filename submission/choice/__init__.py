@@ -1,0 +1,1 @@
+"""Model choice: candidate folders ranked by their validation reports, metric names."""

@@ -1,0 +1,1 @@
+"""Scoring engines (transformers, vLLM) behind one protocol, and the device rules they share."""

@@ -1,0 +1,1 @@
+"""Prompts: parsing a judge prompt into its sections and rendering the one chat prompt."""

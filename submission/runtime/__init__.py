@@ -1,0 +1,1 @@
+"""The runtime: test CSV -> validated predictions under a deadline, its settings and meta file."""

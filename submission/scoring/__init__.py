@@ -1,0 +1,1 @@
+"""Scoring: prompts -> label probabilities -> decisions, with the fallback prior."""

@@ -1,0 +1,1 @@
+"""Data: synthetic sets, augmentation, the train/validation split and the rows a run fits on."""

@@ -1,0 +1,1 @@
+"""Evaluation: scoring a run with the runtime's code, metrics, judge checks, reports and plots."""

@@ -1,0 +1,1 @@
+"""Recipes over train -> merge -> evaluate: experiments, k-fold, ensembles, HPO, distillation."""

@@ -1,0 +1,1 @@
+"""Training: the config, the train loop and its backends, the objective, merging, the run folder."""
