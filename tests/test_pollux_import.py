@@ -1,0 +1,135 @@
+"""`trainer import-pollux`: POLLUX-shaped parquet and JSONL -> contest CSVs the runtime reads back."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from submission.data import read_train_csv
+from submission.prompts.sections import parse_prompt
+from tests import pollux_fixture as fx
+from trainer.cli import app
+from trainer.data.pollux import (
+    META_COLUMNS,
+    PolluxError,
+    consensus_score,
+    import_pollux,
+    pollux_id,
+    rubric_scale,
+    split_by_instruction,
+)
+
+
+@pytest.fixture(params=["jsonl", "parquet"])
+def source(request, tmp_path):
+    write = fx.write_jsonl if request.param == "jsonl" else fx.write_parquet
+    return write(tmp_path / f"pollux.{request.param}")
+
+
+@pytest.fixture
+def imported(source, tmp_path):
+    result, [path] = import_pollux(source, tmp_path / "out")
+    return result, path
+
+
+def test_both_formats_give_the_expected_scores_and_counts(imported):
+    result, path = imported
+    frame = read_train_csv(path)  # the trainer's own reader accepts the file
+    assert frame["score"].tolist() == [expected for *_, expected in fx.KEPT]
+    assert dict(result.dropped) == {reason: 1 for _, reason in fx.DROPPED}
+    written = pd.read_csv(path, dtype={"id": str})
+    assert list(written.columns) == ["id", "prompt", "score", *META_COLUMNS]
+    assert written["id"].is_unique
+    assert written["human_mean"].iloc[2] == 1.5 and written["human_mean"].iloc[4] == 1.25  # fractional means kept
+    assert written["criteria_name"].tolist() == [c for _, _, c, *_ in fx.KEPT]
+    assert written["task_type"].iloc[7] == fx.TASK_TYPES["sum"]
+
+
+def test_parquet_and_jsonl_write_the_same_csv(tmp_path):
+    _, [a] = import_pollux(fx.write_jsonl(tmp_path / "p.jsonl"), tmp_path / "a")
+    _, [b] = import_pollux(fx.write_parquet(tmp_path / "p.parquet"), tmp_path / "b")
+    assert a.read_text(encoding="utf-8") == b.read_text(encoding="utf-8")
+
+
+def test_a_folder_of_files_is_read_whole(tmp_path):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    fx.write_parquet(folder / "test-00000.parquet")
+    result, _ = import_pollux(folder, tmp_path / "out")
+    assert len(result.frame) == len(fx.KEPT)
+
+
+def test_prompts_parse_back_with_the_rubric_labels_and_reference_only_when_given(imported):
+    result, _ = imported
+    for row, (task, model, criterion, scale, *_rest) in zip(result.frame.itertuples(), fx.KEPT, strict=True):
+        sections = parse_prompt(row.prompt)
+        assert sections.parsed
+        assert sections.allowed == rubric_scale(fx.RUBRICS[scale])  # the runtime reads back the rubric's labels
+        assert sections.task == fx.INSTRUCTIONS[task] and sections.answer == fx.ANSWERS[(task, model)]
+        assert sections.criterion.startswith(criterion)
+        assert sections.reference == (fx.REFERENCES[task] or None)  # empty and null references: no section
+        headers = [line for line in row.prompt.splitlines() if line.startswith("### ")]
+        expected = ["### Задание для оценки:", "### Эталонный ответ:", "### Ответ для оценки:",
+                    "### Критерий оценки:", "### Шкала оценивания по критерию:"]
+        assert headers == [h for h in expected if fx.REFERENCES[task] or h != "### Эталонный ответ:"]
+
+
+def test_ids_are_stable_hashes_of_instruction_answer_and_criterion(imported):
+    result, _ = imported
+    task, model, criterion, *_ = fx.KEPT[0]
+    assert result.frame["id"].iloc[0] == pollux_id(fx.INSTRUCTIONS[task], fx.ANSWERS[(task, model)], criterion)
+    assert pollux_id("a", "b", "c") != pollux_id("a", "bc", "")
+
+
+@pytest.mark.parametrize(("scores", "mean", "expected"), [
+    ([2, 2, 1], None, 2), ([1, 2], None, 1), ([0, 1, 2, 2], None, 1), ([1, 2, 2, 3], None, 2),
+    ([-1, -1, 0], None, -1), ([-1, 2], None, 2), ([-1, -1, 1, 1], None, 1), ([], 1.5, 1), ([], 1.6, 2),
+    ([], None, None),
+])
+def test_consensus_is_the_median_resolved_toward_the_mean_and_a_strict_majority_for_minus_one(scores, mean, expected):
+    assert consensus_score(scores, mean) == expected
+
+
+def test_split_holds_out_whole_instructions(tmp_path):
+    result, [train_path, val_path] = import_pollux(fx.write_jsonl(tmp_path / "p.jsonl"), tmp_path / "out",
+                                                   val_fraction=0.34, seed=3)
+    train, val = (pd.read_csv(p, dtype={"id": str}) for p in (train_path, val_path))
+    tasks = {name: {parse_prompt(p).task for p in frame["prompt"]} for name, frame in (("train", train), ("val", val))}
+    assert tasks["train"] and tasks["val"] and not tasks["train"] & tasks["val"]
+    assert len(tasks["val"]) == 1  # round(3 instructions x 0.34)
+    assert sorted([*train["id"], *val["id"]]) == sorted(result.frame["id"])
+
+
+def test_split_is_seeded_and_by_group():
+    frame = pd.DataFrame({"x": range(8)})
+    groups = ["a", "a", "b", "b", "c", "c", "d", "d"]
+    train, val = split_by_instruction(frame, groups, 0.5, seed=1)
+    assert len(val) == 4 and len({groups[i] for i in val["x"]}) == 2
+    assert not {groups[i] for i in val["x"]} & {groups[i] for i in train["x"]}
+    again = split_by_instruction(frame, groups, 0.5, seed=1)[1]
+    assert again["x"].tolist() == val["x"].tolist()
+
+
+def test_cli_prints_drop_counts_and_the_files(source, tmp_path):
+    result = CliRunner().invoke(app, ["import-pollux", str(source), str(tmp_path / "out"), "--split", "0.34"])
+    assert result.exit_code == 0, result.output
+    assert "dropped       1 rows: a 0-4 scale" in result.stderr
+    assert f"kept    {len(fx.KEPT):>7} of {len(fx.records())} rows" in result.stderr
+    assert result.stdout.split() == [str(tmp_path / "out" / "train.csv"), str(tmp_path / "out" / "val.csv")]
+
+
+def test_keep_0_4_is_refused_in_one_line(source, tmp_path):
+    result = CliRunner().invoke(app, ["import-pollux", str(source), str(tmp_path / "out"), "--keep-0-4"])
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: --keep-0-4: the runtime") and result.stderr.count("\n") == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_source_without_pollux_columns_is_a_user_error(tmp_path):
+    path = tmp_path / "other.jsonl"
+    path.write_text('{"id": 1, "prompt": "x", "score": 2}\n', encoding="utf-8")
+    with pytest.raises(PolluxError, match="missing POLLUX column"):
+        import_pollux(path, tmp_path / "out")
+    result = CliRunner().invoke(app, ["import-pollux", str(tmp_path / "missing.parquet"), str(tmp_path / "o")])
+    assert result.exit_code == 2 and "no such file or folder" in result.stderr
