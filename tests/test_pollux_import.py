@@ -10,6 +10,7 @@ from submission.data import read_train_csv
 from submission.prompts.sections import parse_prompt
 from tests import pollux_fixture as fx
 from trainer.cli import app
+from trainer.data.augment import NOT_APPLICABLE_LINE
 from trainer.data.pollux import (
     META_COLUMNS,
     PolluxError,
@@ -65,7 +66,9 @@ def test_prompts_parse_back_with_the_rubric_labels_and_reference_only_when_given
     for row, (task, model, criterion, scale, *_rest) in zip(result.frame.itertuples(), fx.KEPT, strict=True):
         sections = parse_prompt(row.prompt)
         assert sections.parsed
-        assert sections.allowed == rubric_scale(fx.RUBRICS[scale])  # the runtime reads back the rubric's labels
+        # The runtime reads back the rubric's labels, and -1 from the not-applicable line above them.
+        assert sections.allowed == (-1, *rubric_scale(fx.RUBRICS[scale]))
+        assert sections.scale == f"{NOT_APPLICABLE_LINE}\n\n{fx.RUBRICS[scale]}"
         assert sections.task == fx.INSTRUCTIONS[task] and sections.answer == fx.ANSWERS[(task, model)]
         assert sections.criterion.startswith(criterion)
         assert sections.reference == (fx.REFERENCES[task] or None)  # empty and null references: no section
@@ -133,3 +136,10 @@ def test_a_source_without_pollux_columns_is_a_user_error(tmp_path):
         import_pollux(path, tmp_path / "out")
     result = CliRunner().invoke(app, ["import-pollux", str(tmp_path / "missing.parquet"), str(tmp_path / "o")])
     assert result.exit_code == 2 and "no such file or folder" in result.stderr
+
+
+def test_without_the_not_applicable_line_gold_minus_one_rows_are_dropped(source, tmp_path):
+    result, _ = import_pollux(source, tmp_path / "out", not_applicable_line=False)
+    assert result.dropped["not_applicable_without_line"] == sum(1 for *_, e in fx.KEPT if e == -1) == 1
+    assert -1 not in set(result.frame["score"])
+    assert all(parse_prompt(p).allowed == rubric_scale(parse_prompt(p).scale) for p in result.frame["prompt"])

@@ -8,8 +8,10 @@ Source: a parquet or JSONL file, a folder of them, or a hub dataset id (read wit
 
 The prompt is :func:`submission.prompts.sections.compose_prompt` (the contest's headers, in order; no reference
 section when the reference is empty): task = ``instruction``, answer = ``answer``, criterion = ``criteria_name`` and
-``criteria_description`` on the next line, scale = ``rubrics`` as written (``rubrics_example`` is left out: its
-sample verdicts would read as extra score lines).
+``criteria_description`` on the next line, scale = ``rubrics`` as written under the project's not-applicable line
+``-1: критерий неприменим`` (trainer/data/augment.py): POLLUX's annotators could call any criterion not applicable,
+and the runtime predicts -1 only where the scale lists it. Without that line (``not_applicable_line=False``) the
+gold -1 rows are dropped instead. ``rubrics_example`` is left out: its sample verdicts would read as score lines.
 
 The score (:func:`consensus_score`): -1 when a strict majority of annotators said -1 (not applicable); else the
 median of the applicable scores, and when that median falls between two scores (an even split) the one nearer the
@@ -40,6 +42,7 @@ from pathlib import Path
 import pandas as pd
 
 from submission.prompts.sections import LABELS, compose_prompt
+from trainer.data.augment import NOT_APPLICABLE_LINE
 
 log = logging.getLogger("trainer.data.pollux")
 
@@ -52,6 +55,7 @@ DROP_REASONS: dict[str, str] = {
     "no_scores": "no annotator scores and no criteria_score",
     "score_outside_rubric": "the consensus score is not on the rubric's scale",
     "duplicate": "the same instruction, answer and criterion again",
+    "not_applicable_without_line": "gold -1 but the scale has no -1 line (--no-not-applicable-line)",
 }
 # POLLUX writes each scale line "N: text" (markup and a bullet tolerated); only ':' separates, so numbered items in a
 # description ("1. ...", "2) ...") are not mistaken for scores.
@@ -135,8 +139,8 @@ def _float(value) -> float | None:
     return None if math.isnan(number) else number
 
 
-def convert_row(row: dict) -> tuple[dict | None, str | None]:
-    """(contest row, None) or (None, drop reason) for one POLLUX record."""
+def convert_row(row: dict, not_applicable_line: bool = True) -> tuple[dict | None, str | None]:
+    """(contest row, None) or (None, drop reason) for one POLLUX record (module docstring)."""
     instruction, answer = _text(row.get("instruction")), _text(row.get("answer"))
     name, rubrics = _text(row.get("criteria_name")).strip(), _text(row.get("rubrics"))
     if not (instruction.strip() and answer.strip() and name and rubrics.strip()):
@@ -155,12 +159,15 @@ def convert_row(row: dict) -> tuple[dict | None, str | None]:
         return None, "no_scores"
     if score != -1 and score not in scale:
         return None, "score_outside_rubric"
+    if score == -1 and not not_applicable_line:
+        return None, "not_applicable_without_line"
     applicable = [s for s in scores if s != -1]
     human_mean = published if published is not None else (statistics.fmean(applicable) if applicable else None)
     reference = _text(row.get("reference_answer")).strip()
     description = _text(row.get("criteria_description")).strip()
     criterion = f"{name}\n{description}" if description else name
-    prompt = compose_prompt(instruction.strip(), answer.strip(), criterion, rubrics.strip(), reference or None)
+    rubric = f"{NOT_APPLICABLE_LINE}\n\n{rubrics.strip()}" if not_applicable_line else rubrics.strip()
+    prompt = compose_prompt(instruction.strip(), answer.strip(), criterion, rubric, reference or None)
     out = {"id": pollux_id(instruction, answer, name), "prompt": prompt, "score": score}
     out.update({key: _text(row.get(key)) for key in META_COLUMNS[:-1]})
     out["human_mean"] = human_mean
@@ -181,11 +188,11 @@ def _progress(rows: Iterable, total: int):
             log.info("pollux: %d/%d rows", i, total)
 
 
-def convert_frame(source: pd.DataFrame) -> ImportResult:
+def convert_frame(source: pd.DataFrame, not_applicable_line: bool = True) -> ImportResult:
     """POLLUX records -> :class:`ImportResult` (rows in source order, the first of any duplicate id kept)."""
     rows, groups, dropped, seen = [], [], Counter(), set()
     for record in _progress(source.to_dict("records"), len(source)):
-        row, reason = convert_row(record)
+        row, reason = convert_row(record, not_applicable_line)
         if row is not None and row["id"] in seen:
             row, reason = None, "duplicate"
         if row is None:
@@ -254,11 +261,11 @@ def split_by_instruction(frame: pd.DataFrame, groups: list[str], val_fraction: f
 
 
 def import_pollux(source: str | Path, out_dir: str | Path, val_fraction: float | None = None, seed: int = 0,
-                  split: str = "test") -> tuple[ImportResult, list[Path]]:
+                  split: str = "test", not_applicable_line: bool = True) -> tuple[ImportResult, list[Path]]:
     """Read ``source``, convert, write ``pollux.csv`` (or ``train.csv`` + ``val.csv`` with ``val_fraction``)."""
     records = read_pollux(source, split)
     check_columns(records, str(source))
-    result = convert_frame(records)
+    result = convert_frame(records, not_applicable_line)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if val_fraction is None:

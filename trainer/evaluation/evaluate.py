@@ -216,6 +216,9 @@ def evaluate_run(run_dir: str | Path, data_path: str | Path | None = None, devic
 
         y_pred = decide(probs[:n], allowed[:n], Decision.from_dict(report["decision"]))
         report["groups"] = seen_unseen_metrics(frame["prompt"], frame["score"].astype(int), y_pred, split)
+    pollux = pollux_block(data_path or config["train_path"], frame["id"], probs[:n], allowed[:n], report["decision"])
+    if pollux:
+        report["pollux"] = pollux
     run.write_report(report)
     save_predictions(run.val_predictions_path, frame["id"].tolist(), probs[:n], frame["score"].astype(int).tolist())
     run.plots.mkdir(exist_ok=True)
@@ -228,6 +231,15 @@ def evaluate_run(run_dir: str | Path, data_path: str | Path | None = None, devic
     plot_learning_curve(curve_records(run), run.plots / "learning_curve.png", run.name)
     write_model_card(run)
     return report
+
+
+def pollux_block(data_path, ids, probs, allowed, decision: dict) -> dict | None:
+    """POLLUX's metrics per slice (trainer/evaluation/pollux_metrics.py) on the decided scores, when the CSV has
+    POLLUX's columns (an ``import-pollux`` file); else None."""
+    from submission.scoring.decoding import Decision, decide
+    from trainer.evaluation.pollux_metrics import pollux_block_for
+
+    return pollux_block_for(data_path, list(ids), decide(probs, allowed, Decision.from_dict(decision)))
 
 
 def save_predictions(path: Path, ids, probs, y_true=None) -> Path:
