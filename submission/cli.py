@@ -48,6 +48,8 @@ def build_parser(prog: str = "run_optimized.py") -> argparse.ArgumentParser:
         help=f"Prompt length limit in tokens (middle-shortened). [default: {settings.MAX_PROMPT_TOKENS}]")
     add("--token-budget", dest="token_budget", type=int, default=None,
         help="Transformers: tokens per batch (rows x longest row).")
+    add("--tensor-parallel-size", dest="tensor_parallel_size", type=int, default=1,
+        help="vLLM: split each model over N GPUs (no transformers fallback then). [default: 1]")
     add("--enforce-eager", dest="enforce_eager", action="store_true",
         help="vLLM: no CUDA graphs (faster start, slower scoring).")
     add("--probabilities", type=Path, default=None,
@@ -74,6 +76,12 @@ def check_flags(args: argparse.Namespace) -> str | None:
         return f"--max-tokens {args.max_tokens}: must be at least {MIN_PROMPT_TOKENS} (the prompt length limit in tokens)"
     if args.token_budget is not None and args.token_budget < 1:
         return f"--token-budget {args.token_budget}: must be a positive number of tokens per batch"
+    if args.tensor_parallel_size != 1:
+        from submission.engines.engine_vllm import tensor_parallel_problem
+
+        if args.engine == "hf":
+            return f"--tensor-parallel-size {args.tensor_parallel_size}: needs --engine vllm or auto"
+        return tensor_parallel_problem(args.tensor_parallel_size)
     return None
 
 
@@ -104,9 +112,11 @@ def run(args: argparse.Namespace) -> int:
                 check_output_path(path, args.test_path)
             rows = read_test_rows(args.test_path)
             run_settings = RunSettings(
-                model_dir=args.model_dir, models=args.models, engine=args.engine, device=args.device,
+                model_dir=args.model_dir, models=args.models, device=args.device,
+                engine="vllm" if args.tensor_parallel_size > 1 else args.engine,  # a split model runs on vLLM only
                 max_tokens=args.max_tokens, token_budget=args.token_budget, time_limit_s=args.time_limit,
                 metric=args.metric, ensemble=not args.no_ensemble, enforce_eager=args.enforce_eager,
+                tensor_parallel_size=args.tensor_parallel_size,
             )
             result = predict(rows, run_settings, deadline)
             meta = write_outputs(result, args.pred_path)

@@ -53,10 +53,11 @@ def test_parquet_and_jsonl_write_the_same_csv(tmp_path):
     assert a.read_text(encoding="utf-8") == b.read_text(encoding="utf-8")
 
 
-def test_a_folder_of_files_is_read_whole(tmp_path):
-    folder = tmp_path / "data"
-    folder.mkdir()
-    fx.write_parquet(folder / "test-00000.parquet")
+def test_a_hub_snapshot_folder_is_read_from_its_parquet_files(tmp_path):
+    folder = tmp_path / "snapshot"
+    (folder / "data").mkdir(parents=True)
+    fx.write_parquet(folder / "data" / "test-00000.parquet")
+    (folder / "dataset_infos.json").write_text('{"default": {}}', encoding="utf-8")  # hub metadata: not rows
     result, _ = import_pollux(folder, tmp_path / "out")
     assert len(result.frame) == len(fx.KEPT)
 

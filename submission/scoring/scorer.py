@@ -44,6 +44,7 @@ class ScoringSettings:
     token_budget: int | None = None
     enforce_eager: bool = False
     chunk_tokens: int | None = None
+    tensor_parallel_size: int = 1  # vLLM only: GPUs one model is split over (a 32B teacher); no transformers fallback
 
 
 @dataclass(frozen=True)
@@ -226,8 +227,11 @@ def open_model(candidate: Candidate, rows: ContestRows, run: ScoringSettings, we
     if name == "vllm":
         try:
             engine = engine_vllm.VllmEngine(candidate.path, tokenizer, run.max_tokens + 1, run.enforce_eager,
-                                            tokens_hint=sum(rendered.lengths) + len(rows))
+                                            tokens_hint=sum(rendered.lengths) + len(rows),
+                                            tensor_parallel_size=run.tensor_parallel_size)
         except (ImportError, engine_vllm.EngineStartError) as error:
+            if run.tensor_parallel_size > 1:  # a model that needs several GPUs would not fit transformers on one
+                raise
             fallback = f"vLLM unavailable ({type(error).__name__}: {error}); using transformers"
             log.warning(fallback)
         else:

@@ -217,12 +217,16 @@ def _read_file(path: Path) -> pd.DataFrame:
 
 
 def read_pollux(source: str | Path, split: str = "test") -> pd.DataFrame:
-    """POLLUX records from a parquet/JSONL file, a folder of them (every such file below it, sorted) or a hub id."""
+    """POLLUX records from a parquet/JSONL file, a folder of them (every such file below it, sorted; parquet first)
+    or a hub id (``split`` of it)."""
     path = Path(source)
     if path.is_file():
         return _read_file(path)
     if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.suffix in (".parquet", ".jsonl", ".json") and p.is_file())
+        # A hub snapshot also holds metadata JSON: parquet when there is any, else JSONL, else JSON.
+        found = [p for p in path.rglob("*") if p.is_file() and not any(part.startswith(".") for part in p.parts)]
+        files = next((sorted(f for f in found if f.suffix == s) for s in (".parquet", ".jsonl", ".json")
+                      if any(f.suffix == s for f in found)), [])
         if not files:
             raise PolluxError(f"{path}: no .parquet, .jsonl or .json files in this folder")
         return pd.concat([_read_file(p) for p in files], ignore_index=True)

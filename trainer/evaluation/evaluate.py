@@ -41,12 +41,14 @@ def select_rows(frame, run: RunDir):
     return frame
 
 
-def score_rows(model_dir: Path, prompts, max_tokens: int, device: str | None = None, engine: str = "hf"):
+def score_rows(model_dir: Path, prompts, max_tokens: int, device: str | None = None, engine: str = "hf",
+               tensor_parallel_size: int = 1):
     """(probabilities [N,5], allowed labels per row, families) from the runtime's scorer
     (:func:`submission.scoring.scorer.score_prompts`: renderer, ``engine`` auto/vllm/hf with its fallbacks, chunks)."""
     from submission.scoring.scorer import ScoringSettings, score_prompts
 
-    scored = score_prompts(model_dir, prompts, ScoringSettings(engine=engine, device=device, max_tokens=max_tokens))
+    scored = score_prompts(model_dir, prompts, ScoringSettings(engine=engine, device=device, max_tokens=max_tokens,
+                                                               tensor_parallel_size=tensor_parallel_size))
     sections = scored.rendered.sections
     return scored.probs, [s.allowed for s in sections], [s.family for s in sections]
 
@@ -184,7 +186,7 @@ def plot_loss_curve(run: RunDir, out: Path) -> Path | None:
 
 
 def evaluate_run(run_dir: str | Path, data_path: str | Path | None = None, device: str | None = None,
-                 engine: str = "hf") -> dict:
+                 engine: str = "hf", tensor_parallel_size: int = 1) -> dict:
     """Evaluate ``RUN_DIR/merged`` on ``data_path`` (default: the run's train CSV, validation ids only) with
     ``engine`` (hf, vllm or auto: :func:`submission.scoring.scorer.choose_engine`)."""
     from submission.data import read_train_csv
@@ -204,8 +206,9 @@ def evaluate_run(run_dir: str | Path, data_path: str | Path | None = None, devic
     else:
         frame = select_rows(read_train_csv(data_path or config["train_path"]), run)
     augmented = not_applicable_rows(frame, config.get("augment_not_applicable", 0.0), config["seed"])
+    split_over = {"tensor_parallel_size": tensor_parallel_size} if tensor_parallel_size > 1 else {}  # vLLM only
     probs, allowed, families = score_rows(run.merged, [*frame["prompt"], *augmented["prompt"]], config["max_tokens"],
-                                          device, engine)
+                                          device, engine, **split_over)
     n = len(frame)
     report = build_report(probs[:n], allowed[:n], families[:n], frame["score"].astype(int).tolist(), config["metric"],
                           run.read_prior(), run.merged, (probs[n:], allowed[n:]) if len(augmented) else None,

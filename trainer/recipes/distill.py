@@ -60,10 +60,12 @@ def teacher_probabilities(
     temperature: float = 1.0,
     seed: int = 0,
     max_new_tokens: int | None = None,
+    tensor_parallel_size: int = 1,
 ) -> tuple[np.ndarray, str]:
     """([N, 5] teacher probabilities over LABELS, zero outside each rubric; the teacher's mode).
 
     A free-text teacher's row where no sample names an allowed score is all zeros (the caller leaves it out).
+    ``tensor_parallel_size`` > 1 splits a vLLM teacher over that many GPUs (no transformers fallback then).
     :class:`TeacherError` (one line) when the teacher folder is unusable or does not load.
     """
     from submission.choice.autopick import artefact_problem, model_dir_problem
@@ -74,7 +76,8 @@ def teacher_probabilities(
     problem = model_dir_problem(teacher_dir) or artefact_problem(teacher_dir, settings.DEFAULT_METRIC)
     if problem:
         raise TeacherError(problem)
-    scoring = ScoringSettings(engine=engine, device=device, max_tokens=max_tokens or settings.MAX_PROMPT_TOKENS)
+    scoring = ScoringSettings(engine=engine, device=device, max_tokens=max_tokens or settings.MAX_PROMPT_TOKENS,
+                              tensor_parallel_size=tensor_parallel_size)
     sampling = Sampling(samples, temperature, seed, max_new_tokens or settings.GENERATE_MAX_NEW_TOKENS)
     bar = None
 
