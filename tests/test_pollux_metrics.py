@@ -103,3 +103,12 @@ def test_evaluate_adds_the_pollux_block_on_pollux_data(pollux_csv, tmp_path, mon
     assert set(block["per_task_type"]) == set(fx.TASK_TYPES.values())
     saved = json.loads((run_dir / "validation_report.json").read_text(encoding="utf-8"))
     assert saved["pollux"]["overall"]["n"] == len(fx.KEPT)
+
+
+def test_the_judge_report_page_shows_the_pollux_table():
+    from trainer.evaluation.report_html import _best_run_sections
+
+    block = pollux_metrics(_frame(), [1, 1, 0, 2, 2, -1])
+    page = _best_run_sections({"run": "r", "report": {"n": 6, "pollux": block}})
+    assert "POLLUX metrics per slice" in page and "Spearman vs human_mean" in page
+    assert "criterion: c2" in page and "task_type: y" in page and "gold -1 (not applicable) left out" in page

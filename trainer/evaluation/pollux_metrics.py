@@ -111,6 +111,19 @@ def format_pollux_table(block: dict, max_criteria: int = _TABLE_CRITERIA) -> str
     return "\n".join(lines)
 
 
+def table_rows(block: dict) -> tuple[list[str], list[list]]:
+    """(header, rows) of the per-slice table with every slice (the judge report's HTML table)."""
+    def fmt(value):
+        return "n/a" if value is None else f"{value:.3f}"
+
+    slices = [("all", block["overall"]),
+              *((f"task_type: {k}", v) for k, v in (block.get("per_task_type") or {}).items()),
+              *((f"criterion: {k}", v) for k, v in (block.get("per_criterion_name") or {}).items())]
+    rows = [[name, row["n"], fmt(row["spearman"]), fmt(row["mae"]), fmt(row["accuracy"]), fmt(row["qwk"])]
+            for name, row in slices]
+    return ["slice", "n", f"Spearman vs {block['target']}", f"MAE vs {block['target']}", "accuracy", "QWK"], rows
+
+
 def read_predicted_scores(path: str | Path, ids) -> list[int]:
     """The runtime's predictions (``id,score``) or a probabilities file (``id,p_-1..p_3``: the argmax), in ``ids``'
     order; a missing id is a DataError."""

@@ -156,6 +156,12 @@ def _best_run_sections(row: dict) -> str:
         out.append(_table(["criterion", "n", "accuracy", "QWK", "Spearman"],
                           [[r["criterion"], r["n"], _fmt(r["accuracy"]), _fmt(r["qwk"]), _fmt(r["spearman"])]
                            for r in criteria], {1, 2, 3, 4}))
+    if report.get("pollux"):  # an import-pollux CSV: POLLUX's own metrics per slice
+        from trainer.evaluation.pollux_metrics import table_rows
+
+        out.append("<h3>POLLUX metrics per slice</h3>")
+        out.append(_table(*table_rows(report["pollux"]), {1, 2, 3, 4, 5}))
+        out.append("".join(f'<p class="note">{html.escape(note)}</p>' for note in report["pollux"]["notes"]))
     length = report.get("by_answer_length")
     if length:
         out.append("<h3>Answer length (longer answer wins?)</h3>")
