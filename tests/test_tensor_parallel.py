@@ -18,7 +18,8 @@ from trainer.cli import app
 def model_folder(tmp_path):
     folder = tmp_path / "teacher"
     folder.mkdir()
-    (folder / "config.json").write_text(json.dumps({"num_attention_heads": 8}), encoding="utf-8")
+    config = {"num_attention_heads": 40, "num_key_value_heads": 8}  # a 32B Qwen2.5's heads
+    (folder / "config.json").write_text(json.dumps(config), encoding="utf-8")
     return folder
 
 
@@ -43,7 +44,9 @@ def test_the_engine_passes_tensor_parallel_size_and_the_pinned_llm_names_it(tiny
 @pytest.mark.parametrize(("size", "visible", "expected"), [
     (1, 0, None), (2, 2, None), (8, 8, None),
     (4, 1, "--tensor-parallel-size 4: only 1 GPU(s) visible here"),
-    (3, 4, "--tensor-parallel-size 3: the model's 8 attention heads do not split 3 ways"),
+    (3, 4, "--tensor-parallel-size 3: the model's 40 attention heads do not split 3 ways"),
+    (5, 8, "--tensor-parallel-size 5: the model's 8 key/value heads do not split 5 ways"),
+    (16, 16, "--tensor-parallel-size 16: the model's 40 attention heads do not split 16 ways"),
 ])
 def test_the_problem_is_named_before_anything_loads(model_folder, size, visible, expected, monkeypatch):
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)

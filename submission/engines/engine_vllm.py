@@ -81,8 +81,9 @@ def visible_gpus() -> int:
 def tensor_parallel_problem(size: int, model_dir: str | Path | None = None, visible: int | None = None) -> str | None:
     """Why vLLM cannot split the model over ``size`` GPUs here (one line with the fix), or None.
 
-    vLLM needs ``size`` visible CUDA devices (its own error is a paragraph, raised after the engine process started)
-    and attention heads divisible by ``size``; both are checked before anything loads.
+    vLLM needs ``size`` visible CUDA devices (its own error is a paragraph, raised after the engine process started),
+    attention heads divisible by ``size`` and key/value heads that divide or are divided by it; all are checked
+    before anything loads.
     """
     if size < 1:
         return f"--tensor-parallel-size {size}: must be 1 or more"
@@ -98,9 +99,13 @@ def tensor_parallel_problem(size: int, model_dir: str | Path | None = None, visi
         config = json.loads((Path(model_dir) / "config.json").read_text(encoding="utf-8")) if model_dir else {}
     except (OSError, ValueError):
         config = {}
-    heads = (config.get("text_config") or config).get("num_attention_heads")
+    config = config.get("text_config") or config
+    heads, kv_heads = config.get("num_attention_heads"), config.get("num_key_value_heads")
     if isinstance(heads, int) and heads % size:
         return f"--tensor-parallel-size {size}: the model's {heads} attention heads do not split {size} ways"
+    # vLLM splits the key/value heads too, or replicates them when there are fewer than GPUs: one must divide the other.
+    if isinstance(kv_heads, int) and (size % kv_heads if size >= kv_heads else kv_heads % size):
+        return f"--tensor-parallel-size {size}: the model's {kv_heads} key/value heads do not split {size} ways"
     return None
 
 
