@@ -83,6 +83,7 @@ def records() -> list[dict]:
 
 
 def write_jsonl(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", encoding="utf-8") as handle:
         for record in records():
             handle.write(json.dumps(record, ensure_ascii=False) + "\n")
@@ -92,5 +93,6 @@ def write_jsonl(path: Path) -> Path:
 def write_parquet(path: Path) -> Path:
     import pandas as pd
 
+    path.parent.mkdir(parents=True, exist_ok=True)
     pd.DataFrame(records()).to_parquet(path, index=False)
     return path
