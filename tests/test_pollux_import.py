@@ -43,6 +43,7 @@ def test_both_formats_give_the_expected_scores_and_counts(imported):
     assert list(written.columns) == ["id", "prompt", "score", *META_COLUMNS]
     assert written["id"].is_unique
     assert written["human_mean"].iloc[2] == 1.5 and written["human_mean"].iloc[4] == 1.25  # fractional means kept
+    assert written["human_mean"].iloc[6] == 3.0  # annotators [-1, 3]: the applicable mean, not the published 1.0
     assert written["criteria_name"].tolist() == [c for _, _, c, *_ in fx.KEPT]
     assert written["task_type"].iloc[7] == fx.TASK_TYPES["sum"]
 
@@ -144,3 +145,33 @@ def test_without_the_not_applicable_line_gold_minus_one_rows_are_dropped(source,
     assert result.dropped["not_applicable_without_line"] == sum(1 for *_, e in fx.KEPT if e == -1) == 1
     assert -1 not in set(result.frame["score"])
     assert all(parse_prompt(p).allowed == rubric_scale(parse_prompt(p).scale) for p in result.frame["prompt"])
+
+
+def test_a_hub_id_is_read_with_datasets_and_an_offline_failure_is_one_line(tmp_path, monkeypatch):
+    import datasets
+
+    asked = []
+
+    def load_dataset(name, split):
+        asked.append((name, split))
+        if name != "ai-forever/POLLUX":
+            raise ConnectionError("Couldn't reach the Hub\nmore detail")
+        return datasets.Dataset.from_pandas(pd.read_parquet(fx.write_parquet(tmp_path / "p.parquet")))
+
+    monkeypatch.setattr(datasets, "load_dataset", load_dataset)
+    result, _ = import_pollux("ai-forever/POLLUX", tmp_path / "out", split="test")
+    assert asked == [("ai-forever/POLLUX", "test")] and len(result.frame) == len(fx.KEPT)
+    with pytest.raises(PolluxError, match=r"^someone/else: could not load the hub dataset \(ConnectionError: "
+                                          r"Couldn't reach the Hub\); download it") as error:
+        import_pollux("someone/else", tmp_path / "out2")
+    assert "\n" not in str(error.value)
+
+
+def test_a_long_file_logs_progress_off_a_terminal(tmp_path, monkeypatch, caplog):
+    from trainer.data import pollux
+
+    monkeypatch.setattr(pollux, "_PROGRESS_EVERY", 5)
+    with caplog.at_level("INFO", logger="trainer.data.pollux"):
+        import_pollux(fx.write_jsonl(tmp_path / "p.jsonl"), tmp_path / "out")
+    total = len(fx.records())
+    assert [r.getMessage() for r in caplog.records] == [f"pollux: {n}/{total} rows" for n in (5, 10, 15)]

@@ -16,7 +16,8 @@ gold -1 rows are dropped instead. ``rubrics_example`` is left out: its sample ve
 The score (:func:`consensus_score`): -1 when a strict majority of annotators said -1 (not applicable); else the
 median of the applicable scores, and when that median falls between two scores (an even split) the one nearer the
 mean, the lower on a tie. Without annotations the rounded ``criteria_score`` (ties down). ``human_mean`` is
-``criteria_score`` as published (else the mean of the applicable scores).
+``criteria_score`` as published, except where an annotator gave -1 (or nothing is published): then the mean of the
+applicable scores, since whether the published mean counts a -1 as the value -1 is not documented.
 
 Rows that cannot be used are dropped and counted per reason (:data:`DROP_REASONS`). The contest scores -1..3 and the
 runtime reads a 0-4 scale as 0..3, so POLLUX's 0-4 criteria are dropped; a 1-3 scale is kept as it is.
@@ -162,7 +163,9 @@ def convert_row(row: dict, not_applicable_line: bool = True) -> tuple[dict | Non
     if score == -1 and not not_applicable_line:
         return None, "not_applicable_without_line"
     applicable = [s for s in scores if s != -1]
-    human_mean = published if published is not None else (statistics.fmean(applicable) if applicable else None)
+    human_mean = published
+    if applicable and (published is None or len(applicable) < len(scores)):
+        human_mean = statistics.fmean(applicable)  # whether the published mean counted a -1 as -1 is not documented
     reference = _text(row.get("reference_answer")).strip()
     description = _text(row.get("criteria_description")).strip()
     criterion = f"{name}\n{description}" if description else name
