@@ -175,3 +175,13 @@ def test_a_long_file_logs_progress_off_a_terminal(tmp_path, monkeypatch, caplog)
         import_pollux(fx.write_jsonl(tmp_path / "p.jsonl"), tmp_path / "out")
     total = len(fx.records())
     assert [r.getMessage() for r in caplog.records] == [f"pollux: {n}/{total} rows" for n in (5, 10, 15)]
+
+
+def test_a_rubric_with_its_own_minus_one_line_gets_no_second_one():
+    from trainer.data.pollux import convert_row
+
+    record = fx.records()[5] | {"rubrics": "-1: Неприменимо.\n\n0: Нет.\n\n1: Да."}
+    row, reason = convert_row(record)
+    assert reason is None and row["score"] == -1
+    assert parse_prompt(row["prompt"]).scale == record["rubrics"]
+    assert convert_row(record, not_applicable_line=False)[0]["score"] == -1  # listed by the rubric itself: kept

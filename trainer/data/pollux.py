@@ -160,7 +160,7 @@ def convert_row(row: dict, not_applicable_line: bool = True) -> tuple[dict | Non
         return None, "no_scores"
     if score != -1 and score not in scale:
         return None, "score_outside_rubric"
-    if score == -1 and not not_applicable_line:
+    if score == -1 and not not_applicable_line and -1 not in scale:
         return None, "not_applicable_without_line"
     applicable = [s for s in scores if s != -1]
     human_mean = published
@@ -169,7 +169,9 @@ def convert_row(row: dict, not_applicable_line: bool = True) -> tuple[dict | Non
     reference = _text(row.get("reference_answer")).strip()
     description = _text(row.get("criteria_description")).strip()
     criterion = f"{name}\n{description}" if description else name
-    rubric = f"{NOT_APPLICABLE_LINE}\n\n{rubrics.strip()}" if not_applicable_line else rubrics.strip()
+    rubric = rubrics.strip()
+    if not_applicable_line and -1 not in scale:  # a rubric with its own -1 line keeps that one
+        rubric = f"{NOT_APPLICABLE_LINE}\n\n{rubric}"
     prompt = compose_prompt(instruction.strip(), answer.strip(), criterion, rubric, reference or None)
     out = {"id": pollux_id(instruction, answer, name), "prompt": prompt, "score": score}
     out.update({key: _text(row.get(key)) for key in META_COLUMNS[:-1]})
