@@ -22,6 +22,7 @@ from submission.engines.devices import (
     release_accelerator_memory,
     resolve_device,
 )
+from submission.engines.prefix_sharing import score_shared_rows
 from submission.scoring.decoding import LABELS, label_token_ids
 
 log = logging.getLogger(__name__)
@@ -93,6 +94,7 @@ class TransformersEngine:
         max_rows: int = 256,
         model=None,
         tokenizer=None,
+        prefix_sharing: bool = True,
     ):
         self.model_dir = Path(model_dir)
         self.device = resolve_device(device)
@@ -108,8 +110,10 @@ class TransformersEngine:
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         self.oom_splits = 0
         self.tokens_scored = 0
+        self.tokens_computed = 0  # prompt tokens run through the model: fewer than scored when prefixes are shared
         self.seconds = 0.0
         self.start_failures: list[str] = []  # transformers has no start-up ladder
+        self.prefix_sharing = prefix_sharing  # rows sharing a long prefix compute it once (prefix_sharing.py)
 
     def close(self) -> None:
         """Drop the model and return its accelerator memory."""
@@ -121,8 +125,11 @@ class TransformersEngine:
         out = np.zeros((len(prompts), len(LABELS)), dtype=np.float64)
         lengths = [len(p) for p in prompts]
         start = time.perf_counter()
-        for batch in plan_batches(lengths, self.token_budget, self.max_rows):
+        rows = score_shared_rows(self, prompts, out, progress) if self.prefix_sharing else range(len(prompts))
+        for batch in plan_batches([lengths[i] for i in rows], self.token_budget, self.max_rows):
+            batch = [rows[j] for j in batch]
             self._score_batch(prompts, batch, out)
+            self.tokens_computed += sum(lengths[i] for i in batch)
             if progress:
                 progress(len(batch))
         self.seconds += time.perf_counter() - start
@@ -215,5 +222,7 @@ class TransformersEngine:
                 )
             texts.append([self.tokenizer.decode(o[input_ids.shape[1]:].tolist(), skip_special_tokens=True) for o in out])
         self.seconds += time.perf_counter() - start
-        self.tokens_scored += sum(len(p) for p in prompts) * decoding.get("num_return_sequences", 1)
+        tokens = sum(len(p) for p in prompts) * decoding.get("num_return_sequences", 1)
+        self.tokens_scored += tokens
+        self.tokens_computed += tokens
         return texts

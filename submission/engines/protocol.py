@@ -35,6 +35,7 @@ class ScoringEngine(Protocol):
     dtype: str  # "float32", "bfloat16", "float16": the weights' dtype there
     tokens_scored: int  # prompt tokens scored so far ...
     seconds: float  # ... and the engine seconds they took: measured throughput = tokens_scored / seconds
+    tokens_computed: int  # prompt tokens really computed: fewer than scored where prefixes were shared or cached
     oom_splits: int  # batches halved after running out of accelerator memory
     start_failures: list[str]  # start-up settings that failed before this engine started (vLLM's ladder)
 
