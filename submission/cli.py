@@ -52,6 +52,8 @@ def build_parser(prog: str = "run_optimized.py") -> argparse.ArgumentParser:
         help="vLLM: split each model over N GPUs (no transformers fallback then). [default: 1]")
     add("--enforce-eager", dest="enforce_eager", action="store_true",
         help="vLLM: no CUDA graphs (faster start, slower scoring).")
+    add("--no-prefix-sharing", dest="no_prefix_sharing", action="store_true",
+        help="Score every row on its own: no prefix computed once for rows that share it (for comparisons).")
     add("--probabilities", type=Path, default=None,
         help=f"Also write id,{','.join(PROBABILITY_COLUMNS)} here: the probabilities the decision read (the prior's for rows "
              "that got the prior), zero outside the rubric; the `trainer distill` format.")
@@ -117,6 +119,7 @@ def run(args: argparse.Namespace) -> int:
                 max_tokens=args.max_tokens, token_budget=args.token_budget, time_limit_s=args.time_limit,
                 metric=args.metric, ensemble=not args.no_ensemble, enforce_eager=args.enforce_eager,
                 tensor_parallel_size=args.tensor_parallel_size,
+                prefix_sharing=not args.no_prefix_sharing,
             )
             result = predict(rows, run_settings, deadline)
             meta = write_outputs(result, args.pred_path)

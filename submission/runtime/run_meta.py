@@ -103,6 +103,10 @@ class RunMeta:
     fallback_prior: str  # "report" or "rubric_middle"
     interrupted: str | None
     oom_splits: int
+    # Prompt tokens the engines really computed (``tokens`` were submitted): shared prefixes count once, vLLM's
+    # prefix-cache hits not at all; and whether rows sharing a prefix were grouped (``--no-prefix-sharing``: off).
+    tokens_computed: int = 0
+    prefix_sharing: bool = True
 
     def to_dict(self) -> dict:
         data = {f.name: getattr(self, f.name) for f in fields(self)}

@@ -503,6 +503,7 @@ def describe_run(run: RunSettings, rows: ContestRows, plan: ModelPlan | None, sc
         },
         fallback_prior=prior.source, interrupted=deadline.interrupted,
         oom_splits=sum(m.engine.oom_splits for m in opened),
+        tokens_computed=int(sum(m.tokens_computed for m in opened)), prefix_sharing=run.prefix_sharing,
     )
 
 

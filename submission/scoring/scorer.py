@@ -45,6 +45,7 @@ class ScoringSettings:
     enforce_eager: bool = False
     chunk_tokens: int | None = None
     tensor_parallel_size: int = 1  # vLLM only: GPUs one model is split over (a 32B teacher); no transformers fallback
+    prefix_sharing: bool = True  # rows sharing a long prefix: one chunk, computed once (engines/prefix_sharing.py)
 
 
 @dataclass(frozen=True)
@@ -163,6 +164,7 @@ class OpenModel:
     scored: np.ndarray = field(init=False)
     earlier_tokens: int = 0  # counters of an engine this model replaced (vLLM that failed mid-run)
     earlier_seconds: float = 0.0
+    earlier_computed: int = 0
 
     def __post_init__(self):
         n = len(self.rendered.prompts)
@@ -181,6 +183,11 @@ class OpenModel:
         return self.earlier_tokens + self.engine.tokens_scored
 
     @property
+    def tokens_computed(self) -> int:
+        """Prompt tokens the engine(s) really computed (shared prefixes once; vLLM: less its prefix-cache hits)."""
+        return self.earlier_computed + getattr(self.engine, "tokens_computed", self.engine.tokens_scored)
+
+    @property
     def seconds(self) -> float:
         return self.earlier_seconds + self.engine.seconds
 
@@ -191,14 +198,16 @@ def _build_hf(path: Path, run: ScoringSettings, tokenizer, device: str):
     from submission.engines.engine_hf import TransformersEngine
 
     try:
-        return TransformersEngine(path, device=device, token_budget=run.token_budget, tokenizer=tokenizer), None
+        return TransformersEngine(path, device=device, token_budget=run.token_budget, tokenizer=tokenizer,
+                                  prefix_sharing=run.prefix_sharing), None
     except Exception as error:  # noqa: BLE001 - only out-of-memory on an accelerator is handled here
         if device == "cpu" or not is_out_of_memory(error):
             raise
         reason = f"out of memory loading {path} on {device} ({type(error).__name__}: {error}); using transformers on cpu"
         log.warning(reason)
         release_accelerator_memory()
-        return TransformersEngine(path, device="cpu", token_budget=run.token_budget, tokenizer=tokenizer), reason
+        return TransformersEngine(path, device="cpu", token_budget=run.token_budget, tokenizer=tokenizer,
+                                  prefix_sharing=run.prefix_sharing), reason
 
 
 def _join(*reasons: str | None) -> str | None:
@@ -228,7 +237,8 @@ def open_model(candidate: Candidate, rows: ContestRows, run: ScoringSettings, we
         try:
             engine = engine_vllm.VllmEngine(candidate.path, tokenizer, run.max_tokens + 1, run.enforce_eager,
                                             tokens_hint=sum(rendered.lengths) + len(rows),
-                                            tensor_parallel_size=run.tensor_parallel_size)
+                                            tensor_parallel_size=run.tensor_parallel_size,
+                                            prefix_sharing=run.prefix_sharing)
         except (ImportError, engine_vllm.EngineStartError) as error:
             if run.tensor_parallel_size > 1:  # a model that needs several GPUs would not fit transformers on one
                 raise
@@ -253,6 +263,7 @@ def _replace_failed_vllm(model: OpenModel, run: ScoringSettings, error: BaseExce
     failed = model.engine
     failed.close()  # frees vLLM's GPU memory before transformers loads
     model.earlier_tokens, model.earlier_seconds = model.tokens_scored, model.seconds
+    model.earlier_computed = model.tokens_computed
     model.engine, oom = _build_hf(model.candidate.path, run, model.tokenizer, resolve_device(run.device))
     model.engine_fallback = _join(model.engine_fallback, reason, oom)
     model.vllm_rows = len(model.processed)
@@ -265,17 +276,29 @@ def close_engines(opened: list[OpenModel]) -> None:
 
 
 # -- scoring -----------------------------------------------------------------------------------------------------
-def plan_chunks(indices: list[int], lengths: list[int], chunk_tokens: int) -> list[list[int]]:
-    """Rows longest first, cut into chunks of about ``chunk_tokens`` prompt tokens (at least one row each)."""
+def plan_chunks(indices: list[int], lengths: list[int], chunk_tokens: int,
+                texts: list[str] | None = None) -> list[list[int]]:
+    """Rows longest first, cut into chunks of about ``chunk_tokens`` prompt tokens (at least one row each).
+
+    ``texts``: rows whose texts share a long prefix (one answer, several criteria) go into one chunk, so the engine
+    can compute that prefix once; a group larger than a chunk fills chunks of its own.
+    """
+    from submission.engines.prefix_sharing import text_groups
+
+    units = [[i] for i in indices] if texts is None else text_groups(indices, texts)
     chunks: list[list[int]] = []
     current: list[int] = []
     total = 0
-    for i in sorted(indices, key=lambda i: -lengths[i]):
-        if current and total + lengths[i] > chunk_tokens:
+    for unit in sorted(units, key=lambda u: -max(lengths[i] for i in u)):
+        if current and total + sum(lengths[i] for i in unit) > chunk_tokens:
             chunks.append(current)
             current, total = [], 0
-        current.append(i)
-        total += lengths[i]
+        for i in sorted(unit, key=lambda i: -lengths[i]):
+            if current and total + lengths[i] > chunk_tokens:
+                chunks.append(current)
+                current, total = [], 0
+            current.append(i)
+            total += lengths[i]
     if current:
         chunks.append(current)
     return chunks
@@ -316,7 +339,8 @@ def score_model(model: OpenModel, rows: list[int], deadline: Deadline, run: Scor
     total = len(model.processed) + len(rows)
     lengths = model.rendered.lengths
     chunk_tokens = run.chunk_tokens or defaults.CHUNK_TOKENS[device_kind(model.engine.device)]
-    for chunk in plan_chunks(rows, lengths, chunk_tokens)[:max_chunks]:
+    texts = model.rendered.prompts if run.prefix_sharing else None
+    for chunk in plan_chunks(rows, lengths, chunk_tokens, texts)[:max_chunks]:
         need = sum(lengths[i] for i in chunk) / _estimate(model)
         if model.generate:
             need *= 4  # a rationale costs several forwards; a cautious guess until measured
