@@ -38,12 +38,15 @@ def TokensPrompt(**kwargs):  # a TypedDict in vLLM: calling it builds a plain di
     return dict(**kwargs)
 
 
-def fake_api(model, fail_starts: int = 0, calls: dict | None = None, lift_ids=(), token_ids_param: bool = True):
+def fake_api(model, fail_starts: int = 0, calls: dict | None = None, lift_ids=(), token_ids_param: bool = True,
+             cache_block: int | None = None):
     """A vLLM stand-in answering with the real tiny model's logprobs, shaped as vLLM 0.26 returns them.
 
     With ``logprob_token_ids`` set: exactly those ids plus the sampled token (vllm/sampling_params.py); else the
     top ``logprobs`` plus the sampled token. ``lift_ids`` get the same logit bonus (label ratios unchanged) so that
     they all show in a top 20. ``token_ids_param=False`` fakes a vLLM whose SamplingParams lacks the field.
+    ``cache_block``: report ``num_cached_tokens`` as a prefix cache that holds only the previous request would
+    (the whole blocks it shares with it), the case where submission order decides the hits.
     """
     calls = calls if calls is not None else {}
 
@@ -57,7 +60,15 @@ def fake_api(model, fail_starts: int = 0, calls: dict | None = None, lift_ids=()
             calls.setdefault("params", []).append(params)
             calls.setdefault("prompts", []).extend(prompts)
             outs = []
+            previous: list[int] = []
             for prompt in prompts:
+                cached = 0
+                if cache_block:
+                    ids_now = prompt["prompt_token_ids"]
+                    while cached < min(len(ids_now), len(previous)) and ids_now[cached] == previous[cached]:
+                        cached += 1
+                    cached = min(cached, len(ids_now) - 1) // cache_block * cache_block
+                    previous = ids_now
                 ids = torch.tensor([prompt["prompt_token_ids"]])
                 if params.logprobs is None:  # free-text generation: n completions, no logprobs (as vLLM returns)
                     sample = params.temperature > 0
@@ -81,7 +92,8 @@ def fake_api(model, fail_starts: int = 0, calls: dict | None = None, lift_ids=()
                 entry = {t: Logprob(float(logp[t]), int(ranks[t])) for t in chosen}
                 entry.setdefault(sampled, Logprob(float(logp[sampled]), 1))
                 completion = SimpleNamespace(token_ids=[sampled], logprobs=[entry], text="")
-                outs.append(SimpleNamespace(outputs=[completion], prompt_token_ids=prompt["prompt_token_ids"]))
+                outs.append(SimpleNamespace(outputs=[completion], prompt_token_ids=prompt["prompt_token_ids"],
+                                            num_cached_tokens=cached))
             return outs
 
     params_class = SamplingParams if token_ids_param else SamplingParamsBeforeTokenIds

@@ -30,6 +30,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from submission.engines.devices import preferred_dtype, release_accelerator_memory, resolve_device
+from submission.engines.prefix_sharing import shared_prefix_order
 from submission.runtime import settings
 from submission.scoring.decoding import LABELS, exact_label_logprobs, label_logprobs, label_token_ids
 
@@ -194,6 +195,7 @@ class VllmEngine:
         ladder: Sequence[tuple[float, int, int | None]] = settings.VLLM_START_LADDER,
         tokens_hint: int | None = None,
         tensor_parallel_size: int = 1,
+        prefix_sharing: bool = True,
     ):
         self.model_dir = Path(model_dir)
         problem = tensor_parallel_problem(tensor_parallel_size, model_dir) if tensor_parallel_size != 1 else None
@@ -214,6 +216,8 @@ class VllmEngine:
         self.dtype = preferred_dtype(self.device)
         self.start_failures: list[str] = []
         self.tokens_scored = 0
+        self.tokens_computed = 0  # prompt tokens vLLM computed: submitted less its prefix-cache hits
+        self.prefix_sharing = prefix_sharing  # submit rows sharing a prefix together (prefix_sharing.py)
         self.seconds = 0.0
         self.oom_splits = 0
         self.llm = None
@@ -294,10 +298,16 @@ class VllmEngine:
         if not prompts:
             return np.zeros((0, len(LABELS)))
         start = time.perf_counter()
-        outputs = self.llm.generate(self._prompts(prompts), self.score_params, use_tqdm=False)
+        order = shared_prefix_order(prompts) if self.prefix_sharing else range(len(prompts))
+        submitted = self.llm.generate(self._prompts([prompts[i] for i in order]), self.score_params, use_tqdm=False)
+        outputs = [None] * len(prompts)
+        for i, output in zip(order, submitted, strict=True):
+            outputs[i] = output
         first = [(o.outputs[0].logprobs or [{}])[0] for o in outputs]
         self.seconds += time.perf_counter() - start
         self.tokens_scored += sum(len(p) for p in prompts)
+        self.tokens_computed += sum(len(p) - (getattr(o, "num_cached_tokens", 0) or 0)
+                                    for p, o in zip(prompts, outputs, strict=True))
         return exact_label_logprobs(first, self.label_ids) if self.exact_labels else label_logprobs(first, self.label_ids)
 
     def generate_texts(self, prompts: Sequence[Sequence[int]], max_new_tokens: int) -> list[str]:
@@ -309,6 +319,7 @@ class VllmEngine:
         outputs = self.llm.generate(self._prompts(prompts), params, use_tqdm=False)
         self.seconds += time.perf_counter() - start
         self.tokens_scored += sum(len(p) for p in prompts)
+        self.tokens_computed += sum(len(p) for p in prompts)
         return [self.tokenizer.decode(list(o.outputs[0].token_ids), skip_special_tokens=True) for o in outputs]
 
     def sample_texts(self, prompts: Sequence[Sequence[int]], max_new_tokens: int, samples: int, temperature: float,
@@ -322,6 +333,7 @@ class VllmEngine:
         outputs = self.llm.generate(self._prompts(prompts), params, use_tqdm=False)
         self.seconds += time.perf_counter() - start
         self.tokens_scored += sum(len(p) for p in prompts) * samples
+        self.tokens_computed += sum(len(p) for p in prompts) * samples
         return [[self.tokenizer.decode(list(c.token_ids), skip_special_tokens=True) for c in o.outputs]
                 for o in outputs]
 
