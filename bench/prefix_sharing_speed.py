@@ -1,26 +1,48 @@
-"""Prefix sharing, shared vs unshared tokens/s on the transformers engine (tiny model in /tmp/h31/tiny; CPU, 1 thread).
+"""Prefix sharing: shared vs unshared tokens/s on the transformers engine, CPU, one thread (BENCHMARKS.md).
 
-    OMP_NUM_THREADS=1 python bench/prefix_sharing_speed.py   # make the model first: python -m trainer tiny-model /tmp/h31/tiny
+    python -m trainer tiny-model /tmp/h31/tiny
+    OMP_NUM_THREADS=1 python bench/prefix_sharing_speed.py /tmp/h31/tiny
 """
+
+from __future__ import annotations
+
 import random
-import time
 import sys
-import torch; torch.set_num_threads(1)
-sys.path.insert(0, '.')
-from submission.engines.engine_hf import TransformersEngine
+import time
 
 
-def work(n, k, ans, seed=0):
-    rng = random.Random(seed); V = 1000; tmpl = [rng.randrange(V) for _ in range(60)]; rows = []
-    for _ in range(n):
-        a = tmpl + [rng.randrange(V) for _ in range(ans)]
-        rows += [a + [rng.randrange(V) for _ in range(100)] for _ in range(k)]
-    rng.shuffle(rows); return rows
-e = TransformersEngine('/tmp/h31/tiny', device='cpu')
-for k, ans in [(6, 600), (1, 600), (3, 150), (14, 600)]:
-    rows = work(max(2, 24 // k), k, ans)
-    res = {}
-    for on in (False, True, False, True):
-        e.prefix_sharing = on; t = time.perf_counter(); e.label_logits(rows); res.setdefault(on, []).append(time.perf_counter() - t)
-    tok = sum(map(len, rows))
-    print(f"K={k} answer={ans} rows={len(rows)} tokens={tok}: unshared {tok/min(res[False]):,.0f} tok/s, shared {tok/min(res[True]):,.0f} tok/s, x{min(res[False])/min(res[True]):.2f}", flush=True)
+def workload(answers: int, criteria: int, answer_tokens: int, seed: int = 0) -> list[list[int]]:
+    """60-token template + answer + 100-token criterion/scale suffix per row; the rows shuffled."""
+    rng = random.Random(seed)
+    template = [rng.randrange(1000) for _ in range(60)]
+    rows = []
+    for _ in range(answers):
+        prefix = template + [rng.randrange(1000) for _ in range(answer_tokens)]
+        rows += [prefix + [rng.randrange(1000) for _ in range(100)] for _ in range(criteria)]
+    rng.shuffle(rows)
+    return rows
+
+
+def main(model_dir: str) -> None:
+    import torch
+
+    from submission.engines.engine_hf import TransformersEngine
+
+    torch.set_num_threads(1)
+    engine = TransformersEngine(model_dir, device="cpu")
+    for criteria, answer_tokens in [(6, 600), (1, 600), (3, 150), (14, 600)]:
+        rows = workload(max(2, 24 // criteria), criteria, answer_tokens)
+        seconds: dict[bool, list[float]] = {False: [], True: []}
+        for sharing in (False, True, False, True):
+            engine.prefix_sharing = sharing
+            start = time.perf_counter()
+            engine.label_logits(rows)
+            seconds[sharing].append(time.perf_counter() - start)
+        tokens = sum(map(len, rows))
+        plain, shared = min(seconds[False]), min(seconds[True])
+        print(f"K={criteria} answer={answer_tokens} rows={len(rows)} tokens={tokens}: unshared {tokens / plain:,.0f} "
+              f"tok/s, shared {tokens / shared:,.0f} tok/s, x{plain / shared:.2f}", flush=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1] if len(sys.argv) > 1 else "/tmp/h31/tiny")
