@@ -8,29 +8,30 @@ Results (paths written) go to stdout, progress and logs to stderr. A mistake the
 missing file, malformed data) is one ``error: ...`` line on stderr and exit 2, mapped in one place
 (:class:`_Commands`); anything else is a bug and raises.
 
-Why this module is over ~400 lines: it is the whole public command surface (every command, option and help text,
-and ``advanced``'s flag forms, README's spelling of its recipes), and each command is a thin wrapper over a recipe module
-(pipeline.py, train.py, evaluate.py, distill.py, report.py, bench/): keeping the declarations together is what
-lets an option be declared once and the error boundary be one class.
+Shared options live in trainer/cli_options.py; ``advanced`` in trainer/cli_recipes.py; the POLLUX commands in
+trainer/cli_pollux.py. Each command is a thin wrapper over the module of its stage.
 """
 
 from __future__ import annotations
 
-import functools
-import inspect
 import logging
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import typer
 from typer.core import TyperGroup
 
+from trainer.cli_options import (  # noqa: F401
+    TrainingOptions,
+    UserError,
+    _checked,
+    _device_option,
+    _engine_option,
+    _require_run,
+    _training_options,
+    _unsloth_calls,
+)
 from trainer.training.config import presets_help  # the --experiment help is made from the preset list
-
-
-class UserError(Exception):
-    """A mistake the user can fix; the message is the whole ``error:`` line (what is wrong and what to do)."""
 
 
 def _user_errors() -> tuple[type[Exception], ...]:
@@ -72,33 +73,6 @@ log = logging.getLogger("trainer")
 @app.callback()
 def _setup(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging on stderr.")) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(name)s %(message)s")
-
-
-def _checked(problem):
-    """A typer callback that passes the value through, or raises the UserError ``problem(value)`` names."""
-
-    def check(value):
-        message = problem(value)
-        if message:
-            raise UserError(message)
-        return value
-
-    return check
-
-
-def _device_option():
-    """``--device``, declared once for every command that has it; validated by the runtime's own rule."""
-    from submission.engines.devices import DEVICE_CHOICES, device_problem
-
-    return typer.Option("auto", "--device", help=f"{DEVICE_CHOICES}.", callback=_checked(device_problem))
-
-
-def _engine_option(default: str, help: str):
-    """``--engine``: the runtime's engine names (submission/engines/protocol.py), validated by the runtime's own rule."""
-    from submission.engines.protocol import ENGINE_CHOICES, engine_problem
-
-    return typer.Option(default, "--engine", help=f"{', '.join(ENGINE_CHOICES)}: {help}",
-                        callback=_checked(engine_problem))
 
 
 @app.command("tiny-model")
@@ -199,96 +173,6 @@ def bench(
     write_report(report, out)
     typer.echo(format_results(report))
     typer.echo(str(out))
-
-
-def _require_run(run_dir: Path):
-    """The RunDir at ``run_dir``, or exit 2 when it is not a run folder."""
-    from trainer.training.rundir import RunDir
-
-    run = RunDir(run_dir)
-    if not run.is_run():
-        raise UserError(f"{run_dir}: not a run folder (no {run.RECORD})")
-    return run
-
-
-def _unsloth_calls(config) -> str:
-    """The Unsloth calls a run of ``config`` makes, keywords resolved (dtype as picked on this machine)."""
-    import json
-
-    import torch
-
-    from trainer.training import backend_unsloth
-    from trainer.training.rundir import RunDir
-    from trainer.training.train import pick_precision, torch_dtype
-
-    if config.precision == "auto" and not torch.cuda.is_available():
-        dtype = "bf16 where the GPU supports it, else fp16 (precision auto, picked on the GPU)"
-    else:
-        dtype = torch_dtype(pick_precision(config))
-    calls = backend_unsloth.resolved_calls(config, dtype, RunDir(config.run_dir()).merged)
-    return "Unsloth calls (trainer/training/backend_unsloth.py):\n" + json.dumps(calls, indent=2, ensure_ascii=False)
-
-
-@dataclass(frozen=True)
-class TrainingOptions:
-    """The options every training command takes (``train`` and each ``advanced`` recipe), declared once below."""
-
-    experiment: str
-    train_path: Path | None
-    base_model: str | None
-    output_dir: Path
-    config: Path | None
-    overrides: list[str] | None
-    split_by: str | None
-
-    def resolve(self, experiment: str | None = None, config: Path | None = None, extra: tuple[str, ...] = (),
-                **settings):
-        """The TrainConfig: preset (``experiment``, default the option's) -> ``config`` (default ``--config``) ->
-        ``--set`` (then ``extra``) -> these paths and ``settings``; a bad setting raises ConfigError."""
-        from trainer.training.config import resolve_config
-
-        return resolve_config(
-            experiment or self.experiment, config or self.config, [*(self.overrides or []), *extra],
-            train_path=str(self.train_path) if self.train_path else None, base_model=self.base_model,
-            output_dir=str(self.output_dir), split_by=self.split_by, **settings,
-        )
-
-
-def _training_options(experiment, paths_required: bool):
-    """Give a command the :class:`TrainingOptions` flags; it receives them as one ``options`` argument.
-
-    ``experiment`` is the command's own ``--experiment`` option; ``paths_required``: ``--train-path`` and
-    ``--base-model`` must be given on the command line (``train`` also takes them from the config).
-    """
-    required = ... if paths_required else None
-    shared = {
-        "experiment": (str, experiment),
-        "train_path": (Path | None, typer.Option(required, "--train-path", help="Train CSV (id,prompt,score).")),
-        "base_model": (str | None, typer.Option(required, "--base-model",
-                                                help="Base model folder or HF id (offline cache).")),
-        "output_dir": (Path, typer.Option(Path("runs"), "--output-dir", help="Runs go to OUTPUT_DIR/RUN_NAME.")),
-        "config": (Path | None, typer.Option(None, "--config", help="YAML whose settings override the preset.")),
-        "overrides": (list[str] | None, typer.Option(None, "--set", help="key=value override (repeatable), e.g. "
-                                                     "--set max_steps=50.")),
-        "split_by": (str | None, typer.Option(None, "--split-by", help="Validate on unseen groups: criterion or "
-                                              "family (whole groups held out, in validation and in folds; "
-                                              "val_fraction is then the share of groups). Default: config split_by.")),
-    }
-
-    def wrap(command):
-        keyword = inspect.Parameter.KEYWORD_ONLY
-        own = [p.replace(kind=keyword) for p in inspect.signature(command).parameters.values() if p.name != "options"]
-        added = [inspect.Parameter(name, keyword, default=option, annotation=kind) for name, (kind, option) in shared.items()]
-
-        @functools.wraps(command)
-        def with_options(**kwargs):
-            options = TrainingOptions(**{name: kwargs.pop(name) for name in shared})
-            return command(options=options, **kwargs)
-
-        with_options.__signature__ = inspect.Signature([*added, *own])
-        return with_options
-
-    return wrap
 
 
 @app.command("train")
@@ -414,61 +298,6 @@ def distill(
     typer.echo(str(out))
 
 
-@app.command("import-pollux")
-def import_pollux(
-    source: str = typer.Argument(..., help="POLLUX as a parquet or JSONL file, a folder of them, or a hub id "
-                                 "(ai-forever/POLLUX, where the network allows)."),
-    out_dir: Path = typer.Argument(..., help="Folder for pollux.csv (or train.csv + val.csv with --split)."),
-    split: float = typer.Option(None, "--split", min=0.0, max=0.9, help="Share of instructions held out to val.csv "
-                                "(all criteria of an answer on one side)."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the --split."),
-    hub_split: str = typer.Option("test", "--hub-split", help="Dataset split to read from the hub."),
-    keep_0_4: bool = typer.Option(False, "--keep-0-4", help="Keep POLLUX's 0-4 criteria (refused: the runtime "
-                                  "scores -1..3)."),
-    no_na_line: bool = typer.Option(False, "--no-not-applicable-line", help="Scales without the '-1: критерий "
-                                    "неприменим' line; the rows whose consensus is -1 are then dropped."),
-) -> None:
-    """Convert POLLUX to contest CSVs (id,prompt,score + task_type, domain, criteria_name, difficulty, model_id,
-    human_mean); dropped rows are counted per reason on stderr (trainer/data/pollux.py)."""
-    from trainer.data.pollux import PolluxError, drop_summary
-    from trainer.data.pollux import import_pollux as run_import
-
-    if keep_0_4:
-        raise UserError("--keep-0-4: the runtime and the predictions check score -1..3 only "
-                        "(submission/prompts/sections.py LABELS); drop the 0-4 criteria (the default)")
-    try:
-        result, paths = run_import(source, out_dir, split, seed, hub_split, not_applicable_line=not no_na_line)
-    except PolluxError as err:
-        raise UserError(str(err)) from err
-    for line in drop_summary(result):
-        typer.echo(line, err=True)
-    for path in paths:
-        typer.echo(str(path))
-
-
-@app.command("pollux-report")
-def pollux_report(
-    data: Path = typer.Argument(..., help="An import-pollux CSV (id, score, human_mean, task_type, criteria_name)."),
-    predictions: Path = typer.Argument(..., help="id,score (the runtime's output) or id,p_-1..p_3 (argmax)."),
-    out: Path = typer.Option(None, "--out", help="Also write the block as JSON."),
-) -> None:
-    """POLLUX's metrics per slice: Spearman and MAE vs the annotators' mean, accuracy and QWK vs the score."""
-    import json
-
-    import pandas as pd
-
-    from trainer.evaluation.pollux_metrics import format_pollux_table, pollux_metrics, read_predicted_scores
-
-    if not data.is_file() or not predictions.is_file():
-        raise UserError(f"{data if not data.is_file() else predictions}: file not found")
-    frame = pd.read_csv(data, dtype={"id": str}, encoding="utf-8-sig")
-    block = pollux_metrics(frame, read_predicted_scores(predictions, frame["id"]))
-    typer.echo(format_pollux_table(block))
-    if out is not None:
-        out.write_text(json.dumps(block, indent=2, ensure_ascii=False), encoding="utf-8")
-        typer.echo(str(out))
-
-
 @app.command("merge")
 def merge(run_dir: Path = typer.Argument(..., help="A run folder with adapter/ (LoRA) or merged/ (full FT).")) -> None:
     """Merge LoRA adapters into fp16 safetensors in RUN_DIR/merged (tokenizer, chat template, model card)."""
@@ -542,139 +371,11 @@ def report(
 
 
 # -- advanced: one subcommand per recipe; README also spells them as flags (`advanced --kfold 5 ...`) ---------------
-_MODE_FLAGS = {"--kfold": "kfold", "--hpo": "hpo", "--hard-rounds": "hard-rounds", "--ensemble": "ensemble"}
-_MODE_SWITCHES = {"--augment": "augment", "--curriculum": "curriculum"}
-_HARD_ROUND_FLAGS = ("--hard-folds", "--hard-share", "--hard-boost")
-_ONE_MODE = "choose exactly one of --augment, --curriculum, --hpo N, --ensemble CONFIG..., --kfold K, --hard-rounds N"
 
 
-def advanced_args(args: list[str]) -> list[str]:
-    """``advanced``'s arguments in subcommand form: ``--kfold 5 REST`` -> ``kfold 5 REST``, ``--ensemble A
-    --ensemble B REST`` -> ``ensemble A B REST``, ``--augment REST`` -> ``augment REST``; already a subcommand (or
-    ``--help``): unchanged. The flag forms take exactly one mode; ``--hard-*`` flags only with ``--hard-rounds``."""
-    if not args or not args[0].startswith("-") or "--help" in args:
-        return args
-    modes: dict[str, list[str]] = {}
-    rest: list[str] = []
-    tokens = iter(args)
-    for token in tokens:
-        name, has_value, value = token.partition("=")
-        if name in _MODE_FLAGS:
-            modes.setdefault(_MODE_FLAGS[name], []).append(value if has_value else next(tokens, ""))
-        elif token in _MODE_SWITCHES:
-            modes.setdefault(_MODE_SWITCHES[token], [])
-        else:
-            rest.append(token)
-    if len(modes) != 1:
-        raise UserError(_ONE_MODE)
-    [(mode, values)] = modes.items()
-    stray = next((t.partition("=")[0] for t in rest if t.partition("=")[0] in _HARD_ROUND_FLAGS), None)
-    if mode != "hard-rounds" and stray:
-        raise UserError(f"{stray}: only with --hard-rounds N (this call runs {mode})")
-    return [mode, *values, *rest]
+from trainer.cli_pollux import import_pollux, pollux_report  # noqa: E402 - registered after the app exists
+from trainer.cli_recipes import advanced_app  # noqa: E402
 
-
-class _AdvancedCommands(TyperGroup):
-    """``advanced``'s group: reads the flag forms as their subcommands (:func:`advanced_args`)."""
-
-    def parse_args(self, ctx, args):
-        return super().parse_args(ctx, advanced_args(list(args)))
-
-
-advanced_app = typer.Typer(
-    cls=_AdvancedCommands,
-    help="Recipes over train -> merge -> evaluate: K-fold, fitted ensembles, hyper-parameter search, hard-example "
-         "rounds. One recipe per call; the last stdout line is the folder written.",
-    no_args_is_help=True,
-)
+app.command("import-pollux")(import_pollux)
+app.command("pollux-report")(pollux_report)
 app.add_typer(advanced_app, name="advanced")
-_BASE_PRESET = typer.Option("1", "--experiment", help=f"Base preset: {presets_help()}.")
-
-
-def _require_train_csv(options: TrainingOptions) -> None:
-    if not options.train_path.is_file():
-        raise UserError(f"--train-path {options.train_path}: file not found")
-
-
-def _recipe_config(options: TrainingOptions, extra: tuple[str, ...] = ()):
-    """The recipe's base TrainConfig; the train CSV must exist."""
-    _require_train_csv(options)
-    return options.resolve(extra=extra)
-
-
-@advanced_app.command("kfold")
-@_training_options(_BASE_PRESET, paths_required=True)
-def advanced_kfold(options: TrainingOptions,
-                   folds: int = typer.Argument(..., min=2, help="K: folds (alias: --kfold K).")) -> None:
-    """K-fold training; each fold validates on its held-out rows, oof_predictions.csv has one row per id."""
-    from trainer.recipes.advanced import kfold
-
-    typer.echo(str(kfold(_recipe_config(options), folds)))
-
-
-@advanced_app.command("ensemble")
-@_training_options(_BASE_PRESET, paths_required=True)
-def advanced_ensemble(options: TrainingOptions, members: list[str] = typer.Argument(
-        ..., help="Member presets (--experiment values) or YAML files over --experiment, one per member (alias: "
-                  "--ensemble MEMBER, repeated).")) -> None:
-    """Train the members on one validation split, fit blend weights and thresholds there; writes ensemble.json."""
-    from trainer.recipes.advanced import ensemble
-    from trainer.training.config import EXPERIMENTS
-
-    _require_train_csv(options)
-    configs = []
-    for i, member in enumerate(members):
-        if member in EXPERIMENTS:
-            configs.append(options.resolve(member))
-        else:
-            member_config = options.resolve(config=member)
-            configs.append(member_config.model_copy(update={"run_name": f"{member_config.name}_m{i}"}))
-    typer.echo(str(ensemble(configs, options.output_dir / "ensemble")))
-
-
-@advanced_app.command("hpo")
-@_training_options(_BASE_PRESET, paths_required=True)
-def advanced_hpo(options: TrainingOptions,
-                 trials: int = typer.Argument(..., min=1, help="Optuna trials (alias: --hpo N).")) -> None:
-    """Optuna search with pruning over LoRA rank/alpha, lr, epochs and balancing; writes hpo_best.json."""
-    from trainer.recipes.advanced import hpo
-
-    typer.echo(str(hpo(_recipe_config(options), trials)))
-
-
-@advanced_app.command("hard-rounds")
-@_training_options(_BASE_PRESET, paths_required=True)
-def advanced_hard_rounds(
-    options: TrainingOptions,
-    rounds: int = typer.Argument(..., min=1, help="Trainings; before each next one the train rows with the highest "
-                                 "out-of-fold loss are up-weighted (alias: --hard-rounds N)."),
-    hard_folds: int = typer.Option(2, "--hard-folds", min=2, help="Folds over the train split for the out-of-fold loss."),
-    hard_share: float = typer.Option(0.25, "--hard-share", min=0.0, max=1.0, help="Share of train rows up-weighted."),
-    hard_boost: float = typer.Option(2.0, "--hard-boost", min=1.0, help="Loss weight of the up-weighted rows."),
-) -> None:
-    """Hard-example rounds; prints each round's metrics on the shared validation split (hard_rounds.json)."""
-    import json
-
-    from trainer.recipes.hard_examples import HARD_ROUNDS_NAME, format_rounds, hard_rounds
-
-    out = hard_rounds(_recipe_config(options), rounds, hard_folds, hard_share, hard_boost)
-    typer.echo(format_rounds(json.loads((out / HARD_ROUNDS_NAME).read_text(encoding="utf-8"))))
-    typer.echo(str(out))
-
-
-def _one_setting_run(setting: str, other: str) -> None:
-    """``advanced --augment`` / ``--curriculum``: one run of ``train --set SETTING=true``, named ``<run>_SETTING``."""
-
-    @advanced_app.command(setting, hidden=True, help=f"One run of train --set {setting}=true, named <run>_{setting} "
-                          f"(alias: --{setting}).")
-    @_training_options(_BASE_PRESET, paths_required=True)
-    def run(options: TrainingOptions) -> None:
-        from trainer.recipes.pipeline import train_merge_evaluate
-
-        base = _recipe_config(options, extra=(f"{setting}=true", f"{other}=false"))
-        base = base.model_copy(update={"run_name": f"{base.resolved_run_name()}_{setting}"})
-        typer.echo(str(train_merge_evaluate(base).path))
-
-
-_one_setting_run("augment", "curriculum")
-_one_setting_run("curriculum", "augment")

@@ -27,11 +27,15 @@ def collapse_reasons(y_true: Sequence[int], y_pred: Sequence[int], qwk: float | 
     if share >= ONE_CLASS_SHARE:
         reasons.append(f"{share:.0%} of validation predictions are {label}")
     if qwk is None or accuracy is None:
-        from trainer.evaluation.metrics import compute_metrics
+        # computed here, not through metrics.py (which prints this verdict: one-way imports)
+        from sklearn.metrics import cohen_kappa_score
 
-        metrics = compute_metrics(y_true, y_pred)
-        qwk = metrics.get("qwk") if qwk is None else qwk
-        accuracy = metrics.get("accuracy") if accuracy is None else accuracy
+        values = set(y_true) | set(y_pred)
+        if qwk is None and len(values) >= 2:
+            qwk = float(cohen_kappa_score(y_true, y_pred, weights="quadratic",
+                                          labels=list(range(min(values), max(values) + 1))))
+        if accuracy is None:
+            accuracy = sum(t == p for t, p in zip(y_true, y_pred, strict=True)) / len(y_pred)
     if qwk is None or qwk != qwk or qwk <= MIN_QWK:
         reasons.append(f"QWK {qwk if qwk is None else round(qwk, 3)} <= {MIN_QWK}")
     majority = Counter(y_true).most_common(1)[0][1] / len(y_true) if y_true else 0.0
