@@ -22,7 +22,7 @@ from submission.engines.devices import (
     release_accelerator_memory,
     resolve_device,
 )
-from submission.engines.protocol.prefix_sharing import score_shared_rows
+from submission.engines.prefix_sharing import score_shared_rows
 from submission.scoring.decoding import LABELS, label_token_ids
 
 log = logging.getLogger(__name__)

@@ -30,7 +30,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from submission.engines.devices import preferred_dtype, release_accelerator_memory, resolve_device
-from submission.engines.protocol.prefix_sharing import shared_prefix_order
+from submission.engines.prefix_sharing import shared_prefix_order
 from submission.runtime import settings
 from submission.scoring.decoding import LABELS, exact_label_logprobs, label_logprobs, label_token_ids
 

@@ -283,7 +283,7 @@ def plan_chunks(indices: list[int], lengths: list[int], chunk_tokens: int,
     ``texts``: rows whose texts share a long prefix (one answer, several criteria) go into one chunk, so the engine
     can compute that prefix once; a group larger than a chunk fills chunks of its own.
     """
-    from submission.engines.protocol.prefix_sharing import text_groups
+    from submission.engines.prefix_sharing import text_groups
 
     units = [[i] for i in indices] if texts is None else text_groups(indices, texts)
     chunks: list[list[int]] = []

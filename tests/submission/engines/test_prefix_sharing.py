@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from submission.engines.protocol.prefix_sharing import (
+from submission.engines.prefix_sharing import (
     PrefixGroup,
     common_prefix_length,
     plan_shared_batches,
@@ -44,7 +44,7 @@ def _scored(engine, ids, allowed):
 @pytest.mark.parametrize("budget", [2048, 128], ids=["batched", "rows-longer-than-the-budget"])
 def test_shared_scoring_equals_unshared_and_computes_fewer_tokens(tiny_model_dir, tiny_model, tiny_tokenizer,
                                                                   rendered, budget, monkeypatch):
-    from submission.engines.protocol import prefix_sharing
+    from submission.engines import prefix_sharing
 
     ids, allowed = rendered
     shared_rows = []
@@ -79,7 +79,7 @@ def test_identical_rows_and_a_lone_row_score_as_unshared(tiny_model_dir, tiny_mo
 
 def test_out_of_memory_halves_a_shared_batch_and_the_result_is_unchanged(tiny_model_dir, tiny_model, tiny_tokenizer,
                                                                          rendered, monkeypatch):
-    from submission.engines.protocol import prefix_sharing
+    from submission.engines import prefix_sharing
 
     ids, allowed = rendered
     real = prefix_sharing.shared_label_logits
@@ -99,7 +99,7 @@ def test_out_of_memory_halves_a_shared_batch_and_the_result_is_unchanged(tiny_mo
 
 def test_a_model_whose_cache_cannot_be_shared_is_scored_unshared(tiny_model_dir, tiny_model, tiny_tokenizer, rendered,
                                                                  monkeypatch):
-    from submission.engines.protocol import prefix_sharing
+    from submission.engines import prefix_sharing
 
     def unsupported(*args):
         raise prefix_sharing.PrefixSharingUnsupported("DynamicSlidingWindowLayer")
