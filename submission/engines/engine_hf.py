@@ -125,7 +125,8 @@ class TransformersEngine:
         out = np.zeros((len(prompts), len(LABELS)), dtype=np.float64)
         lengths = [len(p) for p in prompts]
         start = time.perf_counter()
-        rows = score_shared_rows(self, prompts, out, progress) if self.prefix_sharing else range(len(prompts))
+        rows = (score_shared_rows(self, prompts, out, progress) if self.prefix_sharing and not self.judge_head
+                else range(len(prompts)))  # a judge head has no causal cache to share
         for batch in plan_batches([lengths[i] for i in rows], self.token_budget, self.max_rows):
             batch = [rows[j] for j in batch]
             self._score_batch(prompts, batch, out)

@@ -21,7 +21,7 @@ from submission import cli, data
 from submission.data import read_predictions_csv, read_test_rows
 from submission.engines import engine_hf
 from submission.prompts.sections import stated_labels
-from submission.runtime import runtime
+from submission.runtime import outputs, runtime
 from submission.runtime.runtime import Deadline, RunSettings, predict
 from submission.scoring import scorer
 
@@ -115,7 +115,7 @@ def test_a_signal_while_reading_or_writing_still_writes_the_whole_file(tiny_mode
     if phase == "reading":
         monkeypatch.setattr(data, "read_test_rows", signal_then(data.read_test_rows, name))
     else:
-        monkeypatch.setattr(runtime, "write_predictions", signal_then(runtime.write_predictions, name))
+        monkeypatch.setattr(outputs, "write_predictions", signal_then(outputs.write_predictions, name))
     pred = tmp_path / "p.csv"
     assert run_cli("--test_path", test, "--pred_path", pred, "--model-dir", tiny_model_dir, "--device", "cpu") == 0
     assert read_predictions_csv(pred)["id"].tolist() == read_test_rows(test).ids

@@ -180,6 +180,7 @@ def scoring_methods(model, device: str, batch_rows: int = 16) -> dict[str, Calla
     engine.model, engine.device, engine.label_ids, engine.pad_id = model, device, label_ids, 0
     engine.token_budget = 65536 if device.startswith("cuda") else 8192
     engine.max_rows, engine.oom_splits, engine.tokens_scored, engine.seconds = 256, 0, 0, 0.0
+    engine.judge_head, engine.prefix_sharing, engine.tokens_computed = False, False, 0  # today's per-row path
 
     def random_batches(workload: Workload):
         order = np.random.default_rng(workload.seed).permutation(len(workload.prompts))

@@ -129,13 +129,14 @@ def read_predicted_scores(path: str | Path, ids) -> list[int]:
     order; a missing id is a DataError."""
     from submission.data import DataError
     from submission.scoring.decoding import LABELS
+    from submission.scoring.probabilities import PROBABILITY_COLUMNS
 
     frame = pd.read_csv(path, dtype={"id": str}, encoding="utf-8-sig").drop_duplicates("id").set_index("id")
     missing = [i for i in map(str, ids) if i not in frame.index]
     if missing:
         raise DataError(f"{path}: no prediction for {len(missing)} id(s), e.g. {missing[0]!r}")
     frame = frame.loc[[str(i) for i in ids]]
-    columns = [f"p_{label}" for label in LABELS]
+    columns = list(PROBABILITY_COLUMNS)
     if all(c in frame for c in columns):  # before `score`: a val_predictions.csv's score column is the gold one
         return [LABELS[k] for k in frame[columns].to_numpy(dtype=float).argmax(axis=1)]
     if "score" not in frame:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
+from submission.engines.engine_hf import TransformersEngine
 from submission.engines.prefix_sharing import (
     PrefixGroup,
     common_prefix_length,
@@ -12,8 +14,6 @@ from submission.engines.prefix_sharing import (
     prefix_groups,
     shared_prefix_order,
 )
-
-from submission.engines.engine_hf import TransformersEngine
 from submission.prompts.prompting import PromptRenderer
 from submission.prompts.sections import parse_prompt
 from submission.scoring.decoding import decide, probabilities_from_label_logits
