@@ -149,8 +149,10 @@ def plan_shared_batches(groups: Sequence[PrefixGroup], lengths: Sequence[int], t
                         max_rows: int = 256) -> list[SharedBatch]:
     """The shared groups' rows packed into batches with rows x (longest prefix + longest suffix) <= token_budget.
 
-    Groups go longest prefix first, each group's rows longest first; a group larger than a batch continues in the
-    next one (its prefix computed again there). A row alone over the budget gets a batch of its own.
+    Groups go longest prefix first, each group's rows longest first. A group that fits a batch of its own is never
+    split: when it does not fit beside the rows already planned, it starts the next batch (splitting it would compute
+    its prefix twice). Only a group larger than a batch continues in the next one (its prefix computed again there);
+    a row alone over the budget gets a batch of its own.
     """
     batches: list[SharedBatch] = []
     groups_in, rows_in, members_in = [], [], []
@@ -161,12 +163,20 @@ def plan_shared_batches(groups: Sequence[PrefixGroup], lengths: Sequence[int], t
             batches.append(SharedBatch(tuple(groups_in), tuple(rows_in), tuple(members_in)))
         groups_in.clear(), rows_in.clear(), members_in.clear()
 
+    def fits(rows: int, prefix: int, suffix: int) -> bool:
+        return rows <= max_rows and rows * (prefix + suffix) <= token_budget
+
     for group in sorted((g for g in groups if g.prefix), key=lambda g: -g.prefix):
+        group_suffix = max(lengths[r] for r in group.rows) - group.prefix
+        if (rows_in and fits(len(group.rows), group.prefix, group_suffix)
+                and not fits(len(rows_in) + len(group.rows), max(longest_prefix, group.prefix),
+                             max(longest_suffix, group_suffix))):
+            flush()
+            longest_prefix = longest_suffix = 0
         for row in sorted(group.rows, key=lambda r: -lengths[r]):
             suffix = lengths[row] - group.prefix
             prefix_after, suffix_after = max(longest_prefix, group.prefix), max(longest_suffix, suffix)
-            if rows_in and ((len(rows_in) + 1) * (prefix_after + suffix_after) > token_budget
-                            or len(rows_in) >= max_rows):
+            if rows_in and not fits(len(rows_in) + 1, prefix_after, suffix_after):
                 flush()
                 prefix_after, suffix_after = group.prefix, suffix
             if not groups_in or groups_in[-1] is not group:

@@ -144,3 +144,16 @@ def test_shared_batches_hold_every_row_once_within_the_budget():
         longest_suffix = max(lengths[r] - b.groups[m].prefix for r, m in zip(b.rows, b.members, strict=True))
         assert len(b.rows) == 1 or len(b.rows) * (longest_prefix + longest_suffix) <= 700
         assert all(r in b.groups[m].rows for r, m in zip(b.rows, b.members, strict=True))
+
+
+def test_a_group_that_fits_a_batch_alone_is_never_split():
+    # Three groups of 6 rows (prefix 660, suffix 100): two fit one 8,192-token batch only by splitting the second,
+    # which would compute its prefix twice; each group whole in its own batch computes every prefix once.
+    lengths = [760] * 18
+    groups = [PrefixGroup(tuple(range(k, k + 6)), 660) for k in (0, 6, 12)]
+    batches = plan_shared_batches(groups, lengths, token_budget=8192)
+    assert sorted(len(b.rows) for b in batches) == [6, 6, 6]
+    assert sum(b.tokens(lengths) for b in batches) == 3 * 660 + 18 * 100
+    # A group larger than any batch still continues in the next one, within the budget.
+    big = plan_shared_batches([PrefixGroup(tuple(range(18)), 660)], lengths, token_budget=8192)
+    assert [len(b.rows) for b in big] == [10, 8]
