@@ -146,28 +146,48 @@ def synth(
 def bench(
     suite: str = typer.Option("all", "--suite", help="scoring, training, e2e or all."),
     out: Path = typer.Option(None, "--out", help="Results JSON (default bench/results/<device>-<date>.json)."),
-    shape: str = typer.Option("auto", "--shape", help="qwen3-0.6b (real shape, GPU), tiny (CPU smoke) or auto."),
+    shape: str = typer.Option("auto", "--shape", help="qwen3-0.6b (real shape, GPU), tiny (CPU smoke), wide "
+                              "(hidden 256, 4 layers), qwen3-0.6b-width (Qwen3-0.6B's layer, 2 deep) or auto."),
     rows: int = typer.Option(None, "--rows", min=1, help="Prompts in the scoring workload (default 4000 GPU, 64 CPU)."),
     repeats: int = typer.Option(5, "--repeats", min=1, help="Timed repeats after one warm-up; the median is reported."),
     device: str = _device_option(),
     e2e_model_dir: Path = typer.Option(None, "--e2e-model-dir", help="Model folder, or a run folder (its merged model), for the e2e suite (default: tiny)."),
+    pollux_grid: str = typer.Option(None, "--pollux-grid", help="Scoring suite: POLLUX-shaped workloads (answers "
+                                    "judged on K criteria) scored without and with prefix sharing, as "
+                                    "KxANSWER_TOKENS,... or none. [default: 1x150,3x150,6x150,14x150,1x600,3x600,"
+                                    "6x600,14x600]"),
+    pollux_rows: int = typer.Option(24, "--pollux-rows", min=2, help="Rows per POLLUX-shaped workload (whole "
+                                    "answers, at least 2)."),
 ) -> None:
     """Measure scoring, training and end-to-end speed against baselines run in the same process (BENCHMARKS.md)."""
     import tempfile
 
     from submission.engines.engine_hf import resolve_device
-    from trainer.bench import SHAPES, SUITES, format_results, run_benchmarks, write_report
+    from trainer.bench import (
+        POLLUX_GRID,
+        SHAPES,
+        SUITES,
+        format_results,
+        parse_pollux_grid,
+        run_benchmarks,
+        write_report,
+    )
 
     suites = SUITES if suite == "all" else (suite,)
     if any(s not in SUITES for s in suites):
         raise UserError(f"unknown suite {suite!r}; choose scoring, training, e2e or all")
+    try:
+        grid = parse_pollux_grid(POLLUX_GRID if pollux_grid is None else pollux_grid)
+    except ValueError as err:
+        raise UserError(f"--pollux-grid {err}") from err
     device = resolve_device(device)
     shape = shape if shape != "auto" else ("qwen3-0.6b" if device.startswith("cuda") else "tiny")
     if shape not in SHAPES:
         raise UserError(f"unknown shape {shape!r}; choose {', '.join(SHAPES)}")
     rows = rows or (4000 if device.startswith("cuda") else 64)
     with tempfile.TemporaryDirectory() as workdir:
-        report = run_benchmarks(suites, shape, rows, repeats, device, Path(workdir), e2e_model_dir)
+        report = run_benchmarks(suites, shape, rows, repeats, device, Path(workdir), e2e_model_dir,
+                                pollux_grid=grid, pollux_rows=pollux_rows)
     name = (report["environment"]["gpu"] or "cpu").lower().replace(" ", "-")
     out = out or Path("bench/results") / f"{name}-{time.strftime('%Y-%m-%d')}.json"
     write_report(report, out)

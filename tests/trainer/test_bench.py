@@ -21,7 +21,7 @@ def test_workload_lengths_are_contest_like_and_seeded():
 def test_bench_cli_runs_every_suite_on_cpu(tmp_path):
     out = tmp_path / "r.json"
     result = CliRunner().invoke(app, ["bench", "--suite", "all", "--shape", "tiny", "--rows", "12",
-                                      "--repeats", "1", "--device", "cpu", "--out", str(out)])
+                                      "--repeats", "1", "--device", "cpu", "--out", str(out), "--pollux-grid", "3x150"])
     assert result.exit_code == 0, result.output
     report = json.loads(out.read_text())
     methods = {(r["suite"], r["method"]) for r in report["results"]}
@@ -33,6 +33,31 @@ def test_bench_cli_runs_every_suite_on_cpu(tmp_path):
     baseline = [r for r in report["results"] if r["method"] == "hf_organisers_generate10"][0]
     assert baseline["ratio_to_baseline"] == 1.0
     assert "| scoring | hf_sorted_budget_logits1 |" in result.output
+    # The POLLUX-shaped workload: unshared is its own baseline, sharing computes each answer's prefix once.
+    unshared, shared = (next(r for r in report["results"] if r["method"] == f"pollux-K3-A150/{m}")
+                        for m in ("hf_unshared", "hf_prefix_shared"))
+    assert unshared["workload"] == shared["workload"] == "pollux-K3-A150"
+    assert unshared["ratio_to_baseline"] == 1.0 and unshared["tokens_computed"] == unshared["tokens"]
+    assert shared["tokens"] == unshared["tokens"] and shared["tokens_computed"] < 0.7 * shared["tokens"]
+
+
+def test_pollux_workload_shares_each_answer_across_its_criteria_and_is_shuffled():
+    from submission.engines.prefix_sharing import prefix_groups
+    from trainer.bench import make_pollux_workload, parse_pollux_grid
+
+    workload = make_pollux_workload(24, 6, 600, SHAPES["tiny"]["vocab_size"], seed=1)
+    assert len(workload.prompts) == 24
+    groups = prefix_groups(workload.prompts)
+    assert sorted(len(g.rows) for g in groups) == [6, 6, 6, 6]
+    assert all(g.prefix >= 60 + 540 for g in groups)  # template + the whole answer (600 +-10%)
+    assert any(sorted(g.rows) != list(range(min(g.rows), min(g.rows) + 6)) for g in groups)  # not in answer order
+    assert len(make_pollux_workload(5, 14, 150, 2048).prompts) == 28  # whole answers, at least two
+    assert parse_pollux_grid("6x600, 1x150") == [(6, 600), (1, 150)] and parse_pollux_grid("none") == []
+
+
+def test_bench_rejects_a_malformed_pollux_grid():
+    result = CliRunner().invoke(app, ["bench", "--suite", "scoring", "--pollux-grid", "6by600", "--device", "cpu"])
+    assert result.exit_code == 2 and "--pollux-grid '6by600': expected CRITERIAxANSWER_TOKENS" in result.stderr
 
 
 def test_bench_rejects_an_unknown_suite():

@@ -174,7 +174,8 @@ def test_advanced_flag_forms_take_exactly_one_mode(flags, tmp_path, monkeypatch)
     (["advanced", "kfold", "2", "--train-path", "nope.csv", "--base-model", "m"], "error: --train-path nope.csv: "
                                                                                   "file not found"),
     (["tiny-model", "x", "--tokenizer", "bpe"], "error: --tokenizer 'bpe': choose tiny or qwen3"),
-    (["bench", "--shape", "huge", "--device", "cpu"], "error: unknown shape 'huge'; choose qwen3-0.6b, tiny"),
+    (["bench", "--shape", "huge", "--device", "cpu"], "error: unknown shape 'huge'; choose qwen3-0.6b, tiny, wide, "
+                                                      "qwen3-0.6b-width"),
     (["report", "--metric", "banana", "."], None),
 ])
 def test_user_errors_are_one_error_line_and_exit_2(args, line):

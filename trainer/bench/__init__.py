@@ -2,6 +2,7 @@
 in the same run (the code: ``speed.py``). The quality benchmarks are scripts in the checkout's bench/ folder."""
 
 from trainer.bench.speed import (
+    POLLUX_GRID,
     SHAPES,
     SUITES,
     TRAIN_ROWS_PER_STEP,
@@ -11,8 +12,12 @@ from trainer.bench.speed import (
     Workload,
     build_random_model,
     format_results,
+    in_memory_engine,
+    make_pollux_workload,
     make_workload,
     measure_bf16_peak_tflops,
+    parse_pollux_grid,
+    pollux_scoring,
     run_benchmarks,
     run_e2e,
     runtime_command,
@@ -24,7 +29,8 @@ from trainer.bench.speed import (
 )
 
 __all__ = [
-    "SHAPES", "SUITES", "TRAIN_ROWS_PER_STEP", "Environment", "MicroBatching", "Result", "Workload",
-    "build_random_model", "format_results", "make_workload", "measure_bf16_peak_tflops", "run_benchmarks", "run_e2e",
+    "POLLUX_GRID", "SHAPES", "SUITES", "TRAIN_ROWS_PER_STEP", "Environment", "MicroBatching", "Result", "Workload",
+    "build_random_model", "format_results", "in_memory_engine", "make_pollux_workload", "make_workload",
+    "measure_bf16_peak_tflops", "parse_pollux_grid", "pollux_scoring", "run_benchmarks", "run_e2e",
     "runtime_command", "scoring_methods", "train_step", "training_methods", "training_token_budget", "write_report",
 ]

@@ -2,13 +2,21 @@
 
     python -m trainer bench --suite all --shape qwen3-0.6b --out bench/results/h100-2026-11-24.json   # on a GPU
     python -m trainer bench --suite scoring --shape tiny --rows 64 --repeats 2                        # CPU smoke
+    python -m trainer bench --suite scoring --shape wide --rows 8 --pollux-grid 1x600,6x600           # prefix sharing
 
 Models are random-init (no weights are ever downloaded): ``qwen3-0.6b`` is the exact Qwen3-0.6B shape (596M
 parameters, vocab 151,936), ``tiny`` the test model's shape. The workload draws prompt lengths from a log-normal
 resembling contest prompts (a few hundred to ~4,000 tokens, long tail, mean ~970; docs/ARCHITECTURE.md §7), scaled down
 for ``tiny``. Every method runs once to warm up, then ``repeats`` timed runs; we report the median, tokens/s,
 rows/s, peak memory, MFU against the bf16 matmul peak measured in the same process, and the ratio to the suite's
-baseline (the first method listed for each suite).
+baseline (the first method listed for each suite and workload).
+
+The scoring suite also runs POLLUX-shaped workloads (``--pollux-grid``, :func:`make_pollux_workload`): N answers x K
+criteria, the rows of one answer sharing template + task + answer, shuffled as a test file is; the runtime's
+transformers engine scores each without and with prefix sharing (submission/engines/prefix_sharing.py), and
+``tokens_computed`` says how many prompt tokens went through the model. ``wide`` and ``qwen3-0.6b-width`` are for
+those: the width of ``tiny-model --hidden-size 256 --layers 4`` and Qwen3-0.6B's own layer (2 of its 28: the
+shared/unshared ratio is per layer, so depth does not change it).
 """
 
 from __future__ import annotations
@@ -33,7 +41,16 @@ SHAPES = {
                        head_dim=128, intermediate_size=3072, vocab_size=151936, max_position_embeddings=40960),
     "tiny": dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, head_dim=16,
                  intermediate_size=128, vocab_size=2048, max_position_embeddings=4096),
+    # `python -m trainer tiny-model --hidden-size 256 --layers 4`'s shape (16/8 heads of 32, MLP 512).
+    "wide": dict(hidden_size=256, num_hidden_layers=4, num_attention_heads=16, num_key_value_heads=8, head_dim=32,
+                 intermediate_size=512, vocab_size=2048, max_position_embeddings=4096),
+    # Qwen3-0.6B's layer, 2 layers deep (CPU-sized; per-token cost ratios as in the 28-layer model).
+    "qwen3-0.6b-width": dict(hidden_size=1024, num_hidden_layers=2, num_attention_heads=16, num_key_value_heads=8,
+                             head_dim=128, intermediate_size=3072, vocab_size=151936, max_position_embeddings=40960),
 }
+POLLUX_GRID = "1x150,3x150,6x150,14x150,1x600,3x600,6x600,14x600"  # K criteria x answer tokens (issue #31)
+POLLUX_TEMPLATE_TOKENS = 60  # chat template + task before the answer
+POLLUX_SUFFIX_TOKENS = 100  # criterion + its scale + the assistant turn, per row (80-120)
 SUITES = ("scoring", "training", "e2e")
 TRAIN_ROWS_PER_STEP = 8  # rows per optimizer step in the training suite, whatever the micro-batch size
 
@@ -59,6 +76,35 @@ def make_workload(rows: int, vocab_size: int, seed: int = 0, scale: float = 1.0)
     return Workload(prompts, seed)
 
 
+def parse_pollux_grid(text: str) -> list[tuple[int, int]]:
+    """``"6x600,1x150"`` -> [(6, 600), (1, 150)] (criteria per answer, answer tokens); ``""`` or ``none``: []."""
+    if text.strip().lower() in ("", "none"):
+        return []
+    grid = []
+    for item in text.split(","):
+        criteria, _, answer = item.strip().lower().partition("x")
+        if not (criteria.isdigit() and answer.isdigit() and int(criteria) > 0 and int(answer) > 0):
+            raise ValueError(f"{item.strip()!r}: expected CRITERIAxANSWER_TOKENS, e.g. 6x600")
+        grid.append((int(criteria), int(answer)))
+    return grid
+
+
+def make_pollux_workload(rows: int, criteria: int, answer_tokens: int, vocab_size: int, seed: int = 0) -> Workload:
+    """About ``rows`` rows (whole answers, at least 2): each answer (``answer_tokens`` +-10%) judged on ``criteria``
+    criteria; a row is template + task (60 tokens) + answer + its own criterion/scale suffix (80-120), the rows of
+    every answer sharing all before the suffix; shuffled, as a test file does not order rows by answer."""
+    rng = np.random.default_rng(seed)
+    template = rng.integers(10, vocab_size - 1, size=POLLUX_TEMPLATE_TOKENS).tolist()
+    prompts = []
+    for _ in range(max(2, -(-rows // criteria))):
+        answer = rng.integers(10, vocab_size - 1, size=int(answer_tokens * rng.uniform(0.9, 1.1))).tolist()
+        for _ in range(criteria):
+            suffix = rng.integers(10, vocab_size - 1, size=int(rng.integers(80, 121))).tolist()
+            prompts.append(template + answer + suffix)
+    order = rng.permutation(len(prompts))
+    return Workload([prompts[i] for i in order], seed)
+
+
 @dataclass
 class Result:
     suite: str
@@ -73,6 +119,8 @@ class Result:
     mfu: float | None
     ratio_to_baseline: float | None = None
     note: str = ""
+    workload: str = "contest"  # contest lengths, or pollux-K{criteria}-A{answer tokens}
+    tokens_computed: int | None = None  # prompt tokens through the model (fewer than tokens when prefixes are shared)
 
 
 @dataclass
@@ -169,18 +217,24 @@ def _pad_left(rows, pad_id, device):
     return ids.to(device), mask.to(device)
 
 
+def in_memory_engine(model, device: str, prefix_sharing: bool = False):
+    """The runtime's transformers engine (batching, OOM back-off, prefix sharing) around an in-memory model."""
+    from submission.engines.engine_hf import TransformersEngine
+
+    engine = TransformersEngine.__new__(TransformersEngine)
+    engine.model, engine.device, engine.label_ids, engine.pad_id = model, device, [15, 16, 17, 18, 12], 0  # any ids
+    engine.token_budget = 65536 if device.startswith("cuda") else 8192
+    engine.max_rows, engine.oom_splits, engine.tokens_scored, engine.seconds = 256, 0, 0, 0.0
+    engine.judge_head, engine.prefix_sharing, engine.tokens_computed = False, prefix_sharing, 0
+    return engine
+
+
 def scoring_methods(model, device: str, batch_rows: int = 16) -> dict[str, Callable[[Workload], None]]:
     """Name -> function scoring a workload. The first is the baseline (the organisers' generate-and-parse style)."""
     import torch
 
-    from submission.engines.engine_hf import TransformersEngine
-
     label_ids = [15, 16, 17, 18, 12]  # any five ids: speed does not depend on which
-    engine = TransformersEngine.__new__(TransformersEngine)  # reuse the runtime's batching on an in-memory model
-    engine.model, engine.device, engine.label_ids, engine.pad_id = model, device, label_ids, 0
-    engine.token_budget = 65536 if device.startswith("cuda") else 8192
-    engine.max_rows, engine.oom_splits, engine.tokens_scored, engine.seconds = 256, 0, 0, 0.0
-    engine.judge_head, engine.prefix_sharing, engine.tokens_computed = False, False, 0  # today's per-row path
+    engine = in_memory_engine(model, device)  # today's per-row path: the contest workload shares no prefixes
 
     def random_batches(workload: Workload):
         order = np.random.default_rng(workload.seed).permutation(len(workload.prompts))
@@ -209,6 +263,25 @@ def scoring_methods(model, device: str, batch_rows: int = 16) -> dict[str, Calla
         "hf_sorted_budget_logits1": sorted_budget_last_logits,
     }
     return methods
+
+
+def pollux_scoring(model, device: str, grid: list[tuple[int, int]], rows: int, repeats: int, env: Environment,
+                   flops_per_token: float) -> list[Result]:
+    """Per POLLUX-shaped workload of ``grid``: the transformers engine without, then with prefix sharing (the
+    baseline is the unshared one), and the prompt tokens each computed."""
+    results = []
+    for criteria, answer_tokens in grid:
+        workload = make_pollux_workload(rows, criteria, answer_tokens, model.config.vocab_size, seed=criteria)
+        name = f"pollux-K{criteria}-A{answer_tokens}"
+        for sharing, method in ((False, "hf_unshared"), (True, "hf_prefix_shared")):
+            engine = in_memory_engine(model, device, prefix_sharing=sharing)
+            times = _time(lambda engine=engine, rows=workload.prompts: engine.label_logits(rows), repeats, device)
+            result = _result("scoring", f"{name}/{method}", times, workload, env, flops_per_token, device,
+                             note=f"{len(workload.prompts) // criteria} answers x {criteria} criteria, ~{answer_tokens}"
+                                  "-token answers, rows shuffled")
+            result.workload, result.tokens_computed = name, engine.tokens_computed // (repeats + 1)
+            results.append(result)
+    return results
 
 
 # -- training ----------------------------------------------------------------------------------------------------
@@ -341,8 +414,10 @@ def run_e2e(model_dir: Path, rows: int, workdir: Path, seed: int = 0) -> tuple[f
 
 
 def run_benchmarks(suites, shape: str, rows: int, repeats: int, device: str | None, workdir: Path,
-                   e2e_model_dir: Path | None = None, train_rows: int | None = None) -> dict:
-    """Run the named suites; returns {"environment": ..., "results": [...]} ready for JSON."""
+                   e2e_model_dir: Path | None = None, train_rows: int | None = None,
+                   pollux_grid: list[tuple[int, int]] | None = None, pollux_rows: int = 24) -> dict:
+    """Run the named suites; returns {"environment": ..., "results": [...]} ready for JSON. ``pollux_grid`` (default
+    :data:`POLLUX_GRID`; [] for none): the scoring suite's POLLUX-shaped workloads, about ``pollux_rows`` rows each."""
     import torch
     import transformers
 
@@ -364,6 +439,8 @@ def run_benchmarks(suites, shape: str, rows: int, repeats: int, device: str | No
             for name, fn in scoring_methods(model, device).items():
                 times = _time(lambda fn=fn: fn(workload), repeats, device)
                 results.append(_result("scoring", name, times, workload, env, 2 * params, device))
+            grid = parse_pollux_grid(POLLUX_GRID) if pollux_grid is None else pollux_grid
+            results += pollux_scoring(model, device, grid, pollux_rows, repeats, env, 2 * params)
         if "training" in suites:
             train_load = make_workload(train_rows or max(rows // 4, 8), SHAPES[shape]["vocab_size"], seed=1,
                                        scale=scale)
@@ -390,23 +467,24 @@ def run_benchmarks(suites, shape: str, rows: int, repeats: int, device: str | No
         results.append(Result("e2e", "run_sh_hf", median, times, tokens, n, tokens / median, n / median, 0.0, None,
                               note="wall time of ./run.sh including model load"))
     for suite in SUITES:
-        suite_results = [r for r in results if r.suite == suite]
-        if suite_results:
-            base = suite_results[0].seconds_median
-            for r in suite_results:
-                r.ratio_to_baseline = base / r.seconds_median
+        for workload in dict.fromkeys(r.workload for r in results if r.suite == suite):
+            same = [r for r in results if r.suite == suite and r.workload == workload]
+            for r in same:
+                r.ratio_to_baseline = same[0].seconds_median / r.seconds_median
     return {"environment": asdict(env), "results": [asdict(r) for r in results],
             "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
 
 
 def format_results(report: dict) -> str:
     """A markdown table of one benchmark report (what BENCHMARKS.md pastes)."""
-    lines = ["| suite | method | median s | tokens/s | rows/s | peak GB | MFU | × baseline |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| suite | method | median s | tokens/s | rows/s | tokens computed | peak GB | MFU | × baseline |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in report["results"]:
         mfu = f"{r['mfu']:.1%}" if r["mfu"] is not None else "n/a"
+        computed = f"{r['tokens_computed']:,} of {r['tokens']:,}" if r.get("tokens_computed") is not None else ""
         lines.append(f"| {r['suite']} | {r['method']} | {r['seconds_median']:.3f} | {r['tokens_per_s']:,.0f} | "
-                     f"{r['rows_per_s']:,.1f} | {r['peak_memory_gb']:.2f} | {mfu} | {r['ratio_to_baseline']:.2f} |")
+                     f"{r['rows_per_s']:,.1f} | {computed} | {r['peak_memory_gb']:.2f} | {mfu} | "
+                     f"{r['ratio_to_baseline']:.2f} |")
     return "\n".join(lines)
 
 
