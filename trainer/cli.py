@@ -27,6 +27,7 @@ from trainer.cli_options import (  # noqa: F401
     _checked,
     _device_option,
     _engine_option,
+    _no_prefix_sharing_option,
     _require_run,
     _training_options,
     _unsloth_calls,
@@ -289,6 +290,7 @@ def distill(
     max_tokens: int = typer.Option(None, "--max-tokens", min=64, help="Prompt length limit (default: the runtime's)."),
     tensor_parallel_size: int = typer.Option(1, "--tensor-parallel-size", min=1, help="vLLM: split the model over N "
                                              "GPUs (a 32B teacher: README 'A teacher on several GPUs')."),
+    no_prefix_sharing: bool = _no_prefix_sharing_option(),
 ) -> None:
     """Write a teacher judge's probabilities over the scores each rubric allows, per id (soft labels).
 
@@ -306,7 +308,8 @@ def distill(
         raise UserError(str(err)) from err
     try:
         probs, mode = teacher_probabilities(teacher, frame["prompt"].tolist(), engine, device, max_tokens, samples,
-                                            temperature, seed, tensor_parallel_size=tensor_parallel_size)
+                                            temperature, seed, tensor_parallel_size=tensor_parallel_size,
+                                            prefix_sharing=not no_prefix_sharing)
     except TeacherError as err:
         raise UserError(f"--teacher {err}") from err
     soft = soft_label_frame(frame["id"], probs)
@@ -336,6 +339,7 @@ def evaluate(
                                  "CPU). vLLM that does not start falls back to transformers."),
     tensor_parallel_size: int = typer.Option(1, "--tensor-parallel-size", min=1, help="vLLM: split the model over N "
                                              "GPUs (a 32B teacher: README 'A teacher on several GPUs')."),
+    no_prefix_sharing: bool = _no_prefix_sharing_option(),
 ) -> None:
     """Score RUN_DIR/merged with the runtime's scorer; write validation_report.json and PNG plots."""
     from trainer.evaluation.evaluate import evaluate_run
@@ -344,10 +348,15 @@ def evaluate(
     run = _require_run(run_dir)
     engine = _tensor_parallel_engine(engine, tensor_parallel_size, run.merged)
     try:
-        report = evaluate_run(run_dir, data, device, engine, tensor_parallel_size=tensor_parallel_size)
+        report = evaluate_run(run_dir, data, device, engine, tensor_parallel_size=tensor_parallel_size,
+                              prefix_sharing=not no_prefix_sharing)
     except FileNotFoundError as err:
         raise UserError(str(err)) from err
     typer.echo(format_table(report))
+    if report.get("scoring"):
+        from trainer.evaluation.report_html import usage_line
+
+        typer.echo(usage_line(report["scoring"]))
     if report.get("pollux"):
         from trainer.evaluation.pollux_metrics import format_pollux_table
 

@@ -35,6 +35,13 @@ def _device_option():
     return typer.Option("auto", "--device", help=f"{DEVICE_CHOICES}.", callback=_checked(device_problem))
 
 
+def _no_prefix_sharing_option():
+    """``--no-prefix-sharing``, as the runtime's flag of that name (submission/engines/prefix_sharing.py)."""
+    return typer.Option(False, "--no-prefix-sharing", help="Score every row on its own (comparisons, debugging): by "
+                        "default rows sharing a long prefix (one answer judged on several criteria) compute it once; "
+                        "the probabilities are the same either way.")
+
+
 def _engine_option(default: str, help: str):
     """``--engine``: the runtime's engine names (submission/engines/protocol.py), validated by the runtime's own rule."""
     from submission.engines.protocol import ENGINE_CHOICES, engine_problem

@@ -168,3 +168,32 @@ def test_evaluate_and_report_work_standalone(demo_run, demo_data):
     assert after["n"] == before["n"] and after["accuracy"] == before["accuracy"]  # same val rows, same scorer
     table = CliRunner().invoke(app, ["report", str(run_dir.parent)])
     assert table.exit_code == 0 and "demo_full" in table.output and "*" in table.output
+
+
+def test_evaluate_reports_prompt_tokens_computed_vs_submitted_with_and_without_prefix_sharing(demo_run, tmp_path):
+    """Rows judging one answer on several criteria: evaluate computes each answer once (the report and the terminal
+    say how many tokens), `--no-prefix-sharing` computes every row, and the metrics are the same either way."""
+    import pandas as pd
+    from typer.testing import CliRunner
+
+    from tests.pollux_rows import pollux_prompts
+    from trainer.cli import app
+
+    prompts = pollux_prompts(answers=4, criteria=6, answer_words=120, singletons=2, seed=5)
+    data = tmp_path / "pollux_shaped.csv"
+    pd.DataFrame({"id": [f"p{i}" for i in range(len(prompts))], "prompt": prompts,
+                  "score": [i % 4 for i in range(len(prompts))]}).to_csv(data, index=False)
+    usage = {}
+    for flags in ([], ["--no-prefix-sharing"]):
+        result = CliRunner().invoke(app, ["evaluate", str(demo_run[0]), "--data", str(data), *flags])
+        assert result.exit_code == 0, result.output
+        report = _report(demo_run[0])
+        usage[bool(flags)] = (report["scoring"], report["accuracy"], report["qwk"])
+        block = report["scoring"]
+        assert (f"prompt tokens: {block['tokens_computed']:,} computed of {block['tokens_submitted']:,} submitted"
+                in result.output)
+    shared, unshared = usage[False][0], usage[True][0]
+    assert shared["prefix_sharing"] and not unshared["prefix_sharing"]
+    assert shared["tokens_submitted"] == unshared["tokens_submitted"] == unshared["tokens_computed"]
+    assert shared["tokens_computed"] < 0.5 * shared["tokens_submitted"]  # 6 criteria per answer share most of a row
+    assert usage[False][1:] == usage[True][1:]

@@ -42,15 +42,29 @@ def select_rows(frame, run: RunDir):
 
 
 def score_rows(model_dir: Path, prompts, max_tokens: int, device: str | None = None, engine: str = "hf",
-               tensor_parallel_size: int = 1):
+               tensor_parallel_size: int = 1, prefix_sharing: bool = True, usage: dict | None = None):
     """(probabilities [N,5], allowed labels per row, families) from the runtime's scorer
-    (:func:`submission.scoring.scorer.score_prompts`: renderer, ``engine`` auto/vllm/hf with its fallbacks, chunks)."""
+    (:func:`submission.scoring.scorer.score_prompts`: renderer, ``engine`` auto/vllm/hf with its fallbacks, chunks).
+
+    ``usage``, when given, is filled with what the scoring cost (:func:`scoring_usage`)."""
     from submission.scoring.scorer import ScoringSettings, score_prompts
 
     scored = score_prompts(model_dir, prompts, ScoringSettings(engine=engine, device=device, max_tokens=max_tokens,
-                                                               tensor_parallel_size=tensor_parallel_size))
+                                                               tensor_parallel_size=tensor_parallel_size,
+                                                               prefix_sharing=prefix_sharing))
+    if usage is not None:
+        usage.update(scoring_usage(scored, prefix_sharing))
     sections = scored.rendered.sections
     return scored.probs, [s.allowed for s in sections], [s.family for s in sections]
+
+
+def scoring_usage(scored, prefix_sharing: bool) -> dict:
+    """The report's ``scoring`` block: engine, prompt tokens submitted (every scored row's prompt) and computed (those
+    the model really ran: fewer where rows share a prefix, submission/engines/prefix_sharing.py), seconds."""
+    submitted, computed = int(scored.tokens_scored), int(scored.tokens_computed)
+    return {"engine": scored.engine.name, "prefix_sharing": bool(prefix_sharing), "tokens_submitted": submitted,
+            "tokens_computed": computed, "computed_share": round(computed / submitted, 4) if submitted else None,
+            "seconds": round(float(scored.seconds), 3)}
 
 
 def metric_objective(metric: str):
@@ -186,9 +200,10 @@ def plot_loss_curve(run: RunDir, out: Path) -> Path | None:
 
 
 def evaluate_run(run_dir: str | Path, data_path: str | Path | None = None, device: str | None = None,
-                 engine: str = "hf", tensor_parallel_size: int = 1) -> dict:
+                 engine: str = "hf", tensor_parallel_size: int = 1, prefix_sharing: bool = True) -> dict:
     """Evaluate ``RUN_DIR/merged`` on ``data_path`` (default: the run's train CSV, validation ids only) with
-    ``engine`` (hf, vllm or auto: :func:`submission.scoring.scorer.choose_engine`)."""
+    ``engine`` (hf, vllm or auto: :func:`submission.scoring.scorer.choose_engine`); ``prefix_sharing`` False scores
+    every row on its own (comparisons, debugging: the probabilities are the same)."""
     from submission.data import read_train_csv
     from trainer.data.augment import not_applicable_rows
     from trainer.evaluation.judge_checks import plot_reliability_diagram, plot_score_distribution
@@ -207,8 +222,9 @@ def evaluate_run(run_dir: str | Path, data_path: str | Path | None = None, devic
         frame = select_rows(read_train_csv(data_path or config["train_path"]), run)
     augmented = not_applicable_rows(frame, config.get("augment_not_applicable", 0.0), config["seed"])
     split_over = {"tensor_parallel_size": tensor_parallel_size} if tensor_parallel_size > 1 else {}  # vLLM only
+    usage: dict = {}
     probs, allowed, families = score_rows(run.merged, [*frame["prompt"], *augmented["prompt"]], config["max_tokens"],
-                                          device, engine, **split_over)
+                                          device, engine, prefix_sharing=prefix_sharing, usage=usage, **split_over)
     n = len(frame)
     report = build_report(probs[:n], allowed[:n], families[:n], frame["score"].astype(int).tolist(), config["metric"],
                           run.read_prior(), run.merged, (probs[n:], allowed[n:]) if len(augmented) else None,
@@ -222,6 +238,8 @@ def evaluate_run(run_dir: str | Path, data_path: str | Path | None = None, devic
     pollux = pollux_block(data_path or config["train_path"], frame["id"], probs[:n], allowed[:n], report["decision"])
     if pollux:
         report["pollux"] = pollux
+    if usage:
+        report["scoring"] = usage
     run.write_report(report)
     save_predictions(run.val_predictions_path, frame["id"].tolist(), probs[:n], frame["score"].astype(int).tolist())
     run.plots.mkdir(exist_ok=True)

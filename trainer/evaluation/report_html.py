@@ -5,7 +5,7 @@
 Self-contained: the plots are PNGs (matplotlib, Agg) embedded as base64, the style is inline, there is no script
 and no external link, so the file can be mailed or attached to CI. Content: the run table of the terminal report
 (best marked), then for the best run its headline metrics, confusion matrix, reliability diagram and score
-distribution, its learning curve (when recorded), a red line for every run whose judge collapsed, the per-family, per-criterion (worst first), answer-length and reference tables and the most
+distribution, the prompt tokens its evaluation computed of those submitted, its learning curve (when recorded), a red line for every run whose judge collapsed, the per-family, per-criterion (worst first), answer-length and reference tables and the most
 confident errors (all from its ``validation_report.json``; trainer/evaluation/judge_checks.py computes the blocks).
 """
 
@@ -54,6 +54,12 @@ def _escape(text) -> str:
     """HTML-escaped, with control and bidirectional characters taken out first (:func:`trainer.evaluation.report.plain_text`):
     a criterion or an answer excerpt from the data cannot reorder or hide what the page shows."""
     return html.escape(plain_text(text))
+
+
+def usage_line(usage: dict) -> str:
+    """The report's ``scoring`` block in one line (trainer/evaluation/evaluate.py:scoring_usage)."""
+    return (f"prompt tokens: {usage['tokens_computed']:,} computed of {usage['tokens_submitted']:,} submitted "
+            f"({usage['engine']}, prefix sharing {'on' if usage['prefix_sharing'] else 'off'})")
 
 
 def _fmt(value, spec: str = ".3f") -> str:
@@ -129,6 +135,9 @@ def _best_run_sections(row: dict) -> str:
     out.append('<p class="headline">' + "".join(f"<span>{_escape(name)} <b>{_fmt(value, spec)}</b></span>"
                                                 for name, value, spec in headline)
                + f'<span>decision <b>{_escape(str(decision.get("rule")))}</b></span></p>')
+    usage = report.get("scoring")
+    if usage:  # what evaluating cost: rows sharing a prefix (one answer, several criteria) compute it once
+        out.append(f'<p class="meta">{_escape(usage_line(usage))}</p>')
     plots = []
     if report.get("confusion_matrix"):
         plots.append(_png(plot_confusion_matrix, report, "confusion matrix", "confusion matrix (rows: gold)"))

@@ -61,11 +61,13 @@ def teacher_probabilities(
     seed: int = 0,
     max_new_tokens: int | None = None,
     tensor_parallel_size: int = 1,
+    prefix_sharing: bool = True,
 ) -> tuple[np.ndarray, str]:
     """([N, 5] teacher probabilities over LABELS, zero outside each rubric; the teacher's mode).
 
     A free-text teacher's row where no sample names an allowed score is all zeros (the caller leaves it out).
-    ``tensor_parallel_size`` > 1 splits a vLLM teacher over that many GPUs (no transformers fallback then).
+    ``tensor_parallel_size`` > 1 splits a vLLM teacher over that many GPUs (no transformers fallback then);
+    ``prefix_sharing`` False scores every row on its own (the runtime's ``--no-prefix-sharing``).
     :class:`TeacherError` (one line) when the teacher folder is unusable or does not load.
     """
     from submission.choice.autopick import artefact_problem, model_dir_problem
@@ -77,7 +79,7 @@ def teacher_probabilities(
     if problem:
         raise TeacherError(problem)
     scoring = ScoringSettings(engine=engine, device=device, max_tokens=max_tokens or settings.MAX_PROMPT_TOKENS,
-                              tensor_parallel_size=tensor_parallel_size)
+                              tensor_parallel_size=tensor_parallel_size, prefix_sharing=prefix_sharing)
     sampling = Sampling(samples, temperature, seed, max_new_tokens or settings.GENERATE_MAX_NEW_TOKENS)
     bar = None
 
@@ -94,8 +96,9 @@ def teacher_probabilities(
     finally:
         if bar is not None:
             bar.close()
-    log.info("teacher %s: mode %s, engine %s (%s)", teacher_dir, model.candidate.mode, model.engine.name,
-             model.engine_fallback or model.engine_reason)
+    log.info("teacher %s: mode %s, engine %s (%s); prompt tokens %d computed of %d submitted", teacher_dir,
+             model.candidate.mode, model.engine.name, model.engine_fallback or model.engine_reason,
+             model.tokens_computed, model.tokens_scored)
     return model.probs, model.candidate.mode
 
 

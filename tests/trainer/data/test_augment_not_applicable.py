@@ -127,7 +127,7 @@ def test_the_minus_one_threshold_is_fitted_on_validation_rows_only(tmp_path, tra
     val_prompts = set(val["prompt"])
     scored = []
 
-    def fake_score_rows(model_dir, prompts, max_tokens, device=None, engine="hf"):
+    def fake_score_rows(model_dir, prompts, max_tokens, device=None, engine="hf", **kwargs):
         prompts = list(prompts)
         scored.extend(prompts)
         sections = [parse_prompt(p) for p in prompts]

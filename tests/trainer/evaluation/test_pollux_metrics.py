@@ -87,7 +87,7 @@ def test_evaluate_adds_the_pollux_block_on_pollux_data(pollux_csv, tmp_path, mon
     data = pd.read_csv(pollux_csv, dtype={"id": str})
     gold = dict(zip(data["prompt"], data["score"], strict=True))
 
-    def fake_score_rows(model_dir, prompts, max_tokens, device=None, engine="hf"):
+    def fake_score_rows(model_dir, prompts, max_tokens, device=None, engine="hf", **kwargs):
         sections = [parse_prompt(p) for p in prompts]
         probs = np.full((len(prompts), 5), 0.02)
         for i, prompt in enumerate(prompts):  # the gold score, confidently

@@ -57,6 +57,8 @@ def hand_made_runs(tmp_path_factory):
     report = build_report(probs, [(0, 1, 2, 3)] * 48, ["static" if i % 2 else "generative" for i in range(48)],
                           gold, "qwk", None, Path("merged"), prompts=prompts, ids=[f"row-{i:02d}" for i in range(48)])
     assert report["accuracy"] == pytest.approx(32 / 48)  # the decision keeps exactly every third row wrong
+    report["scoring"] = {"engine": "hf", "prefix_sharing": True, "tokens_submitted": 52_480, "tokens_computed": 17_104,
+                         "computed_share": 0.3259, "seconds": 1.5}  # as evaluate writes it (scoring_usage)
     runs = tmp_path_factory.mktemp("html") / "runs"
     _write_run(runs, "alpha", {"metric": "qwk", "learning_rate": 1e-3}, report)
     _write_run(runs, "beta", {"metric": "qwk", "learning_rate": 2e-3}, {"qwk": -0.5, "accuracy": 0.1})
@@ -92,6 +94,7 @@ def test_page_shows_the_best_runs_tables_and_most_confident_errors(page, hand_ma
                     "<h3>Score distribution", "<h3>The 16 most confident errors</h3>"):
         assert heading in text, heading
     assert f"ECE <b>{report['calibration']['ece']:.3f}</b>" in text
+    assert "prompt tokens: 17,104 computed of 52,480 submitted (hf, prefix sharing on)" in text
     positions = [text.index(f">{e['id']}<") for e in report["confident_errors"]]
     assert len(positions) == 16 and positions == sorted(positions)  # every wrong row, most confident first
     criterion_table = text[text.index("Per criterion"):text.index("Answer length")]

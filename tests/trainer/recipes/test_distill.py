@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -129,3 +130,27 @@ def test_distill_on_the_vllm_engine_matches_transformers(tiny_model_dir, tiny_mo
     on_vllm, _ = teacher_probabilities(tiny_model_dir, prompts, engine="vllm", max_tokens=1024)
     on_hf, _ = teacher_probabilities(tiny_model_dir, prompts, engine="hf", max_tokens=1024)
     assert np.allclose(on_vllm, on_hf, atol=1e-4)
+
+
+def test_distill_no_prefix_sharing_computes_every_row_and_gives_the_same_soft_labels(tiny_model_dir, tmp_path,
+                                                                                     caplog):
+    import logging
+
+    from tests.pollux_rows import pollux_prompts
+
+    prompts = pollux_prompts(answers=3, criteria=5, answer_words=120, seed=2)
+    data = tmp_path / "rows.csv"
+    pd.DataFrame({"id": [f"r{i}" for i in range(len(prompts))], "prompt": prompts}).to_csv(data, index=False)
+    soft, counts = {}, {}
+    for flags in ([], ["--no-prefix-sharing"]):
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="trainer.recipes.distill"):
+            result = _cli(["distill", "--teacher", tiny_model_dir, "--data", data, "--out", tmp_path / "soft.csv",
+                           "--engine", "hf", *flags])
+        assert result.exit_code == 0, result.output
+        soft[bool(flags)] = pd.read_csv(tmp_path / "soft.csv")[SOFT].to_numpy()
+        found = [re.search(r"prompt tokens (\d+) computed of (\d+) submitted", r.getMessage()) for r in caplog.records]
+        counts[bool(flags)] = tuple(int(n) for n in next(m for m in found if m).groups())  # (computed, submitted)
+    assert counts[True][0] == counts[True][1] == counts[False][1]  # off: every submitted token computed
+    assert counts[False][0] < 0.5 * counts[False][1]  # on: each answer once for its 5 criteria
+    np.testing.assert_allclose(soft[False], soft[True], atol=1e-5)
