@@ -86,29 +86,52 @@ def prefix_groups(sequences: Sequence[Sequence], min_saved: int = MIN_SAVED_TOKE
 
 
 def _best_segments(lcp: list[int], lengths: list[int], min_saved: int, min_share: float) -> list[tuple]:
-    """(lo, hi, prefix) segments of the sorted rows maximising the tokens saved; iterative, so no recursion limit."""
-    if not lengths:
-        return []
-    best: dict[tuple[int, int], tuple[int, list]] = {}
-    stack = [(0, len(lengths) - 1, False)]
-    while stack:
-        lo, hi, children_done = stack.pop()
-        if lo == hi:
-            best[lo, hi] = (0, [(lo, hi, 0)])
-            continue
-        cut = min(range(lo, hi), key=lcp.__getitem__)
-        if not children_done:
-            stack += [(lo, hi, True), (lo, cut, False), (cut + 1, hi, False)]
-            continue
-        left, right = best.pop((lo, cut)), best.pop((cut + 1, hi))
-        rows, prefix = hi - lo + 1, lcp[cut]
-        whole = (rows - 1) * prefix
-        worth = whole >= min_saved and prefix >= min_share * sum(lengths[lo:hi + 1]) / rows
-        if worth and whole >= left[0] + right[0]:
-            best[lo, hi] = (whole, [(lo, hi, prefix)])
-        else:
-            best[lo, hi] = (left[0] + right[0], left[1] + right[1])
-    return best[0, len(lengths) - 1][1]
+    """(lo, hi, prefix) segments of the sorted rows maximising the tokens saved, left to right.
+
+    The segments form the Cartesian tree of ``lcp`` (a node: the cut at a segment's shortest common prefix, the
+    leftmost on ties), built with a stack in linear time; bottom-up, each node keeps its segment whole or takes its
+    children's best. Iterative throughout (no recursion limit) and linear, so a file with no shared prefixes pays
+    nothing for the search.
+    """
+    rows = len(lengths)
+    if rows < 2:
+        return [(0, 0, 0)] if rows else []
+    left, right, stack = [-1] * len(lcp), [-1] * len(lcp), []
+    for k, value in enumerate(lcp):
+        last = -1
+        while stack and lcp[stack[-1]] > value:
+            last = stack.pop()
+        left[k] = last
+        if stack:
+            right[stack[-1]] = k
+        stack.append(k)
+    root, cumulative = stack[0], np.concatenate([[0], np.cumsum(lengths)]).tolist()
+    order, pending = [], [root]
+    while pending:
+        k = pending.pop()
+        order.append(k)
+        pending += [child for child in (left[k], right[k]) if child >= 0]
+    span, saved, whole = [(0, 0)] * len(lcp), [0] * len(lcp), [False] * len(lcp)
+    for k in reversed(order):  # children before their parent
+        lo = span[left[k]][0] if left[k] >= 0 else k
+        hi = span[right[k]][1] if right[k] >= 0 else k + 1
+        span[k], count, prefix = (lo, hi), hi - lo + 1, lcp[k]
+        children = (saved[left[k]] if left[k] >= 0 else 0) + (saved[right[k]] if right[k] >= 0 else 0)
+        kept = (count - 1) * prefix
+        worth = kept >= min_saved and prefix >= min_share * (cumulative[hi + 1] - cumulative[lo]) / count
+        whole[k] = worth and kept >= children
+        saved[k] = kept if whole[k] else children
+    segments, pending = [], [("node", root)]
+    while pending:
+        kind, k = pending.pop()
+        if kind == "row":
+            segments.append((k, k, 0))
+        elif whole[k]:
+            segments.append((*span[k], lcp[k]))
+        else:  # the right part goes on the stack first, so the left part comes out first
+            pending.append(("node", right[k]) if right[k] >= 0 else ("row", k + 1))
+            pending.append(("node", left[k]) if left[k] >= 0 else ("row", k))
+    return segments
 
 
 def text_groups(indices: Sequence[int], texts: Sequence[str]) -> list[list[int]]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from submission.engines.engine_hf import TransformersEngine
 from submission.engines.prefix_sharing import (
@@ -157,3 +159,48 @@ def test_a_group_that_fits_a_batch_alone_is_never_split():
     # A group larger than any batch still continues in the next one, within the budget.
     big = plan_shared_batches([PrefixGroup(tuple(range(18)), 660)], lengths, token_budget=8192)
     assert [len(b.rows) for b in big] == [10, 8]
+
+
+def _reference_segments(lcp, lengths, min_saved, min_share, lo=0, hi=None):
+    """The search written plainly (quadratic, recursive): split at the leftmost shortest common prefix, keep a
+    segment whole when that is worth it and saves at least what its two halves save."""
+    hi = len(lengths) - 1 if hi is None else hi
+    if lo == hi:
+        return 0, [(lo, hi, 0)]
+    cut = min(range(lo, hi), key=lcp.__getitem__)
+    left = _reference_segments(lcp, lengths, min_saved, min_share, lo, cut)
+    right = _reference_segments(lcp, lengths, min_saved, min_share, cut + 1, hi)
+    rows, prefix = hi - lo + 1, lcp[cut]
+    whole = (rows - 1) * prefix
+    if whole >= min_saved and prefix >= min_share * sum(lengths[lo:hi + 1]) / rows and whole >= left[0] + right[0]:
+        return whole, [(lo, hi, prefix)]
+    return left[0] + right[0], left[1] + right[1]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 40), st.integers(1, 80)), min_size=1, max_size=40))
+def test_the_linear_segment_search_equals_the_plain_one(rows):
+    from submission.engines.prefix_sharing import _best_segments
+
+    lengths = [length + 40 for _, length in rows]  # every row longer than any common prefix drawn
+    lcp = [value for value, _ in rows[:-1]]  # ties are frequent at this range: the leftmost cut must win
+    assert _best_segments(lcp, lengths, 30, 0.3) == _reference_segments(lcp, lengths, 30, 0.3)[1]
+
+
+def test_grouping_a_file_without_shared_prefixes_is_linear():
+    """4,000 rows that share nothing (a degenerate tree: every common prefix 0): one segment per row, and the search
+    visits each cut once (the plain search compared ~8 M pairs here)."""
+    from submission.engines import prefix_sharing
+
+    calls = []
+    lcp = [0] * 3999
+    real_getitem = list.__getitem__
+
+    class Counting(list):
+        def __getitem__(self, k):
+            calls.append(k)
+            return real_getitem(self, k)
+
+    segments = prefix_sharing._best_segments(Counting(lcp), [500] * 4000, 64, 0.5)
+    assert segments == [(k, k, 0) for k in range(4000)]
+    assert len(calls) < 10 * 4000
