@@ -143,15 +143,18 @@ def is_model_dir(path: Path) -> bool:
 
 
 def candidate_model_dirs(roots: list[Path]) -> list[Path]:
-    """Model folders found at each root: the root itself, ``root/*`` and ``root/*/merged``; de-duplicated, in order."""
+    """Model folders found at each root: the root itself, ``root/*`` and ``root/*/merged``; de-duplicated, in order.
+
+    Hidden folders below a root are not candidates: ``.NAME.next`` is a training in progress or left by a failure
+    (trainer/training/rundir.py), whose half-written report must not win the pick."""
     found: list[Path] = []
     seen: set[Path] = set()
     for root in roots:
         root = Path(root)
         if not root.is_dir():
             continue
-        options = [root, *sorted(p for p in root.iterdir() if p.is_dir())]
-        options += sorted(p for p in root.glob(f"*/{MERGED_DIR}") if p.is_dir())
+        subdirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        options = [root, *subdirs, *(p / MERGED_DIR for p in subdirs if (p / MERGED_DIR).is_dir())]
         for path in options:
             resolved = path.resolve()
             if resolved not in seen and is_model_dir(path):

@@ -64,6 +64,15 @@ def test_auto_pick_takes_the_better_report_and_says_why(two_models, frame, tmp_p
     assert [c.value for c in ranked] == [0.4, 0.9, None]
 
 
+def test_a_training_in_progress_is_not_a_candidate(two_models, tmp_path):
+    """``runs/.NAME.next`` (a training writing, or one that failed) holds a model with a better report: not picked."""
+    done = place(two_models[0], tmp_path / "runs" / "exp1" / "merged", qwk=0.3)
+    place(two_models[1], tmp_path / "runs" / ".exp1.next" / "merged", qwk=0.9)
+    place(two_models[1], tmp_path / "runs" / ".exp2.next", qwk=0.9)
+    assert candidate_model_dirs([tmp_path / "runs"]) == [done]
+    assert candidate_model_dirs([tmp_path / "runs" / ".exp1.next"]) == [tmp_path / "runs" / ".exp1.next" / "merged"]
+
+
 def test_tie_goes_to_the_newer_report(two_models, tmp_path):
     old = place(two_models[0], tmp_path / "old", qwk=0.5, created="2026-01-01T00:00:00")
     new = place(two_models[1], tmp_path / "new", qwk=0.5, created="2026-06-01T00:00:00")
