@@ -25,6 +25,12 @@ _IMPOSSIBLE_LOGPROB = -1e4  # stands in for -inf: exp() is 0 next to any real lo
 _ORDINAL = np.array([0.0, 0.0, 1.0, 2.0, 3.0])  # expected score ignores -1 (it is "not applicable", not "below 0")
 
 
+def labels_of(probs) -> tuple[int, ...]:
+    """The label set an array of probabilities is over, by its width: 6 columns a 0-4 judge's, else LABELS."""
+    shape = np.shape(probs)
+    return LABELS_0_4 if len(shape) == 2 and shape[1] == len(LABELS_0_4) else LABELS
+
+
 def label_token_ids(tokenizer, labels: Sequence[int] = LABELS) -> list[int]:
     """Token id of each label's first token, in ``labels`` order; raises if any is not a single distinct token."""
     ids = []
@@ -183,10 +189,12 @@ def _finite(value) -> float:
 
 
 def decide(probs: np.ndarray, allowed: Sequence[Iterable[int]], decision: Decision = Decision(),
-           labels: Sequence[int] = LABELS) -> list[int]:
+           labels: Sequence[int] | None = None) -> list[int]:
     """Probabilities [N, len(labels)] -> one allowed int score per row (4 only where a row allows it: a 0-4 judge's
-    rows whose rubric states 4; the thresholds rule maps to 0..3, so only argmax gives 4)."""
+    rows whose rubric states 4; the thresholds rule maps to 0..3, so only argmax gives 4). ``labels`` None: by the
+    array's width (:func:`labels_of`)."""
     probs = np.asarray(probs, dtype=np.float64)
+    labels = labels_of(probs) if labels is None else labels
     if decision.minus_one_threshold is None:
         minus = probs.argmax(axis=1) == 0
     else:
