@@ -108,3 +108,13 @@ def test_priors_and_probability_columns_follow_the_label_set(tmp_path):
     assert probability_columns() == PROBABILITY_COLUMNS == ("p_-1", "p_0", "p_1", "p_2", "p_3")
     path = write_probabilities(tmp_path / "p.csv", ["a"], [[0, 0, 0, 0, 0.5, 0.5]], LABELS_0_4)
     assert path.read_text(encoding="utf-8") == "id,p_-1,p_0,p_1,p_2,p_3,p_4\na,0.0,0.0,0.0,0.0,0.5,0.5\n"
+
+
+def test_pollux_report_reads_a_0_4_probabilities_file(tmp_path):
+    from trainer.evaluation.pollux_metrics import read_predicted_scores
+
+    path = write_probabilities(tmp_path / "p.csv", ["a", "b"], [[0, 0, 0, 0, 0.4, 0.6], [0, 0.9, 0, 0, 0.1, 0]],
+                               LABELS_0_4)
+    assert read_predicted_scores(path, ["a", "b"]) == [4, 0]
+    path = write_probabilities(tmp_path / "q.csv", ["a"], [[0, 0, 0, 0.4, 0.6]])
+    assert read_predicted_scores(path, ["a"]) == [3]
