@@ -126,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
             if args.probabilities is not None:
                 from submission.scoring.probabilities import write_probabilities
 
-                write_probabilities(args.probabilities, result.ids, result.probabilities)
+                write_probabilities(args.probabilities, result.ids, result.probabilities, result.labels)
         except OutputError as error:
             return fail(str(error), EXIT_WRITE)
         except (DataError, FileNotFoundError) as error:

@@ -21,7 +21,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from submission.prompts.sections import LABELS
+from submission.prompts.sections import LABELS, LABELS_0_4
+
+MAX_SCORE_COLUMN = "max_score"  # a train row's highest score when it is 4 (import-pollux --keep-0-4): 4 allowed there
 
 # A prompt cell can be far longer than the csv module's default 128 KiB field cap.
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
@@ -142,17 +144,34 @@ def _check_prompts(table: Table, ids: list[str]) -> None:
             raise DataError(f"{table.path}: row {row + 1}: empty prompt (id {ids[row]!r})")
 
 
+def _row_max_scores(table: Table) -> list[int] | None:
+    """Per row, 4 where the ``max_score`` column says 4 (a 0-4 row kept by ``import-pollux --keep-0-4``), else 3;
+    None when the file has no such column (every row -1..3, the contest's files)."""
+    if MAX_SCORE_COLUMN not in table.columns:
+        return None
+    out = []
+    for row, raw in enumerate(table.columns[MAX_SCORE_COLUMN]):
+        value = parse_score(raw) if raw.strip() else 3
+        if value is None or not -1 <= value <= 4:
+            raise DataError(f"{table.path}: row {row + 1}: {MAX_SCORE_COLUMN} {raw!r} is not a score up to 4")
+        out.append(4 if value == 4 else 3)
+    return out
+
+
 def _check_scores(table: Table, ids: list[str], with_id: bool, allow_empty: bool = False) -> list[int | None]:
-    """Scores as ints; with ``allow_empty`` an empty cell is None (an unlabelled row)."""
+    """Scores as ints; with ``allow_empty`` an empty cell is None (an unlabelled row). A 4 only on rows whose
+    ``max_score`` column says 4."""
     scores = []
+    maxima = _row_max_scores(table)
     for row, raw in enumerate(table.columns["score"]):
         if allow_empty and not raw.strip():
             scores.append(None)
             continue
         score = parse_score(raw)
-        if score not in LABELS:
+        if score not in (LABELS_0_4 if maxima and maxima[row] == 4 else LABELS):
             where = f" (id {ids[row]!r})" if with_id else ""
             allowed = "-1,0,1,2,3 or empty" if allow_empty else "-1,0,1,2,3"
+            allowed += " (4 only where max_score is 4)" if maxima else ""
             raise DataError(f"{table.path}: row {row + 1}: score {raw!r} is not one of {allowed}{where}")
         scores.append(score)
     return scores
@@ -184,7 +203,18 @@ def read_train_csv(path: str | os.PathLike):
     ids = _check_ids(table)
     _check_prompts(table, ids)
     scores = _check_scores(table, ids, with_id=True)
-    return _frame({"id": ids, "prompt": table.columns["prompt"], "score": scores})
+    return _frame({"id": ids, "prompt": table.columns["prompt"], "score": scores, **_max_score_column(table)})
+
+
+def _max_score_column(table: Table) -> dict:
+    """``{"max_score": [...]}`` when the file has the column (a 0-4 judge's data), else {} (the frame as ever)."""
+    maxima = _row_max_scores(table)
+    return {} if maxima is None else {MAX_SCORE_COLUMN: maxima}
+
+
+def max_score_of(frame) -> int:
+    """4 when a train frame holds 0-4 rows (its ``max_score`` column says 4 anywhere), else 3: the judge's range."""
+    return 4 if MAX_SCORE_COLUMN in frame.columns and (frame[MAX_SCORE_COLUMN] == 4).any() else 3
 
 
 def read_train_csv_maybe_unlabelled(path: str | os.PathLike):
@@ -198,7 +228,7 @@ def read_train_csv_maybe_unlabelled(path: str | os.PathLike):
         scores = [math.nan if s is None else float(s) for s in _check_scores(table, ids, True, allow_empty=True)]
     else:
         scores = [math.nan] * len(ids)
-    return _frame({"id": ids, "prompt": table.columns["prompt"], "score": scores})
+    return _frame({"id": ids, "prompt": table.columns["prompt"], "score": scores, **_max_score_column(table)})
 
 
 def read_test_rows(path: str | os.PathLike) -> PromptRows:
@@ -240,15 +270,18 @@ def validate_predictions(
     ids: Sequence[str],
     scores: Sequence[int],
     allowed: Sequence[Iterable[int]] | None = None,
+    labels: Sequence[int] = LABELS,
 ) -> None:
-    """Raise DataError unless there is one int score per id, each in -1..3 and (if given) in its row's rubric."""
+    """Raise DataError unless there is one int score per id, each in ``labels`` (-1..3; -1..4 for a 0-4 judge) and
+    (if given) in its row's rubric (read with the same labels: a 4 only where the rubric states 4)."""
     if len(ids) != len(scores):
         raise DataError(f"predictions: {len(scores)} scores for {len(ids)} ids")
     if len(set(ids)) != len(ids):
         raise DataError("predictions: duplicate ids")
     for row, score in enumerate(scores):
-        if not isinstance(score, int) or isinstance(score, bool) or score not in LABELS:
-            raise DataError(f"predictions: row {row + 1}: score {score!r} is not an int in -1..3 (id {ids[row]!r})")
+        if not isinstance(score, int) or isinstance(score, bool) or score not in labels:
+            raise DataError(f"predictions: row {row + 1}: score {score!r} is not an int in -1..{max(labels)} "
+                            f"(id {ids[row]!r})")
         if allowed is not None and score not in set(allowed[row]):
             raise DataError(f"predictions: row {row + 1}: score {score} is outside the rubric {sorted(allowed[row])}")
 

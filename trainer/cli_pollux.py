@@ -32,8 +32,10 @@ def import_pollux(
                                 "(all criteria of an answer on one side)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the --split."),
     hub_split: str = typer.Option("test", "--hub-split", help="Dataset split to read from the hub."),
-    keep_0_4: bool = typer.Option(False, "--keep-0-4", help="Keep POLLUX's 0-4 criteria (refused: the runtime "
-                                  "scores -1..3)."),
+    keep_0_4: bool = typer.Option(False, "--keep-0-4", help="Keep POLLUX's 0-4 criteria (scores 0..4) for a judge "
+                                  "trained on POLLUX's own range: adds a max_score column; a model trained on it "
+                                  "declares max_score 4 (judge.json) and scores -1..4, 4 only where the rubric "
+                                  "states it. Not for the contest (-1..3)."),
     no_na_line: bool = typer.Option(False, "--no-not-applicable-line", help="Scales without the '-1: критерий "
                                     "неприменим' line; the rows whose consensus is -1 are then dropped."),
 ) -> None:
@@ -42,11 +44,9 @@ def import_pollux(
     from trainer.data.pollux import PolluxError, drop_summary
     from trainer.data.pollux import import_pollux as run_import
 
-    if keep_0_4:
-        raise UserError("--keep-0-4: the runtime and the predictions check score -1..3 only "
-                        "(submission/prompts/sections.py LABELS); drop the 0-4 criteria (the default)")
     try:
-        result, paths = run_import(source, out_dir, split, seed, hub_split, not_applicable_line=not no_na_line)
+        result, paths = run_import(source, out_dir, split, seed, hub_split, not_applicable_line=not no_na_line,
+                                   keep_0_4=keep_0_4)
     except PolluxError as err:
         raise UserError(str(err)) from err
     for line in drop_summary(result):

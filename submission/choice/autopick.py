@@ -51,6 +51,23 @@ class Candidate:
             raise ValueError(f"{self.path / VALIDATION_REPORT_NAME}: mode {mode!r} is not one of {', '.join(MODES)}")
         return mode
 
+    @property
+    def labels(self) -> tuple[int, ...]:
+        """The judge's label set: -1..3 (LABELS), or -1..4 when its judge.json declares ``"max_score": 4`` (a judge
+        trained on POLLUX's 0-4 criteria, ``trainer import-pollux --keep-0-4``). ValueError (one line) for another
+        value (:func:`artefact_problem`)."""
+        from submission.prompts.sections import LABELS, labels_for
+
+        judge = self.path / JUDGE_NAME
+        data = _read_json(judge) if judge.is_file() else {}
+        max_score = data.get("max_score", 3) if isinstance(data, dict) else 3
+        if isinstance(max_score, bool) or not isinstance(max_score, int):
+            raise ValueError(f"{judge}: max_score {max_score!r} is not 3 or 4")
+        try:
+            return LABELS if max_score == 3 else labels_for(max_score)
+        except ValueError as error:
+            raise ValueError(f"{judge}: {error}") from None
+
 
 @dataclass
 class Member:
@@ -125,6 +142,7 @@ def artefact_problem(path: Path, metric: str) -> str | None:
             raise ValueError(f"{report_path}: not a JSON object")
         candidate = Candidate(path, report)
         candidate.mode  # noqa: B018 - raises for a bad judge.json or report mode
+        candidate.labels  # noqa: B018 - raises for a judge.json max_score other than 3 or 4
         for read in (lambda: Decision.from_dict(report.get("decision")),
                      lambda: ClassPrior(report.get("class_prior")), lambda: metric_value(report, metric)):
             try:
@@ -195,6 +213,42 @@ def rank_order(reports: list[dict], metric: str, report_mtimes: list[float] | No
         return (not is_collapsed(reports[i]), value is not None, signed, str(reports[i].get("created", "")), mtimes[i])
 
     return sorted(range(len(reports)), key=lambda i: (key(i), -i), reverse=True)
+
+
+def label_range(labels: tuple[int, ...]) -> str:
+    return f"{labels[0]}..{labels[-1]}"
+
+
+def one_label_set(ranked: list[Candidate], ensemble: Ensemble | None) -> tuple[tuple[int, ...], list[tuple[str, str]]]:
+    """The run's label set, the best-ranked judge's (:attr:`Candidate.labels`), with ``ranked`` and the ensemble's
+    members cut to the judges of that set in place; returns it and (path, reason) per judge left out, each logged
+    (probabilities over -1..3 and over -1..4 are not blended, nor is one a fallback for the other)."""
+    from submission.prompts.sections import LABELS
+
+    if not ranked:
+        return LABELS, []
+    labels, kept, dropped = ranked[0].labels, [], []
+    for candidate in ranked:
+        if candidate.labels == labels:
+            kept.append(candidate)
+        else:
+            dropped.append((str(candidate.path), f"scores {label_range(candidate.labels)} (judge.json max_score); "
+                            f"the best-ranked judge scores {label_range(labels)}"))
+            log.warning("skipping %s: %s", *dropped[-1])
+    ranked[:] = kept
+    if ensemble is not None:
+        ensemble.members = [m for m in ensemble.members if Candidate(m.path).labels == labels]
+    return labels, dropped
+
+
+def log_collapsed(ranked: list[Candidate]) -> None:
+    """One warning per candidate left out because its report says it collapsed (or for the pick, when all did)."""
+    if ranked and is_collapsed(ranked[0].report):
+        log.warning("every candidate's report says it collapsed; using %s", collapse_note(ranked[0]))
+        return
+    for candidate in ranked[1:]:
+        if is_collapsed(candidate.report):
+            log.warning("skipping %s", collapse_note(candidate))
 
 
 def rank_candidates(dirs: list[Path], metric: str) -> list[Candidate]:

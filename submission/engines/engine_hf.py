@@ -95,6 +95,7 @@ class TransformersEngine:
         model=None,
         tokenizer=None,
         prefix_sharing: bool = True,
+        labels: Sequence[int] = LABELS,
     ):
         self.model_dir = Path(model_dir)
         self.device = resolve_device(device)
@@ -106,7 +107,8 @@ class TransformersEngine:
         self.max_rows = max_rows
         self.judge_head = str(getattr(self.model.config, "architectures", [""])[0] or "").endswith(
             "ForSequenceClassification")
-        self.label_ids = label_token_ids(self.tokenizer)
+        self.labels = tuple(labels)  # a 0-4 judge (judge.json max_score 4) also reads the "4" token
+        self.label_ids = label_token_ids(self.tokenizer, self.labels)
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         self.oom_splits = 0
         self.tokens_scored = 0
@@ -121,8 +123,9 @@ class TransformersEngine:
         release_accelerator_memory()
 
     def label_logits(self, prompts: Sequence[Sequence[int]], progress: Callable[[int], None] | None = None) -> np.ndarray:
-        """[N, 5] next-token logits of the label tokens (LABELS order) for token-id prompts, in input order."""
-        out = np.zeros((len(prompts), len(LABELS)), dtype=np.float64)
+        """[N, 5] next-token logits of the label tokens (``labels`` order: [N, 6] for a 0-4 judge) for token-id
+        prompts, in input order."""
+        out = np.zeros((len(prompts), len(self.labels)), dtype=np.float64)
         lengths = [len(p) for p in prompts]
         start = time.perf_counter()
         rows = (score_shared_rows(self, prompts, out, progress) if self.prefix_sharing and not self.judge_head

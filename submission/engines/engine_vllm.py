@@ -196,6 +196,7 @@ class VllmEngine:
         tokens_hint: int | None = None,
         tensor_parallel_size: int = 1,
         prefix_sharing: bool = True,
+        labels: Sequence[int] = LABELS,
     ):
         self.model_dir = Path(model_dir)
         problem = tensor_parallel_problem(tensor_parallel_size, model_dir) if tensor_parallel_size != 1 else None
@@ -208,7 +209,8 @@ class VllmEngine:
             raise EngineStartError(f"{self.model_dir.name} is a judge head (sequence classifier): scored on "
                                    "transformers, not through vLLM's generate")
         self.tokenizer = tokenizer
-        self.label_ids = label_token_ids(tokenizer)
+        self.labels = tuple(labels)  # a 0-4 judge (judge.json max_score 4) also reads the "4" token
+        self.label_ids = label_token_ids(tokenizer, self.labels)
         self.api = load_vllm_api()
         self.device = vllm_device()
         # One dtype rule for both engines: bf16 where the GPU has it, fp16 on older GPUs, fp32 on the CPU (vLLM would
@@ -296,7 +298,7 @@ class VllmEngine:
     def label_logits(self, prompts: Sequence[Sequence[int]]) -> np.ndarray:
         """[N, 5] label logprobs (LABELS order) for token-id prompts, in input order; exact unless on the fallback."""
         if not prompts:
-            return np.zeros((0, len(LABELS)))
+            return np.zeros((0, len(self.labels)))
         start = time.perf_counter()
         order = shared_prefix_order(prompts) if self.prefix_sharing else range(len(prompts))
         submitted = self.llm.generate(self._prompts([prompts[i] for i in order]), self.score_params, use_tqdm=False)

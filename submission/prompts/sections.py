@@ -39,6 +39,18 @@ from dataclasses import dataclass, field
 # The contest's labels, the one definition: 0..3 and -1 ("the criterion does not apply"). Every array of class
 # probabilities in the project has one column per label in this order.
 LABELS: tuple[int, ...] = (-1, 0, 1, 2, 3)
+# A judge trained on POLLUX's own 0-4 range (``trainer import-pollux --keep-0-4``) declares ``"max_score": 4`` in its
+# judge.json; its runs read, score and check with these labels instead (4 only on rows whose rubric states 4). Every
+# function below takes ``labels`` (default LABELS); nothing mutates LABELS.
+LABELS_0_4: tuple[int, ...] = (-1, 0, 1, 2, 3, 4)
+MAX_SCORES: tuple[int, ...] = (3, 4)  # the label ranges a judge may declare: -1..3 (the contest's) or -1..4
+
+
+def labels_for(max_score: int) -> tuple[int, ...]:
+    """The label set of a judge whose highest score is ``max_score`` (3: LABELS; 4: LABELS_0_4); ValueError else."""
+    if max_score not in MAX_SCORES:
+        raise ValueError(f"max_score {max_score!r} is not one of {', '.join(map(str, MAX_SCORES))}")
+    return LABELS if max_score == 3 else LABELS_0_4
 
 # Header names per field, matched on the normalised header (lower case, ё -> е, no markup, no trailing colon, no
 # trailing parenthesis). The contest's own names come first.
@@ -124,15 +136,15 @@ def _indent_width(indent: str) -> int:
     return len(indent.expandtabs(4))
 
 
-def parse_scale(scale: str) -> tuple[int, ...]:
-    """Scores named by the rubric's lines, restricted to -1..3 and sorted; all labels when none parse.
+def parse_scale(scale: str, labels: tuple[int, ...] = LABELS) -> tuple[int, ...]:
+    """Scores named by the rubric's lines, restricted to ``labels`` (-1..3) and sorted; all labels when none parse.
 
     Only lines at the scale's own (smallest) indentation count, so numbered sub-items indented under a score line
     do not add scores; a score line may carry more items after ',', ';' or '|' (``0 — нет, 1 — да``).
     """
     lines = list(_SCORE_LINE_RE.finditer(_normalise_newlines(scale)))
     if not lines:
-        return LABELS
+        return labels
     top = min(_indent_width(m.group("indent")) for m in lines)
     found: set[int] = set()
     for match in lines:
@@ -142,8 +154,8 @@ def parse_scale(scale: str) -> tuple[int, ...]:
         line_end = scale.find("\n", match.end())
         rest = scale[match.end(): len(scale) if line_end < 0 else line_end]
         found.update(_label(m.group("score")) for m in _INLINE_SCORE_RE.finditer(rest))
-    allowed = tuple(sorted(s for s in found if s in LABELS))
-    return allowed or LABELS
+    allowed = tuple(sorted(s for s in found if s in labels))
+    return allowed or labels
 
 
 # -- the second, independent reading ------------------------------------------------------------------------------
@@ -151,11 +163,19 @@ _CLAUSE_BREAKS = (",", ";", "|", ".", ":")
 _BULLETS = ("- ", "* ", "• ", "– ", "> ", "-\t", "*\t", "•\t", "–\t")
 _LEADING_WORDS = ("оценка", "балл", "score", "grade", "rating", "points", "point")
 _AFTER_LABEL = (":", ".", ")", "]", "-", "–", "—", "=", "балл", "очк", "point", "pt")
-_LABEL_TEXTS = sorted({str(label) for label in LABELS} | {"−1"}, key=len, reverse=True)  # "-1" before "1"
 
 
-def stated_labels(prompt: str) -> tuple[int, ...]:
-    """The labels the prompt's text states as score lines anywhere, sorted; every label when it states none.
+def _label_texts(labels: tuple[int, ...]) -> list[str]:
+    return sorted({str(label) for label in labels} | {"−1"}, key=len, reverse=True)  # "-1" before "1"
+
+
+_LABEL_TEXTS = _label_texts(LABELS)
+_LABEL_TEXTS_0_4 = _label_texts(LABELS_0_4)
+
+
+def stated_labels(prompt: str, labels: tuple[int, ...] = LABELS) -> tuple[int, ...]:
+    """The labels (of ``labels``) the prompt's text states as score lines anywhere, sorted; every label when it
+    states none.
 
     Deliberately not :func:`parse_scale`: no sections, no indentation, no regular expressions. The text is cut into
     clauses at line ends and at ',', ';', '|', '.', ':'; a clause that (after markup, a bullet, a bracket and a word like
@@ -166,9 +186,12 @@ def stated_labels(prompt: str) -> tuple[int, ...]:
     text = text.replace("**", "").replace("__", "")
     for mark in _CLAUSE_BREAKS:
         text = text.replace(mark, "\n")
+    four = 4 in labels
+    texts = _LABEL_TEXTS if labels == LABELS else _LABEL_TEXTS_0_4 if labels == LABELS_0_4 else _label_texts(labels)
     found: set[int] = set()
     for clause in text.split("\n"):
-        if "0" not in clause and "1" not in clause and "2" not in clause and "3" not in clause:
+        if "0" not in clause and "1" not in clause and "2" not in clause and "3" not in clause and not (
+                four and "4" in clause):
             continue  # most clauses of a long prompt: no label digit at all
         clause = clause.strip()
         if clause.startswith(_BULLETS):
@@ -179,7 +202,7 @@ def stated_labels(prompt: str) -> tuple[int, ...]:
             if lowered.startswith(word):
                 clause = clause[len(word):].lstrip()
                 break
-        for label in _LABEL_TEXTS:
+        for label in texts:
             if not clause.startswith(label):
                 continue
             rest = clause[len(label):]
@@ -189,7 +212,7 @@ def stated_labels(prompt: str) -> tuple[int, ...]:
             if not rest or rest.startswith(_AFTER_LABEL):  # a clause cut at '.' or ':' leaves nothing after "2"
                 found.add(_label(label))
             break
-    return tuple(sorted(found)) or LABELS
+    return tuple(sorted(s for s in found if s in labels)) or labels
 
 
 def classify_family(task: str, reference: str | None, answer: str) -> str:
@@ -270,10 +293,11 @@ def _any_order_bounds(heads: list[tuple[str, re.Match]]):
     return {name: chosen.get(name) for name in _FIELDS}
 
 
-def parse_prompt(prompt: str) -> Sections:
-    """Split a prompt into sections; never raises (see the module docstring for the layouts and the fallback)."""
+def parse_prompt(prompt: str, labels: tuple[int, ...] = LABELS) -> Sections:
+    """Split a prompt into sections; never raises (see the module docstring for the layouts and the fallback).
+    ``labels``: the judge's label set (LABELS, or LABELS_0_4 for a 0-4 judge: a rubric stating 4 then allows 4)."""
     text = _normalise_newlines(prompt if isinstance(prompt, str) else "")
-    stated = stated_labels(text)
+    stated = stated_labels(text, labels)
     found = _headers(text)
     heads = [(name, m) for name, _, m in found]
     # The contest's own header names in the contest's order first: a task that quotes "### Ответ:" is not split there.
@@ -302,7 +326,7 @@ def parse_prompt(prompt: str) -> Sections:
         answer=answer,
         criterion=criterion,
         scale=raw_scale.strip(),
-        allowed=_within(parse_scale(raw_scale), stated),
+        allowed=_within(parse_scale(raw_scale, labels), stated),
         family=classify_family(task, reference, answer),
         parsed=True,
         repeated_headers=tuple(n for n, c in counts.items() if c > 1),

@@ -14,7 +14,7 @@ import numpy as np
 from submission.data import write_predictions, write_text_atomic
 from submission.engines.protocol import ScoringEngine
 from submission.runtime.run_meta import ModelMeta, RunMeta, Timings, meta_path_for
-from submission.scoring.decoding import Decision
+from submission.scoring.decoding import LABELS, Decision
 from submission.scoring.priors import ClassPrior
 from submission.scoring.scorer import ContestRows, Deadline
 
@@ -72,6 +72,7 @@ def describe_run(run, rows: ContestRows, plan, scoring, decision: Decision, scor
         fallback_prior=prior.source, interrupted=deadline.interrupted,
         oom_splits=sum(m.engine.oom_splits for m in opened),
         tokens_computed=int(sum(m.tokens_computed for m in opened)), prefix_sharing=run.prefix_sharing,
+        labels=None if rows.labels == LABELS else list(rows.labels),
     )
 
 

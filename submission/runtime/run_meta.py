@@ -107,6 +107,7 @@ class RunMeta:
     # prefix-cache hits not at all; and whether rows sharing a prefix were grouped (``--no-prefix-sharing``: off).
     tokens_computed: int = 0
     prefix_sharing: bool = True
+    labels: list[int] | None = None  # a 0-4 judge's run only (judge.json max_score 4): [-1, 0, 1, 2, 3, 4]
 
     def to_dict(self) -> dict:
         data = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -119,6 +120,8 @@ class RunMeta:
             data["ensemble"] = asdict(self.ensemble)
         if self.ensemble_decision is None:
             del data["ensemble_decision"]
+        if self.labels is None:  # the contest's -1..3: the meta as it always was
+            del data["labels"]
         return data
 
     @classmethod

@@ -34,7 +34,9 @@ from submission.choice.autopick import (
     candidate_model_dirs,
     display_name,
     ensemble_path,
+    log_collapsed,
     model_dir_problem,
+    one_label_set,
     pick_reason,
     rank_candidates,
     read_ensemble,
@@ -88,6 +90,7 @@ class RunResult:
     scores: list[int]
     probabilities: np.ndarray
     meta: dict = field(default_factory=dict)
+    labels: tuple[int, ...] = LABELS  # the columns of ``probabilities`` (a 0-4 judge's run: -1..4)
 
 
 class Interrupted(BaseException):
@@ -211,18 +214,6 @@ def plan_models(run: RunSettings) -> ModelPlan:
                      skipped)
 
 
-def log_collapsed(ranked: list[Candidate]) -> None:
-    """One warning per candidate left out because its report says it collapsed (or for the pick, when all did)."""
-    from submission.choice.autopick import collapse_note, is_collapsed
-
-    if ranked and is_collapsed(ranked[0].report):
-        log.warning("every candidate's report says it collapsed; using %s", collapse_note(ranked[0]))
-        return
-    for candidate in ranked[1:]:
-        if is_collapsed(candidate.report):
-            log.warning("skipping %s", collapse_note(candidate))
-
-
 @contextmanager
 def signals_interrupt(deadline: Deadline):
     """While inside, SIGTERM and SIGINT are recorded on the deadline (``interrupted``); while
@@ -285,6 +276,9 @@ def predict(frame, run: RunSettings, deadline: Deadline | None = None) -> RunRes
             if deadline.interrupted:
                 raise Interrupted()  # the signal came while the file was read
             plan = plan_models(run)
+            labels, dropped = one_label_set(plan.ranked, plan.ensemble)  # one judge label range per run
+            plan.skipped += [SkippedModel(path, why) for path, why in dropped]
+            rows = rows.with_labels(labels)
             scoring.skipped.extend(plan.skipped)
             primary = open_primary(plan, rows, run, scoring, deadline)  # scores one chunk: measures throughput
             members = choose_strategy(plan, primary, rows, deadline, scoring)
@@ -302,9 +296,9 @@ def predict(frame, run: RunSettings, deadline: Deadline | None = None) -> RunRes
         probabilities, fallback = blend_with_prior(scoring.opened, rows, prior)
         decision = decision_rule(plan, scoring)
         scores = decide_scores(probabilities, fallback, rows, decision, prior)
-        validate_predictions(rows.ids, scores, rows.stated)  # the prompt's own text, read independently
+        validate_predictions(rows.ids, scores, rows.stated, rows.labels)  # the prompt's own text, read independently
         meta = describe_run(run, rows, plan, scoring, decision, scores, fallback, prior, deadline, started)
-    return RunResult(rows.ids, scores, probabilities, meta.to_dict())
+    return RunResult(rows.ids, scores, probabilities, meta.to_dict(), rows.labels)
 
 
 def open_primary(plan: ModelPlan, rows: ContestRows, run: RunSettings, scoring: Scoring,
@@ -419,7 +413,7 @@ def score_members(plan: ModelPlan, members: list[Candidate], rows: ContestRows, 
 def blend_with_prior(opened: list[OpenModel], rows: ContestRows, prior: ClassPrior) -> tuple[np.ndarray, np.ndarray]:
     """Weighted mean of the members' probabilities over the members that scored each row; the prior for rows none
     scored. Returns the probabilities and the mask of those fallback rows."""
-    total = np.zeros((len(rows), len(LABELS)))
+    total = np.zeros((len(rows), len(rows.labels)))
     weight_sum = np.zeros(len(rows))
     for model in opened:
         total[model.scored] += model.weight * model.probs[model.scored]
@@ -427,7 +421,7 @@ def blend_with_prior(opened: list[OpenModel], rows: ContestRows, prior: ClassPri
     scored = weight_sum > 0
     total[scored] /= weight_sum[scored, None]
     for i in np.flatnonzero(~scored):
-        total[i] = prior.probabilities(rows.sections[i].criterion, rows.allowed[i])
+        total[i] = prior.probabilities(rows.sections[i].criterion, rows.allowed[i], rows.labels)
     return total, ~scored
 
 
@@ -444,7 +438,7 @@ def decision_rule(plan: ModelPlan | None, scoring: Scoring) -> Decision:
 def decide_scores(probabilities: np.ndarray, fallback: np.ndarray, rows: ContestRows, decision: Decision,
                   prior: ClassPrior) -> list[int]:
     """One allowed score per row: the decision rule on scored rows, the prior's most likely label on the rest."""
-    scores = decide(probabilities, rows.allowed, decision)
+    scores = decide(probabilities, rows.allowed, decision, rows.labels)
     for i in np.flatnonzero(fallback):
-        scores[i] = prior.score(rows.sections[i].criterion, rows.allowed[i])
+        scores[i] = prior.score(rows.sections[i].criterion, rows.allowed[i], rows.labels)
     return scores

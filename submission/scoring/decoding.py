@@ -4,7 +4,8 @@ Qwen tokenizers write each digit as its own token, so the first generated token 
 '-' which stands for -1 (whose text is '-' then '1'). Probabilities are renormalised over the labels the prompt's
 rubric allows, so a 0..2 scale can never yield 3 and a scale without a -1 line can never yield -1.
 
-Every array of class probabilities here has one column per label in :data:`LABELS` order.
+Every array of class probabilities here has one column per label in :data:`LABELS` order; a 0-4 judge's
+(judge.json ``"max_score": 4``) one per label of :data:`LABELS_0_4`: the functions take that ``labels`` tuple.
 """
 
 from __future__ import annotations
@@ -17,32 +18,38 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from submission.prompts.sections import LABELS
+from submission.prompts.sections import LABELS, LABELS_0_4  # noqa: F401 - importable from here
 
-LABEL_TOKENS: dict[int, str] = {-1: "-", 0: "0", 1: "1", 2: "2", 3: "3"}
+LABEL_TOKENS: dict[int, str] = {-1: "-", 0: "0", 1: "1", 2: "2", 3: "3", 4: "4"}
 _IMPOSSIBLE_LOGPROB = -1e4  # stands in for -inf: exp() is 0 next to any real logprob, yet never NaN on its own
 _ORDINAL = np.array([0.0, 0.0, 1.0, 2.0, 3.0])  # expected score ignores -1 (it is "not applicable", not "below 0")
 
 
-def label_token_ids(tokenizer) -> list[int]:
-    """Token id of each label's first token, in LABELS order; raises if any is not a single distinct token."""
+def labels_of(probs) -> tuple[int, ...]:
+    """The label set an array of probabilities is over, by its width: 6 columns a 0-4 judge's, else LABELS."""
+    shape = np.shape(probs)
+    return LABELS_0_4 if len(shape) == 2 and shape[1] == len(LABELS_0_4) else LABELS
+
+
+def label_token_ids(tokenizer, labels: Sequence[int] = LABELS) -> list[int]:
+    """Token id of each label's first token, in ``labels`` order; raises if any is not a single distinct token."""
     ids = []
-    for label in LABELS:
+    for label in labels:
         text = LABEL_TOKENS[label]
         encoded = tokenizer(text, add_special_tokens=False)["input_ids"]
         if len(encoded) != 1:
             raise ValueError(f"label {label}: {text!r} is {len(encoded)} tokens for this tokenizer, expected exactly 1")
         ids.append(int(encoded[0]))
     if len(set(ids)) != len(ids):
-        raise ValueError(f"label tokens are not distinct: {dict(zip(LABELS, ids, strict=True))}")
+        raise ValueError(f"label tokens are not distinct: {dict(zip(labels, ids, strict=True))}")
     return ids
 
 
-def allowed_mask(allowed: Iterable[int]) -> np.ndarray:
-    """Boolean row over LABELS: True where the rubric allows the label (all True when it names none)."""
+def allowed_mask(allowed: Iterable[int], labels: Sequence[int] = LABELS) -> np.ndarray:
+    """Boolean row over ``labels``: True where the rubric allows the label (all True when it names none)."""
     allowed = set(allowed)
-    mask = np.array([label in allowed for label in LABELS])
-    return mask if mask.any() else np.ones(len(LABELS), dtype=bool)
+    mask = np.array([label in allowed for label in labels])
+    return mask if mask.any() else np.ones(len(labels), dtype=bool)
 
 
 def _masked_softmax(label_logits: np.ndarray, masks: np.ndarray) -> np.ndarray:
@@ -52,28 +59,30 @@ def _masked_softmax(label_logits: np.ndarray, masks: np.ndarray) -> np.ndarray:
     return weights / weights.sum(axis=1, keepdims=True)
 
 
-def _masks(allowed: Sequence[Iterable[int]]) -> np.ndarray:
-    return np.stack([allowed_mask(a) for a in allowed]) if len(allowed) else np.ones((0, len(LABELS)), bool)
+def _masks(allowed: Sequence[Iterable[int]], labels: Sequence[int] = LABELS) -> np.ndarray:
+    return np.stack([allowed_mask(a, labels) for a in allowed]) if len(allowed) else np.ones((0, len(labels)), bool)
 
 
-def finite_rows(label_logits, allowed: Sequence[Iterable[int]]) -> np.ndarray:
+def finite_rows(label_logits, allowed: Sequence[Iterable[int]], labels: Sequence[int] = LABELS) -> np.ndarray:
     """[N] bool: the row's logits of its allowed labels are all finite (NaN/inf come from a broken model, e.g. an
     fp16 overflow, and must never become a score)."""
-    logits = np.asarray(label_logits, dtype=np.float64).reshape(-1, len(LABELS))
-    return (np.isfinite(logits) | ~_masks(allowed)).all(axis=1)
+    logits = np.asarray(label_logits, dtype=np.float64).reshape(-1, len(labels))
+    return (np.isfinite(logits) | ~_masks(allowed, labels)).all(axis=1)
 
 
-def probabilities_from_label_logits(label_logits, allowed: Sequence[Iterable[int]]) -> np.ndarray:
+def probabilities_from_label_logits(label_logits, allowed: Sequence[Iterable[int]],
+                                    labels: Sequence[int] = LABELS) -> np.ndarray:
     """[N, 5] logits of the label tokens (LABELS order) -> [N, 5] probabilities renormalised over allowed labels.
 
     A row with a NaN or infinite logit on an allowed label (:func:`finite_rows`) comes back as zeros, never as a
     distribution; callers treat it as unscored.
     """
-    logits = np.asarray(label_logits, dtype=np.float64).reshape(-1, len(LABELS))
-    good = finite_rows(logits, allowed)
+    logits = np.asarray(label_logits, dtype=np.float64).reshape(-1, len(labels))
+    good = finite_rows(logits, allowed, labels)
     probs = np.zeros_like(logits)
     if good.any():
-        probs[good] = _masked_softmax(np.where(np.isfinite(logits[good]), logits[good], 0.0), _masks(allowed)[good])
+        probs[good] = _masked_softmax(np.where(np.isfinite(logits[good]), logits[good], 0.0),
+                                      _masks(allowed, labels)[good])
     return probs
 
 
@@ -98,7 +107,7 @@ def label_logprobs(
         finite = [v for v in values.values() if math.isfinite(v)]
         floor = (min(finite) if finite else 0.0) - floor_margin
         rows.append([values.get(t, floor) if math.isfinite(values.get(t, floor)) else floor for t in label_ids])
-    return np.array(rows, dtype=np.float64).reshape(-1, len(LABELS))
+    return np.array(rows, dtype=np.float64).reshape(-1, len(label_ids))
 
 
 def exact_label_logprobs(entries: Sequence[Mapping[int, object]], label_ids: Sequence[int]) -> np.ndarray:
@@ -115,16 +124,18 @@ def exact_label_logprobs(entries: Sequence[Mapping[int, object]], label_ids: Seq
         if missing:
             raise ValueError(f"no logprob returned for label token id(s) {missing}")
         rows.append([values[t] if math.isfinite(values[t]) else _IMPOSSIBLE_LOGPROB for t in label_ids])
-    return np.array(rows, dtype=np.float64).reshape(-1, len(LABELS))
+    return np.array(rows, dtype=np.float64).reshape(-1, len(label_ids))
 
 
 def expected_score(probs: np.ndarray) -> np.ndarray:
-    """Expected score over 0..3 with the -1 mass left out (renormalised); NaN-free."""
+    """Expected score over 0..3 (0..4 for a 0-4 judge's six columns) with the -1 mass left out (renormalised);
+    NaN-free."""
     probs = np.asarray(probs, dtype=np.float64)
     ordinal = probs[:, 1:]
     total = ordinal.sum(axis=1)
     safe = np.where(total > 0, total, 1.0)
-    return (ordinal * _ORDINAL[1:]).sum(axis=1) / safe
+    values = _ORDINAL[1:] if ordinal.shape[1] == 4 else np.arange(ordinal.shape[1], dtype=np.float64)
+    return (ordinal * values).sum(axis=1) / safe
 
 
 @dataclass(frozen=True)
@@ -177,23 +188,27 @@ def _finite(value) -> float:
     return float(value)
 
 
-def decide(probs: np.ndarray, allowed: Sequence[Iterable[int]], decision: Decision = Decision()) -> list[int]:
-    """Probabilities [N, 5] -> one allowed int score per row."""
+def decide(probs: np.ndarray, allowed: Sequence[Iterable[int]], decision: Decision = Decision(),
+           labels: Sequence[int] | None = None) -> list[int]:
+    """Probabilities [N, len(labels)] -> one allowed int score per row (4 only where a row allows it: a 0-4 judge's
+    rows whose rubric states 4; the thresholds rule maps to 0..3, so only argmax gives 4). ``labels`` None: by the
+    array's width (:func:`labels_of`)."""
     probs = np.asarray(probs, dtype=np.float64)
+    labels = labels_of(probs) if labels is None else labels
     if decision.minus_one_threshold is None:
         minus = probs.argmax(axis=1) == 0
     else:
-        minus = _masks(allowed)[:, 0] & (probs[:, 0] >= decision.minus_one_threshold)
+        minus = _masks(allowed, labels)[:, 0] & (probs[:, 0] >= decision.minus_one_threshold)
     if decision.rule == "argmax":
-        ordinal = [LABELS[1 + i] for i in probs[:, 1:].argmax(axis=1)]
+        ordinal = [labels[1 + i] for i in probs[:, 1:].argmax(axis=1)]
     else:
         ordinal = np.searchsorted(np.asarray(decision.thresholds), expected_score(probs), side="right").tolist()
     raw = [-1 if m else int(s) for m, s in zip(minus, ordinal, strict=True)]
-    return [_nearest_allowed(s, a) for s, a in zip(raw, allowed, strict=True)]
+    return [_nearest_allowed(s, a, labels) for s, a in zip(raw, allowed, strict=True)]
 
 
-def _nearest_allowed(score: int, allowed: Iterable[int]) -> int:
-    allowed = sorted(set(allowed)) or list(LABELS)
+def _nearest_allowed(score: int, allowed: Iterable[int], labels: Sequence[int] = LABELS) -> int:
+    allowed = sorted(set(allowed)) or list(labels)
     if score in allowed:
         return int(score)
     ordinal = [a for a in allowed if a >= 0] or allowed
@@ -263,19 +278,20 @@ def fit_minus_one_threshold(
     return Decision(decision.rule, decision.thresholds, cut), float(scores.max())
 
 
-def probabilities_from_texts(texts: Sequence[Sequence[str]], allowed: Sequence[Iterable[int]]) -> np.ndarray:
+def probabilities_from_texts(texts: Sequence[Sequence[str]], allowed: Sequence[Iterable[int]],
+                             labels: Sequence[int] = LABELS) -> np.ndarray:
     """Sampled free-text verdicts (several per row) -> [N, 5] empirical score distribution over the allowed labels.
 
     A sample with no allowed score (:func:`extract_score_from_text`) is left out; a row where every sample is left
     out comes back as zeros, so the caller can tell it apart.
     """
-    out = np.zeros((len(texts), len(LABELS)))
-    for i, (row, labels) in enumerate(zip(texts, allowed, strict=True)):
-        labels = tuple(labels)
+    out = np.zeros((len(texts), len(labels)))
+    for i, (row, rubric) in enumerate(zip(texts, allowed, strict=True)):
+        rubric = tuple(rubric)
         for text in row:
-            score = extract_score_from_text(text, labels)
+            score = extract_score_from_text(text, rubric)
             if score is not None:
-                out[i, LABELS.index(score)] += 1.0
+                out[i, list(labels).index(score)] += 1.0
         total = out[i].sum()
         if total:
             out[i] /= total

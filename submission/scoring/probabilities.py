@@ -21,9 +21,15 @@ from pathlib import Path
 
 from submission.prompts.sections import LABELS
 
+
 # The column of each label's probability, LABELS order: the one spelling of the prediction format (the runtime's
 # --probabilities, `trainer distill`, soft labels, validation/k-fold/ensemble predictions all read and write it).
-PROBABILITY_COLUMNS: tuple[str, ...] = tuple(f"p_{label}" for label in LABELS)
+def probability_columns(labels: Sequence[int] = LABELS) -> tuple[str, ...]:
+    """``p_-1..p_3`` (a 0-4 judge's run: ``p_-1..p_4``)."""
+    return tuple(f"p_{label}" for label in labels)
+
+
+PROBABILITY_COLUMNS: tuple[str, ...] = probability_columns(LABELS)
 
 
 def format_probability(value: float) -> str:
@@ -34,22 +40,24 @@ def format_probability(value: float) -> str:
     return repr(value)
 
 
-def write_probabilities(path: str | os.PathLike, ids: Sequence[str], probabilities: Iterable[Sequence[float]]) -> Path:
+def write_probabilities(path: str | os.PathLike, ids: Sequence[str], probabilities: Iterable[Sequence[float]],
+                        labels: Sequence[int] = LABELS) -> Path:
     """Write ``id,p_-1..p_3`` atomically (temp file in the same folder, then a rename); returns the path.
 
-    ``probabilities`` has one row of ``len(LABELS)`` values per id, columns in LABELS order (numpy arrays work).
+    ``probabilities`` has one row of ``len(labels)`` values per id, columns in ``labels`` order (numpy arrays work).
     """
     path = Path(path)
+    columns = probability_columns(labels)
     rows = [[str(i), *map(format_probability, row)] for i, row in zip(ids, probabilities, strict=True)]
     for row in rows:
-        if len(row) != len(PROBABILITY_COLUMNS) + 1:
-            raise ValueError(f"id {row[0]!r}: {len(row) - 1} probabilities, expected {len(PROBABILITY_COLUMNS)}")
+        if len(row) != len(columns) + 1:
+            raise ValueError(f"id {row[0]!r}: {len(row) - 1} probabilities, expected {len(columns)}")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
             writer = csv.writer(handle, lineterminator="\n")
-            writer.writerow(["id", *PROBABILITY_COLUMNS])
+            writer.writerow(["id", *columns])
             writer.writerows(rows)
         os.replace(tmp, path)
     except BaseException:

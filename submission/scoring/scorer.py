@@ -27,9 +27,9 @@ from submission.choice.autopick import Candidate, display_name, read_report
 from submission.engines.devices import device_kind
 from submission.engines.protocol import ENGINE_NAMES, ScoringEngine
 from submission.prompts.prompting import RenderedRows
-from submission.prompts.sections import Sections, parse_prompt
+from submission.prompts.sections import LABELS, Sections, parse_prompt
 from submission.runtime import settings as defaults
-from submission.scoring.decoding import LABELS, finite_rows, probabilities_from_label_logits, probabilities_from_texts
+from submission.scoring.decoding import finite_rows, probabilities_from_label_logits, probabilities_from_texts
 
 log = logging.getLogger("submission.runtime.runtime")  # the runtime's progress and fallback lines keep their logger name
 
@@ -103,6 +103,7 @@ class ContestRows:
     ids: list[str]
     prompts: list[str]
     sections: list[Sections]
+    labels: tuple[int, ...] = LABELS  # the judge's label set the sections were read with (LABELS_0_4: a 0-4 judge)
     allowed: list[tuple[int, ...]] = field(init=False)
     stated: list[tuple[int, ...]] = field(init=False)  # the independent reading the written scores are checked on
     empty: np.ndarray = field(init=False)
@@ -115,10 +116,17 @@ class ContestRows:
         self.to_score = [int(i) for i in np.flatnonzero(~self.empty)]
 
     @classmethod
-    def parse(cls, frame) -> ContestRows:
-        """From ``frame["id"]`` / ``frame["prompt"]`` (PromptRows or a DataFrame); a non-text prompt is empty."""
+    def parse(cls, frame, labels: tuple[int, ...] = LABELS) -> ContestRows:
+        """From ``frame["id"]`` / ``frame["prompt"]`` (PromptRows or a DataFrame); a non-text prompt is empty.
+        ``labels``: the judge's label set (a 0-4 judge's rows allow 4 where their rubric states it)."""
         prompts = [p if isinstance(p, str) else "" for p in frame["prompt"]]
-        return cls([str(i) for i in frame["id"]], prompts, [parse_prompt(p) for p in prompts])
+        return cls([str(i) for i in frame["id"]], prompts, [parse_prompt(p, labels) for p in prompts], labels)
+
+    def with_labels(self, labels: tuple[int, ...]) -> ContestRows:
+        """The same rows read for a judge with another label set (themselves when it is the same)."""
+        if tuple(labels) == self.labels:
+            return self
+        return ContestRows(self.ids, self.prompts, [parse_prompt(p, labels) for p in self.prompts], tuple(labels))
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -168,7 +176,12 @@ class OpenModel:
 
     def __post_init__(self):
         n = len(self.rendered.prompts)
-        self.probs, self.scored = np.zeros((n, len(LABELS))), np.zeros(n, dtype=bool)
+        self.probs, self.scored = np.zeros((n, len(self.labels))), np.zeros(n, dtype=bool)
+
+    @property
+    def labels(self) -> tuple[int, ...]:
+        """The judge's label set (the columns of ``probs``): LABELS, or LABELS_0_4 for a 0-4 judge."""
+        return self.candidate.labels
 
     @property
     def generate(self) -> bool:
@@ -192,14 +205,14 @@ class OpenModel:
         return self.earlier_seconds + self.engine.seconds
 
 
-def _build_hf(path: Path, run: ScoringSettings, tokenizer, device: str):
+def _build_hf(path: Path, run: ScoringSettings, tokenizer, device: str, labels: tuple[int, ...] = LABELS):
     """Transformers engine on ``device``; out of GPU memory while loading -> the same model on the CPU, and why."""
     from submission.engines.devices import is_out_of_memory, release_accelerator_memory
     from submission.engines.engine_hf import TransformersEngine
 
     try:
         return TransformersEngine(path, device=device, token_budget=run.token_budget, tokenizer=tokenizer,
-                                  prefix_sharing=run.prefix_sharing), None
+                                  prefix_sharing=run.prefix_sharing, labels=labels), None
     except Exception as error:  # noqa: BLE001 - only out-of-memory on an accelerator is handled here
         if device == "cpu" or not is_out_of_memory(error):
             raise
@@ -207,7 +220,7 @@ def _build_hf(path: Path, run: ScoringSettings, tokenizer, device: str):
         log.warning(reason)
         release_accelerator_memory()
         return TransformersEngine(path, device="cpu", token_budget=run.token_budget, tokenizer=tokenizer,
-                                  prefix_sharing=run.prefix_sharing), reason
+                                  prefix_sharing=run.prefix_sharing, labels=labels), reason
 
 
 def _join(*reasons: str | None) -> str | None:
@@ -226,6 +239,10 @@ def open_model(candidate: Candidate, rows: ContestRows, run: ScoringSettings, we
     from submission.prompts.prompting import PromptRenderer
 
     started = time.perf_counter()
+    labels = candidate.labels
+    if labels != rows.labels:
+        raise ValueError(f"{display_name(candidate.path)} scores {labels[0]}..{labels[-1]}, the rows were read for "
+                         f"{rows.labels[0]}..{rows.labels[-1]} (judge.json max_score)")
     tokenizer = load_tokenizer(candidate.path)
     rendered = RenderedRows(PromptRenderer(tokenizer, max_tokens=run.max_tokens), rows.prompts, rows.sections)
     tokens = sum(rendered.lengths) * tokens_factor
@@ -238,7 +255,7 @@ def open_model(candidate: Candidate, rows: ContestRows, run: ScoringSettings, we
             engine = engine_vllm.VllmEngine(candidate.path, tokenizer, run.max_tokens + 1, run.enforce_eager,
                                             tokens_hint=sum(rendered.lengths) + len(rows),
                                             tensor_parallel_size=run.tensor_parallel_size,
-                                            prefix_sharing=run.prefix_sharing)
+                                            prefix_sharing=run.prefix_sharing, labels=labels)
         except (ImportError, engine_vllm.EngineStartError) as error:
             if run.tensor_parallel_size > 1:  # a model that needs several GPUs would not fit transformers on one
                 raise
@@ -247,7 +264,7 @@ def open_model(candidate: Candidate, rows: ContestRows, run: ScoringSettings, we
         else:
             rendered.shorten_to(engine.max_prompt_tokens)
     if engine is None:
-        engine, oom = _build_hf(candidate.path, run, tokenizer, device)
+        engine, oom = _build_hf(candidate.path, run, tokenizer, device, labels)
         fallback = _join(fallback, oom)
     return OpenModel(candidate, engine, tokenizer, rendered, weight, reason, fallback, time.perf_counter() - started,
                      sampling)
@@ -264,7 +281,7 @@ def _replace_failed_vllm(model: OpenModel, run: ScoringSettings, error: BaseExce
     failed.close()  # frees vLLM's GPU memory before transformers loads
     model.earlier_tokens, model.earlier_seconds = model.tokens_scored, model.seconds
     model.earlier_computed = model.tokens_computed
-    model.engine, oom = _build_hf(model.candidate.path, run, model.tokenizer, resolve_device(run.device))
+    model.engine, oom = _build_hf(model.candidate.path, run, model.tokenizer, resolve_device(run.device), model.labels)
     model.engine_fallback = _join(model.engine_fallback, reason, oom)
     model.vllm_rows = len(model.processed)
 
@@ -380,12 +397,12 @@ def _store_chunk(model: OpenModel, chunk: list[int], out) -> None:
     text: that score; several: their distribution; none allowed: unscored)."""
     rubrics = [model.rendered.sections[i].allowed for i in chunk]
     if model.generate:
-        probs = probabilities_from_texts(out, rubrics)
+        probs = probabilities_from_texts(out, rubrics, model.labels)
         model.probs[chunk] = probs
         model.scored[chunk] = probs.sum(axis=1) > 0
         return
-    good = finite_rows(out, rubrics)
-    model.probs[chunk] = probabilities_from_label_logits(out, rubrics)
+    good = finite_rows(out, rubrics, model.labels)
+    model.probs[chunk] = probabilities_from_label_logits(out, rubrics, model.labels)
     model.scored[chunk] = good
     if not good.all():
         model.non_finite.update(i for i, g in zip(chunk, good, strict=True) if not g)
@@ -408,8 +425,12 @@ def score_prompts(model_dir: str | Path, prompts, settings: ScoringSettings | No
     """
     settings = settings or ScoringSettings()
     prompts = list(prompts)
-    rows = ContestRows.parse({"id": [str(i) for i in range(len(prompts))], "prompt": prompts})
     candidate = Candidate(Path(model_dir), read_report(Path(model_dir)))
+    try:
+        labels = candidate.labels  # a 0-4 judge reads its rows with 4 allowed where the rubric states it
+    except ValueError as error:
+        raise ModelLoadError(f"ValueError: {error}") from error
+    rows = ContestRows.parse({"id": [str(i) for i in range(len(prompts))], "prompt": prompts}, labels)
     try:
         factor = sampling.samples if sampling is not None and candidate.mode == "generate" else 1
         model = open_model(candidate, rows, settings, tokens_factor=factor, sampling=sampling)

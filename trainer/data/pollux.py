@@ -20,7 +20,12 @@ mean, the lower on a tie. Without annotations the rounded ``criteria_score`` (ti
 applicable scores, since whether the published mean counts a -1 as the value -1 is not documented.
 
 Rows that cannot be used are dropped and counted per reason (:data:`DROP_REASONS`). The contest scores -1..3 and the
-runtime reads a 0-4 scale as 0..3, so POLLUX's 0-4 criteria are dropped; a 1-3 scale is kept as it is.
+runtime reads a 0-4 scale as 0..3, so POLLUX's 0-4 criteria are dropped; a 1-3 scale is kept as it is. With
+``keep_0_4`` (``--keep-0-4``: a judge trained on POLLUX's own range) they are kept, scored 0..4 by the same
+consensus, and every row gets a ``max_score`` column (its rubric's highest score): the file's record that it holds
+0-4 rows, which ``submission.data.read_train_csv`` reads (a 4 only where ``max_score`` is 4) and training turns into
+the judge's ``"max_score": 4`` (merged/judge.json), so the runtime and its predictions check then accept 4 on
+those rows (docs/ARCHITECTURE.md §2).
 
 Ids are the first 16 hex digits of sha1(instruction, answer, criterion): stable across runs and sources. With
 ``split`` the instructions (not rows) are held out, so no answer's criteria straddle train and validation.
@@ -42,7 +47,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from submission.prompts.sections import LABELS, compose_prompt
+from submission.data import MAX_SCORE_COLUMN
+from submission.prompts.sections import LABELS, LABELS_0_4, compose_prompt
 from trainer.data.augment import NOT_APPLICABLE_LINE
 
 log = logging.getLogger("trainer.data.pollux")
@@ -52,7 +58,7 @@ DROP_REASONS: dict[str, str] = {
     "missing_text": "no instruction, answer, criterion or rubric",
     "unreadable_rubric": "the rubric names no score lines",
     "scale_0_4": "a 0-4 scale (the contest scores -1..3; see --keep-0-4)",
-    "scale_outside_contest": "a scale with scores outside -1..3",
+    "scale_outside_contest": "a scale with scores outside -1..3 (-1..4 with --keep-0-4)",
     "no_scores": "no annotator scores and no criteria_score",
     "score_outside_rubric": "the consensus score is not on the rubric's scale",
     "duplicate": "the same instruction, answer and criterion again",
@@ -140,8 +146,9 @@ def _float(value) -> float | None:
     return None if math.isnan(number) else number
 
 
-def convert_row(row: dict, not_applicable_line: bool = True) -> tuple[dict | None, str | None]:
-    """(contest row, None) or (None, drop reason) for one POLLUX record (module docstring)."""
+def convert_row(row: dict, not_applicable_line: bool = True, keep_0_4: bool = False) -> tuple[dict | None, str | None]:
+    """(contest row, None) or (None, drop reason) for one POLLUX record (module docstring); with ``keep_0_4`` a 0-4
+    criterion is kept (score 0..4) and the row carries ``max_score``."""
     instruction, answer = _text(row.get("instruction")), _text(row.get("answer"))
     name, rubrics = _text(row.get("criteria_name")).strip(), _text(row.get("rubrics"))
     if not (instruction.strip() and answer.strip() and name and rubrics.strip()):
@@ -149,9 +156,9 @@ def convert_row(row: dict, not_applicable_line: bool = True) -> tuple[dict | Non
     scale = rubric_scale(rubrics)
     if not scale:
         return None, "unreadable_rubric"
-    if scale == (0, 1, 2, 3, 4):
+    if scale == (0, 1, 2, 3, 4) and not keep_0_4:
         return None, "scale_0_4"
-    if any(s not in LABELS for s in scale):
+    if any(s not in (LABELS_0_4 if keep_0_4 else LABELS) for s in scale):
         return None, "scale_outside_contest"
     scores = annotator_scores(row.get("annotations"))
     published = _float(row.get("criteria_score"))
@@ -176,6 +183,8 @@ def convert_row(row: dict, not_applicable_line: bool = True) -> tuple[dict | Non
     out = {"id": pollux_id(instruction, answer, name), "prompt": prompt, "score": score}
     out.update({key: _text(row.get(key)) for key in META_COLUMNS[:-1]})
     out["human_mean"] = human_mean
+    if keep_0_4:
+        out[MAX_SCORE_COLUMN] = max(scale)
     out["group"] = hashlib.sha1(instruction.encode("utf-8")).hexdigest()[:16]
     return out, None
 
@@ -193,11 +202,11 @@ def _progress(rows: Iterable, total: int):
             log.info("pollux: %d/%d rows", i, total)
 
 
-def convert_frame(source: pd.DataFrame, not_applicable_line: bool = True) -> ImportResult:
+def convert_frame(source: pd.DataFrame, not_applicable_line: bool = True, keep_0_4: bool = False) -> ImportResult:
     """POLLUX records -> :class:`ImportResult` (rows in source order, the first of any duplicate id kept)."""
     rows, groups, dropped, seen = [], [], Counter(), set()
     for record in _progress(source.to_dict("records"), len(source)):
-        row, reason = convert_row(record, not_applicable_line)
+        row, reason = convert_row(record, not_applicable_line, keep_0_4)
         if row is not None and row["id"] in seen:
             row, reason = None, "duplicate"
         if row is None:
@@ -206,7 +215,8 @@ def convert_frame(source: pd.DataFrame, not_applicable_line: bool = True) -> Imp
         seen.add(row["id"])
         groups.append(row.pop("group"))
         rows.append(row)
-    frame = pd.DataFrame(rows, columns=["id", "prompt", "score", *META_COLUMNS])
+    columns = ["id", "prompt", "score", *META_COLUMNS, *([MAX_SCORE_COLUMN] if keep_0_4 else [])]
+    frame = pd.DataFrame(rows, columns=columns)
     return ImportResult(frame.astype({"score": int}), dropped, len(source), groups)
 
 
@@ -270,11 +280,12 @@ def split_by_instruction(frame: pd.DataFrame, groups: list[str], val_fraction: f
 
 
 def import_pollux(source: str | Path, out_dir: str | Path, val_fraction: float | None = None, seed: int = 0,
-                  split: str = "test", not_applicable_line: bool = True) -> tuple[ImportResult, list[Path]]:
+                  split: str = "test", not_applicable_line: bool = True,
+                  keep_0_4: bool = False) -> tuple[ImportResult, list[Path]]:
     """Read ``source``, convert, write ``pollux.csv`` (or ``train.csv`` + ``val.csv`` with ``val_fraction``)."""
     records = read_pollux(source, split)
     check_columns(records, str(source))
-    result = convert_frame(records, not_applicable_line)
+    result = convert_frame(records, not_applicable_line, keep_0_4)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if val_fraction is None:
@@ -292,4 +303,8 @@ def drop_summary(result: ImportResult) -> list[str]:
     """One line per drop reason with its count (reasons with none left out), then the kept total."""
     lines = [f"dropped {result.dropped[k]:>7} rows: {DROP_REASONS[k]}" for k in DROP_REASONS if result.dropped[k]]
     lines.append(f"kept    {len(result.frame):>7} of {result.read} rows")
+    if MAX_SCORE_COLUMN in result.frame.columns:
+        four = int((result.frame[MAX_SCORE_COLUMN] == 4).sum())
+        lines.append(f"kept    {four:>7} rows of 0-4 criteria (--keep-0-4; column {MAX_SCORE_COLUMN}): a judge "
+                     "trained on them scores -1..4 (judge.json max_score 4)")
     return lines

@@ -53,7 +53,8 @@ def split_by_ids(frame: pd.DataFrame, val_ids_path: str | Path) -> tuple[pd.Data
 def _prior(scores) -> dict[str, float]:
     counts = Counter(int(s) for s in scores)
     total = sum(counts.values()) or 1
-    return {str(label): counts.get(label, 0) / total for label in LABELS}
+    labels = (*LABELS, 4) if counts.get(4) else LABELS  # 0-4 rows (import-pollux --keep-0-4): their share too
+    return {str(label): counts.get(label, 0) / total for label in labels}
 
 
 def class_prior(train: pd.DataFrame) -> dict:

@@ -26,6 +26,7 @@ class SplitRows:
     val: pd.DataFrame
     unlabelled: pd.DataFrame
     soft: pd.DataFrame | None = None
+    max_score: int = 3  # 4: the CSV holds 0-4 rows (its max_score column, import-pollux --keep-0-4): a -1..4 judge
 
 
 def load_and_split(config: TrainConfig, saved_val_ids: Path | None = None, validation_ids=None) -> SplitRows:
@@ -34,7 +35,7 @@ def load_and_split(config: TrainConfig, saved_val_ids: Path | None = None, valid
     Validation rows: ``validation_ids`` when given (k-fold, hard rounds), else the ids saved in ``saved_val_ids``
     when that file exists (a resumed run), else a seeded split (stratified, or by unseen ``split_by`` groups).
     """
-    from submission.data import read_train_csv
+    from submission.data import DataError, max_score_of, read_train_csv
     from trainer.data import split
 
     soft = None
@@ -52,6 +53,10 @@ def load_and_split(config: TrainConfig, saved_val_ids: Path | None = None, valid
     else:
         labelled = read_train_csv(config.train_path)
         unlabelled = labelled.iloc[0:0]
+    max_score = max_score_of(labelled)
+    if max_score == 4 and (config.soft_labels or config.judge_head):
+        raise DataError(f"{config.train_path}: 0-4 rows (max_score 4) train the LM path with gold labels only; soft "
+                        "labels (p_-1..p_3) and the judge head score -1..3")
     if validation_ids is not None:
         ids = set(map(str, validation_ids))
         log.info("validation split: the %d given ids (the other %d rows train)", len(ids), len(labelled) - len(ids))
@@ -65,7 +70,7 @@ def load_and_split(config: TrainConfig, saved_val_ids: Path | None = None, valid
         log.info("validation split: %d rows of %s groups training never sees", len(val), config.split_by)
     else:
         train, val = split.stratified_split(labelled, config.val_fraction, config.seed)
-    return SplitRows(train, val, unlabelled, soft)
+    return SplitRows(train, val, unlabelled, soft, max_score)
 
 
 def split_record(config: TrainConfig, rows: SplitRows) -> dict | None:

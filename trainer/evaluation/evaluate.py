@@ -267,9 +267,11 @@ def save_predictions(path: Path, ids, probs, y_true=None) -> Path:
     """One prediction format everywhere (validation, k-fold, ensembles): id, p(-1..3), [score]."""
     import pandas as pd
 
-    from submission.scoring.probabilities import PROBABILITY_COLUMNS
+    from submission.scoring.decoding import labels_of
+    from submission.scoring.probabilities import probability_columns
 
-    frame = pd.DataFrame(np.asarray(probs), columns=list(PROBABILITY_COLUMNS))
+    columns = probability_columns(labels_of(probs))  # p_-1..p_3 (a 0-4 judge's: ..p_4)
+    frame = pd.DataFrame(np.asarray(probs), columns=list(columns))
     frame.insert(0, "id", list(ids))
     if y_true is not None:
         frame["score"] = list(y_true)

@@ -32,7 +32,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from submission.prompts.sections import parse_prompt
-from submission.scoring.decoding import LABELS
+from submission.scoring.decoding import LABELS, labels_of
 from trainer.evaluation.metrics import scalar_metrics
 
 ECE_BINS = 10
@@ -49,7 +49,7 @@ def calibration(probs, y_true, bins: int = ECE_BINS) -> dict:
     if len(probs) == 0:
         raise ValueError("no rows to calibrate")
     confidence = probs.max(axis=1)
-    correct = np.asarray(LABELS)[probs.argmax(axis=1)] == y_true
+    correct = np.asarray(labels_of(probs))[probs.argmax(axis=1)] == y_true
     which = np.minimum((confidence * bins).astype(int), bins - 1)  # [k/bins, (k+1)/bins); 1.0 joins the last bin
     table, ece = [], 0.0
     for k in range(bins):
@@ -128,7 +128,7 @@ def confident_errors(ids, sections, probs, y_true, y_pred, top: int = CONFIDENT_
     P(gold), criterion and answer excerpts (the prompt's start when its layout was not recognised)."""
     probs = np.asarray(probs, dtype=np.float64)
     y_true, y_pred = np.asarray([int(v) for v in y_true]), np.asarray([int(v) for v in y_pred])
-    column = {label: i for i, label in enumerate(LABELS)}
+    column = {label: i for i, label in enumerate(labels_of(probs))}
     p_pred = np.array([probs[i, column[int(s)]] for i, s in enumerate(y_pred)])
     wrong = np.flatnonzero(y_pred != y_true)
     wrong = wrong[np.argsort(-p_pred[wrong], kind="stable")][:top]

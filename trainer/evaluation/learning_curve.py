@@ -24,10 +24,10 @@ def train_sample(n_rows: int, seed: int, size: int = TRAIN_SAMPLE) -> list[int]:
 
 def curve_point(step: int, loss: float | None, train_gold, train_probs, val_gold, val_probs, **extra) -> dict:
     """One curve record (argmax over the rubric-masked probabilities, as the runtime's default decision)."""
-    from submission.scoring.decoding import LABELS
+    from submission.scoring.decoding import labels_of
     from trainer.evaluation.metrics import compute_metrics
 
-    labels = np.array(LABELS)
+    labels = np.array(labels_of(val_probs))
     train_pred = labels[np.asarray(train_probs).argmax(axis=1)].tolist() if len(train_gold) else []
     val_pred = labels[np.asarray(val_probs).argmax(axis=1)].tolist()
     val = compute_metrics(list(val_gold), val_pred)
@@ -35,7 +35,7 @@ def curve_point(step: int, loss: float | None, train_gold, train_probs, val_gold
     histogram = Counter(int(p) for p in val_pred)
     return {"kind": "curve", "step": int(step), "train_loss": loss, "train_accuracy": train_accuracy,
             "val_accuracy": val["accuracy"], "val_qwk": val["qwk"],
-            "val_histogram": {str(label): histogram.get(label, 0) for label in LABELS}, **extra}
+            "val_histogram": {str(label): histogram.get(label, 0) for label in labels.tolist()}, **extra}
 
 
 class CurveRecorder:

@@ -128,17 +128,19 @@ def read_predicted_scores(path: str | Path, ids) -> list[int]:
     """The runtime's predictions (``id,score``) or a probabilities file (``id,p_-1..p_3``: the argmax), in ``ids``'
     order; a missing id is a DataError."""
     from submission.data import DataError
-    from submission.scoring.decoding import LABELS
-    from submission.scoring.probabilities import PROBABILITY_COLUMNS
+    from submission.scoring.decoding import LABELS, LABELS_0_4
+    from submission.scoring.probabilities import PROBABILITY_COLUMNS, probability_columns
 
     frame = pd.read_csv(path, dtype={"id": str}, encoding="utf-8-sig").drop_duplicates("id").set_index("id")
     missing = [i for i in map(str, ids) if i not in frame.index]
     if missing:
         raise DataError(f"{path}: no prediction for {len(missing)} id(s), e.g. {missing[0]!r}")
     frame = frame.loc[[str(i) for i in ids]]
-    columns = list(PROBABILITY_COLUMNS)
+    columns, labels = list(PROBABILITY_COLUMNS), LABELS
+    if all(c in frame for c in probability_columns(LABELS_0_4)):  # a 0-4 judge's (judge.json max_score 4)
+        columns, labels = list(probability_columns(LABELS_0_4)), LABELS_0_4
     if all(c in frame for c in columns):  # before `score`: a val_predictions.csv's score column is the gold one
-        return [LABELS[k] for k in frame[columns].to_numpy(dtype=float).argmax(axis=1)]
+        return [labels[k] for k in frame[columns].to_numpy(dtype=float).argmax(axis=1)]
     if "score" not in frame:
         raise DataError(f"{path}: expected a score column or {','.join(columns)}")
     return [int(v) for v in frame["score"]]

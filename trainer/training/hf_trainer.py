@@ -39,8 +39,10 @@ class ExampleDataset:
         return self.rows[index]
 
 
-def tokenise(frame, renderer, max_tokens: int, weights: dict[int, float] | None = None) -> ExampleDataset:
+def tokenise(frame, renderer, max_tokens: int, weights: dict[int, float] | None = None,
+             labels: tuple[int, ...] | None = None) -> ExampleDataset:
     """Rows -> training examples from the runtime's own renderer (only score + end token carry labels).
+    ``labels``: the judge's label set (LABELS; LABELS_0_4 for 0-4 data: masks and soft rows one column longer).
 
     A row without a score (soft label only) is its prompt alone: no labels, its answer position is the last token.
     Optional columns: ``p_-1``..``p_3`` (teacher's soft label), ``row_weight`` (multiplies the loss weight).
@@ -52,6 +54,7 @@ def tokenise(frame, renderer, max_tokens: int, weights: dict[int, float] | None 
     from submission.scoring.probabilities import PROBABILITY_COLUMNS
     from trainer.training.losses import NO_GOLD
 
+    labels_set = labels or LABELS
     soft_columns = list(PROBABILITY_COLUMNS)
     has_soft_columns = all(c in frame.columns for c in soft_columns)
     rows = []
@@ -63,7 +66,7 @@ def tokenise(frame, renderer, max_tokens: int, weights: dict[int, float] | None 
         else:
             input_ids = renderer.render(prompt, max_tokens).input_ids
             labels = [-100] * len(input_ids)
-        soft = [float(frame[c].iloc[index]) for c in soft_columns] if has_soft_columns else [math.nan] * len(LABELS)
+        soft = [float(frame[c].iloc[index]) for c in soft_columns] if has_soft_columns else [math.nan] * len(labels_set)
         has_soft = not any(math.isnan(v) for v in soft)
         weight = float(weights.get(int(score), 1.0)) if weights and labelled else 1.0
         if "row_weight" in frame.columns:
@@ -74,8 +77,8 @@ def tokenise(frame, renderer, max_tokens: int, weights: dict[int, float] | None 
             "weight": weight,
             # tokens after the answer position (the one whose next-token logits hold the label distribution)
             "answer_offset": sum(label != -100 for label in labels),
-            "allowed": allowed_mask(parse_prompt(prompt).allowed).tolist(),
-            "soft": soft if has_soft else [0.0] * len(LABELS),
+            "allowed": allowed_mask(parse_prompt(prompt, labels_set).allowed, labels_set).tolist(),
+            "soft": soft if has_soft else [0.0] * len(labels_set),
             "has_soft": has_soft,
             "gold": int(score) if labelled else NO_GOLD,
         })

@@ -50,7 +50,8 @@ def expected_ordinal_score(log_student: torch.Tensor, allowed: torch.Tensor) -> 
     ordinal = allowed.clone()
     ordinal[:, 0] = False
     probs = torch.exp(log_student) * ordinal
-    values = torch.tensor(_ORDINAL, dtype=probs.dtype, device=probs.device)
+    ordinal_values = _ORDINAL if probs.shape[-1] == len(_ORDINAL) else [0.0, *range(probs.shape[-1] - 1)]  # 0-4: 6
+    values = torch.tensor(ordinal_values, dtype=probs.dtype, device=probs.device)
     return (probs * values).sum(dim=-1) / probs.sum(dim=-1).clamp(min=1e-12)
 
 

@@ -16,7 +16,7 @@ import json
 import logging
 from pathlib import Path
 
-from trainer.training.rundir import RunDir, scrub_secrets
+from trainer.training.rundir import RunDir, scrub_secrets, write_json
 
 log = logging.getLogger("trainer.training.merge")
 
@@ -106,6 +106,10 @@ def merge_run(run_dir: str | Path) -> Path:
         run.update_record(merged_by="peft")
     elif not run.has_merged_weights():
         raise FileNotFoundError(f"{run.path}: neither {run.ADAPTER}/ nor merged weights found; train first")
+    if record.get("max_score") == 4:  # trained on 0-4 rows: the runtime scores it -1..4 (submission Candidate.labels)
+        from submission.choice.autopick import JUDGE_NAME
+
+        write_json(run.merged / JUDGE_NAME, {"max_score": 4})
     write_model_card(run)
     return run.merged
 

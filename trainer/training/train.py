@@ -274,6 +274,7 @@ def _train_into(run: RunDir, config: TrainConfig, resume: bool, callbacks, valid
             "split": training_data.split_record(config, rows),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "world_size": int(os.environ.get("WORLD_SIZE", "1")),
+            **({"max_score": 4} if rows.max_score == 4 else {}),  # merge_run writes it to merged/judge.json
         })
         if not resume:
             run.start_metrics()
@@ -290,7 +291,10 @@ def _train_into(run: RunDir, config: TrainConfig, resume: bool, callbacks, valid
     fit_frame = training_data.fit_rows(config, rows, row_weights)
     weights = split.class_weights(train_frame["score"]) if config.balance == "class_weights" else None
     renderer = PromptRenderer(tokenizer, max_tokens=config.max_tokens)
-    dataset = tokenise(fit_frame, renderer, config.max_tokens, weights)
+    from submission.prompts.sections import labels_for
+
+    labels = labels_for(rows.max_score)  # -1..3, or -1..4 for import-pollux --keep-0-4 data
+    dataset = tokenise(fit_frame, renderer, config.max_tokens, weights, labels)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     if config.curriculum:
         dataset = curriculum_order(model, dataset, LeftPadCollator(pad_id))
@@ -298,7 +302,7 @@ def _train_into(run: RunDir, config: TrainConfig, resume: bool, callbacks, valid
     from submission.scoring.decoding import label_token_ids
     from trainer.training.losses import Objective
 
-    objective = Objective.from_config(config, label_token_ids(tokenizer))
+    objective = Objective.from_config(config, label_token_ids(tokenizer, labels))
     batch_size, grad_accum = config.batch_size, config.grad_accum
     started = time.perf_counter()
     while True:

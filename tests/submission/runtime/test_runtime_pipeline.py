@@ -299,9 +299,9 @@ def test_each_prompt_is_parsed_once_per_run_even_with_two_models(two_models, fra
     parsed = Counter()
     real = sections.parse_prompt
 
-    def counting(prompt):
+    def counting(prompt, *labels):
         parsed[prompt] += 1
-        return real(prompt)
+        return real(prompt, *labels)
 
     monkeypatch.setattr(scorer, "parse_prompt", counting)
     monkeypatch.setattr(prompting, "parse_prompt", counting)

@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from submission.data import read_train_csv
-from submission.prompts.sections import parse_prompt
+from submission.data import DataError, read_train_csv
+from submission.prompts.sections import LABELS_0_4, parse_prompt
 from tests import pollux_fixture as fx
 from trainer.cli import app
 from trainer.data.augment import NOT_APPLICABLE_LINE
@@ -124,11 +124,38 @@ def test_cli_prints_drop_counts_and_the_files(source, tmp_path):
     assert result.stdout.split() == [str(tmp_path / "out" / "train.csv"), str(tmp_path / "out" / "val.csv")]
 
 
-def test_keep_0_4_is_refused_in_one_line(source, tmp_path):
+def test_keep_0_4_keeps_the_0_4_criteria_scored_up_to_4_with_a_max_score_column(source, tmp_path):
     result = CliRunner().invoke(app, ["import-pollux", str(source), str(tmp_path / "out"), "--keep-0-4"])
-    assert result.exit_code == 2
-    assert result.stderr.startswith("error: --keep-0-4: the runtime") and result.stderr.count("\n") == 1
-    assert not (tmp_path / "out").exists()
+    assert result.exit_code == 0, result.output
+    assert "a 0-4 scale" not in result.stderr  # no scale_0_4 drop
+    assert f"kept    {len(fx.KEPT) + 1:>7} of {len(fx.records())} rows" in result.stderr
+    assert "kept          1 rows of 0-4 criteria" in result.stderr
+    path = tmp_path / "out" / "pollux.csv"
+    written = pd.read_csv(path, dtype={"id": str})
+    assert list(written.columns) == ["id", "prompt", "score", *META_COLUMNS, "max_score"]
+    four = written[written["criteria_name"] == "Подробность"]
+    assert four["score"].tolist() == [4] and four["max_score"].tolist() == [4]  # annotators [4, 3, 4]
+    assert written["max_score"].tolist()[: len(fx.KEPT)] == [int(s[-1]) for _, _, _, s, *_ in fx.KEPT]
+    frame = read_train_csv(path)  # the reader accepts the 4 where max_score says 4, and keeps the column
+    assert frame["score"].max() == 4 and "max_score" in frame.columns
+    prompt = four["prompt"].iloc[0]
+    assert parse_prompt(prompt).allowed == (-1, 0, 1, 2, 3)  # a default judge reads the 0-4 rubric as 0..3
+    assert parse_prompt(prompt, LABELS_0_4).allowed == (-1, 0, 1, 2, 3, 4)
+    # Without the flag: dropped and counted as ever, no max_score column.
+    default, [plain] = import_pollux(source, tmp_path / "plain")
+    assert default.dropped["scale_0_4"] == 1 and "max_score" not in pd.read_csv(plain).columns
+
+
+def test_a_4_is_refused_in_a_train_csv_unless_its_row_says_max_score_4(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text("id,prompt,score\na,x,4\n", encoding="utf-8")
+    with pytest.raises(DataError, match="score '4' is not one of -1,0,1,2,3"):
+        read_train_csv(path)
+    path.write_text("id,prompt,score,max_score\na,x,4,2\nb,y,4,4\n", encoding="utf-8")
+    with pytest.raises(DataError, match="row 1: score '4'.*4 only where max_score is 4"):
+        read_train_csv(path)
+    path.write_text("id,prompt,score,max_score\na,x,2,2\nb,y,4,4\n", encoding="utf-8")
+    assert read_train_csv(path)["score"].tolist() == [2, 4]
 
 
 def test_a_source_without_pollux_columns_is_a_user_error(tmp_path):
