@@ -168,12 +168,14 @@ def _pad_left(rows, pad_id, device):
 def in_memory_engine(model, device: str, prefix_sharing: bool = False):
     """The runtime's transformers engine (batching, OOM back-off, prefix sharing) around an in-memory model."""
     from submission.engines.engine_hf import TransformersEngine
+    from submission.prompts.sections import LABELS
 
     engine = TransformersEngine.__new__(TransformersEngine)
     engine.model, engine.device, engine.label_ids, engine.pad_id = model, device, [15, 16, 17, 18, 12], 0  # any ids
     engine.token_budget = 65536 if device.startswith("cuda") else 8192
     engine.max_rows, engine.oom_splits, engine.tokens_scored, engine.seconds = 256, 0, 0, 0.0
     engine.judge_head, engine.prefix_sharing, engine.tokens_computed = False, prefix_sharing, 0
+    engine.labels = LABELS  # the contest's label set, one per id above
     return engine
 
 
