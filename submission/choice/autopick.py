@@ -11,6 +11,7 @@ import logging
 import math
 import numbers
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from submission.choice.metrics import higher_is_better, metric_value
@@ -22,6 +23,7 @@ MERGED_DIR = "merged"  # a training run's model folder (runs/<name>/merged); tra
 ENSEMBLE_NAME = "ensemble.json"
 JUDGE_NAME = "judge.json"
 MODES = ("score", "generate")
+_NO_JUDGE = object()  # Candidate._judge of a folder without judge.json (a judge.json may hold null)
 
 
 @dataclass
@@ -39,9 +41,8 @@ class Candidate:
 
         ValueError (one line) for a judge.json that is not JSON or names another mode (:func:`artefact_problem`).
         """
-        judge = self.path / JUDGE_NAME
-        if judge.is_file():
-            data = _read_json(judge)
+        judge, data = self.path / JUDGE_NAME, self._judge
+        if data is not _NO_JUDGE:
             mode = data.get("mode", "score") if isinstance(data, dict) else None
             if mode not in MODES:
                 raise ValueError(f"{judge}: mode {mode!r} is not one of {', '.join(MODES)}")
@@ -56,17 +57,23 @@ class Candidate:
         """The judge's label set: -1..3 (LABELS), or -1..4 when its judge.json declares ``"max_score": 4`` (a judge
         trained on POLLUX's 0-4 criteria, ``trainer import-pollux --keep-0-4``). ValueError (one line) for another
         value (:func:`artefact_problem`)."""
-        from submission.prompts.sections import LABELS, labels_for
+        from submission.prompts.sections import labels_for
 
-        judge = self.path / JUDGE_NAME
-        data = _read_json(judge) if judge.is_file() else {}
+        judge, data = self.path / JUDGE_NAME, self._judge
         max_score = data.get("max_score", 3) if isinstance(data, dict) else 3
         if isinstance(max_score, bool) or not isinstance(max_score, int):
             raise ValueError(f"{judge}: max_score {max_score!r} is not 3 or 4")
         try:
-            return LABELS if max_score == 3 else labels_for(max_score)
+            return labels_for(max_score)
         except ValueError as error:
             raise ValueError(f"{judge}: {error}") from None
+
+    @cached_property
+    def _judge(self):
+        """The folder's judge.json as read (:data:`_NO_JUDGE` without one), read once: ``mode`` and ``labels`` are
+        asked per chunk while scoring. A file that is not JSON raises ValueError on every ask (nothing is cached)."""
+        judge = self.path / JUDGE_NAME
+        return _read_json(judge) if judge.is_file() else _NO_JUDGE
 
 
 @dataclass
