@@ -35,6 +35,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
+from functools import cache
 
 # The contest's labels, the one definition: 0..3 and -1 ("the criterion does not apply"). Every array of class
 # probabilities in the project has one column per label in this order.
@@ -165,12 +166,9 @@ _LEADING_WORDS = ("оценка", "балл", "score", "grade", "rating", "point
 _AFTER_LABEL = (":", ".", ")", "]", "-", "–", "—", "=", "балл", "очк", "point", "pt")
 
 
-def _label_texts(labels: tuple[int, ...]) -> list[str]:
-    return sorted({str(label) for label in labels} | {"−1"}, key=len, reverse=True)  # "-1" before "1"
-
-
-_LABEL_TEXTS = _label_texts(LABELS)
-_LABEL_TEXTS_0_4 = _label_texts(LABELS_0_4)
+@cache
+def _label_texts(labels: tuple[int, ...]) -> tuple[str, ...]:
+    return tuple(sorted({str(label) for label in labels} | {"−1"}, key=len, reverse=True))  # "-1" before "1"
 
 
 def stated_labels(prompt: str, labels: tuple[int, ...] = LABELS) -> tuple[int, ...]:
@@ -187,7 +185,7 @@ def stated_labels(prompt: str, labels: tuple[int, ...] = LABELS) -> tuple[int, .
     for mark in _CLAUSE_BREAKS:
         text = text.replace(mark, "\n")
     four = 4 in labels
-    texts = _LABEL_TEXTS if labels == LABELS else _LABEL_TEXTS_0_4 if labels == LABELS_0_4 else _label_texts(labels)
+    texts = _label_texts(tuple(labels))
     found: set[int] = set()
     for clause in text.split("\n"):
         if "0" not in clause and "1" not in clause and "2" not in clause and "3" not in clause and not (

@@ -22,7 +22,6 @@ from submission.prompts.sections import LABELS, LABELS_0_4  # noqa: F401 - impor
 
 LABEL_TOKENS: dict[int, str] = {-1: "-", 0: "0", 1: "1", 2: "2", 3: "3", 4: "4"}
 _IMPOSSIBLE_LOGPROB = -1e4  # stands in for -inf: exp() is 0 next to any real logprob, yet never NaN on its own
-_ORDINAL = np.array([0.0, 0.0, 1.0, 2.0, 3.0])  # expected score ignores -1 (it is "not applicable", not "below 0")
 
 
 def labels_of(probs) -> tuple[int, ...]:
@@ -127,6 +126,12 @@ def exact_label_logprobs(entries: Sequence[Mapping[int, object]], label_ids: Seq
     return np.array(rows, dtype=np.float64).reshape(-1, len(label_ids))
 
 
+def ordinal_values(width: int) -> list[float]:
+    """Each label's ordinal value, one per probability column: 0 for -1 (it is "not applicable", not "below 0"; the
+    expected score masks it out), then 0, 1, 2, ... (width 5: -1..3; a 0-4 judge's 6: -1..4)."""
+    return [0.0, *map(float, range(width - 1))]
+
+
 def expected_score(probs: np.ndarray) -> np.ndarray:
     """Expected score over 0..3 (0..4 for a 0-4 judge's six columns) with the -1 mass left out (renormalised);
     NaN-free."""
@@ -134,8 +139,7 @@ def expected_score(probs: np.ndarray) -> np.ndarray:
     ordinal = probs[:, 1:]
     total = ordinal.sum(axis=1)
     safe = np.where(total > 0, total, 1.0)
-    values = _ORDINAL[1:] if ordinal.shape[1] == 4 else np.arange(ordinal.shape[1], dtype=np.float64)
-    return (ordinal * values).sum(axis=1) / safe
+    return (ordinal * ordinal_values(probs.shape[1])[1:]).sum(axis=1) / safe
 
 
 @dataclass(frozen=True)

@@ -126,7 +126,7 @@ class ContestRows:
         """The same rows read for a judge with another label set (themselves when it is the same)."""
         if tuple(labels) == self.labels:
             return self
-        return ContestRows(self.ids, self.prompts, [parse_prompt(p, labels) for p in self.prompts], tuple(labels))
+        return ContestRows.parse({"id": self.ids, "prompt": self.prompts}, tuple(labels))
 
     def __len__(self) -> int:
         return len(self.ids)

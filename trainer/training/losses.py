@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import torch
 
-from submission.scoring.decoding import _ORDINAL  # each label's ordinal value; -1 has none and is masked out below
+from submission.scoring.decoding import ordinal_values  # -1 has none and is masked out below
 
 NO_GOLD = -100  # ``gold`` of a row that only has a teacher's soft label
 
@@ -50,8 +50,7 @@ def expected_ordinal_score(log_student: torch.Tensor, allowed: torch.Tensor) -> 
     ordinal = allowed.clone()
     ordinal[:, 0] = False
     probs = torch.exp(log_student) * ordinal
-    ordinal_values = _ORDINAL if probs.shape[-1] == len(_ORDINAL) else [0.0, *range(probs.shape[-1] - 1)]  # 0-4: 6
-    values = torch.tensor(ordinal_values, dtype=probs.dtype, device=probs.device)
+    values = torch.tensor(ordinal_values(probs.shape[-1]), dtype=probs.dtype, device=probs.device)
     return (probs * values).sum(dim=-1) / probs.sum(dim=-1).clamp(min=1e-12)
 
 
